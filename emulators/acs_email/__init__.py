@@ -1,0 +1,1 @@
+"""An HTTP server with the ACS Email data-plane API."""

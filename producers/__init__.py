@@ -1,0 +1,1 @@
+"""The publishing side: validate notification events and put them on the queue."""

@@ -1,0 +1,1 @@
+"""The consuming side: receive, render, send through ACS Email, settle."""
