@@ -13,10 +13,10 @@ from __future__ import annotations
 import importlib
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-import click
 import typer
+from typer.core import TyperGroup
 
 from postbus import __version__
 from postbus.errors import PostbusError
@@ -39,62 +39,76 @@ COMMANDS: dict[str, LazyCommand] = {
 }
 
 
-class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+class LazyGroup(TyperGroup):
+    """A typer group whose subcommands are imported on first use.
 
-    def __init__(self, *args: Any, lazy: dict[str, LazyCommand], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._lazy = lazy
+    Listing commands for ``--help`` uses the registry's help text and imports nothing.
+    """
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return [*super().list_commands(ctx), *self._lazy]
+    lazy: ClassVar[dict[str, LazyCommand]] = COMMANDS
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in self._lazy:
-            return self._load(cmd_name)
-        return super().get_command(ctx, cmd_name)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._listing = False
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        # Help text comes from the registry, so listing commands imports none of them.
-        rows = [(name, entry.help) for name, entry in self._lazy.items()]
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *self.lazy]
 
-    def _load(self, name: str) -> click.Command:
-        module_name, _, attr = self._lazy[name].target.partition(":")
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.lazy:
+            return super().get_command(ctx, cmd_name)
+        if self._listing:
+            return typer.main.get_command(_placeholder(cmd_name, self.lazy[cmd_name].help))
+        return self._load(cmd_name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> Any:
+        self._listing = True
+        try:
+            return super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+    def _load(self, name: str) -> Any:
+        module_name, _, attr = self.lazy[name].target.partition(":")
         app = getattr(importlib.import_module(module_name), attr)
-        command = typer.main.get_command(app) if isinstance(app, typer.Typer) else app
-        if not isinstance(command, click.Command):  # pragma: no cover - registry mistake
-            raise TypeError(f"{self._lazy[name].target} is not a command")
+        command = typer.main.get_command(app)
         command.name = name
         return command
 
 
-def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value and not ctx.resilient_parsing:
-        click.echo(f"postbus {__version__}")
-        ctx.exit(0)
+def _placeholder(name: str, help_text: str) -> typer.Typer:
+    stub = typer.Typer(add_completion=False)
+    stub.command(name=name, help=help_text)(lambda: None)
+    return stub
 
 
-def build_cli() -> click.Group:
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"postbus {__version__}")
+        raise typer.Exit(0)
+
+
+def build_cli() -> Any:
     """Build the root command (a fresh object per call, so tests can invoke it in isolation)."""
-    return LazyGroup(
+    app = typer.Typer(
+        cls=LazyGroup,
         name="postbus",
-        lazy=COMMANDS,
         help="Postbus: transactional email on Azure Service Bus and ACS Email.",
-        params=[
-            click.Option(
-                ["--version"],
-                is_flag=True,
-                expose_value=False,
-                is_eager=True,
-                callback=_print_version,
-                help="Print the version and exit.",
-            )
-        ],
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
+
+    @app.callback()
+    def root(
+        version: bool = typer.Option(
+            False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ) -> None:
+        """Postbus: transactional email on Azure Service Bus and ACS Email."""
+
+    return typer.main.get_command(app)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,22 +116,20 @@ def main(argv: list[str] | None = None) -> int:
     cli = build_cli()
     try:
         result = cli.main(args=argv, prog_name="postbus", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
-        return 2
-    except click.ClickException as exc:
-        click.echo(f"postbus: error: {exc.format_message()}", err=True)
-        return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("postbus: aborted", err=True)
+    except typer.TyperException as exc:
+        # typer's click errors (usage, bad parameter): one line, except "no arguments" which shows help.
+        message = exc.format_message().strip()
+        if message:  # "no arguments" has already printed the help and carries no message
+            typer.echo(message if "\n" in message else f"postbus: error: {message}", err=True)
+        return int(getattr(exc, "exit_code", 2))
+    except typer.Abort:
+        typer.echo("postbus: aborted", err=True)
         return 130
     except PostbusError as exc:
-        click.echo(f"postbus: error: {exc}", err=True)
+        typer.echo(f"postbus: error: {exc}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        click.echo("postbus: interrupted", err=True)
+        typer.echo("postbus: interrupted", err=True)
         return 130
     return result if isinstance(result, int) else 0
 

@@ -1,0 +1,465 @@
+"""The notification event contract and its Service Bus wire form.
+
+A producer builds a :class:`NotificationEvent`, :func:`encode` turns it into a :class:`WireMessage`
+(body, content type, subject, message id, application properties) and the Service Bus adapters
+convert that to and from the SDK's message types. Validation mirrors what ACS Email accepts, so a
+bad event is refused by the producer instead of being dead-lettered by the worker::
+
+    event = NotificationEvent.model_validate({
+        "id": "order-1001", "type": "order.confirmation", "tenant": "contoso",
+        "to": ["Jane Doe <jane@example.com>"], "sender": "orders", "data": {"order": {...}},
+    })
+    wire = encode(event)                      # WireMessage, message_id == "order-1001"
+    assert decode(wire.body, content_type=wire.content_type,
+                  application_properties=wire.application_properties).event == event
+
+Field names on the wire are the snake_case names below; unknown fields are rejected.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+from uuid import UUID
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from postbus.errors import InvalidEvent
+
+if TYPE_CHECKING:
+    from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
+
+__all__ = [
+    "CONTENT_TYPE",
+    "MAX_RECIPIENTS",
+    "MAX_REQUEST_BYTES",
+    "PROP_ATTEMPT",
+    "PROP_FIRST_ENQUEUED",
+    "PROP_LAST_ERROR",
+    "PROP_SCHEMA",
+    "RESERVED_HEADERS",
+    "SCHEMA",
+    "Address",
+    "Attachment",
+    "DecodedMessage",
+    "NotificationEvent",
+    "WireMessage",
+    "decode",
+    "encode",
+    "from_servicebus_message",
+    "parse_event",
+    "retry_message_id",
+    "to_servicebus_message",
+]
+
+SCHEMA: Final = "postbus.notification/1"
+CONTENT_TYPE: Final = "application/json"
+
+#: ACS accepts at most 50 recipients per email, To, Cc and Bcc together.
+MAX_RECIPIENTS: Final = 50
+#: ACS rejects requests over 10 MB, attachments (base64) included.
+MAX_REQUEST_BYTES: Final = 10 * 1024 * 1024
+#: Service Bus message ids hold 128 characters; retries append ``#<attempt>``, so ids stop at 100.
+MAX_ID_LENGTH: Final = 100
+
+PROP_SCHEMA: Final = "postbus-schema"
+PROP_ATTEMPT: Final = "postbus-attempt"
+PROP_FIRST_ENQUEUED: Final = "postbus-first-enqueued"
+PROP_LAST_ERROR: Final = "postbus-last-error"
+
+#: Headers that ACS or the MIME envelope own; an event may not set them (compared case-insensitively).
+RESERVED_HEADERS: Final = frozenset(
+    {
+        "from",
+        "sender",
+        "to",
+        "cc",
+        "bcc",
+        "reply-to",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "content-disposition",
+        "content-id",
+        "return-path",
+        "received",
+        "dkim-signature",
+        "arc-seal",
+        "arc-message-signature",
+        "arc-authentication-results",
+        "authentication-results",
+        "x-ms-acsemail-ignore-duplicate-content-id",
+        "x-ms-acsemail-suppress-invalid-attachment",
+        "x-ms-acsemail-validate-message-id",
+    }
+)
+_RESERVED_HEADER_PREFIXES: Final = ("x-ms-", "arc-")
+
+_ID_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:@-]{{0,{MAX_ID_LENGTH - 1}}}")
+_TYPE_RE = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*")
+_TENANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_ALIAS_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_LOCALE_RE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LOCAL_RE = re.compile(rf"{_ATOM}(\.{_ATOM})*")
+_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_TLD_RE = re.compile(r"[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59}")
+_NAME_ADDR_RE = re.compile(r'\s*(?:"(?P<quoted>[^"]*)"|(?P<plain>[^<>"]*?))\s*<(?P<addr>[^<>]*)>\s*')
+_HEADER_NAME_RE = re.compile(r"[!-9;-~]{1,100}")
+_MIME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+_CONTENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _check_addr_spec(value: str) -> str:
+    """Validate a bare ``local@domain`` address (dot-atom local part, DNS domain)."""
+    local, at, domain = value.rpartition("@")
+    if not at or len(value) > 254 or len(local) > 64 or not _LOCAL_RE.fullmatch(local):
+        raise ValueError(f"not a valid email address: {value!r}")
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_LABEL_RE.fullmatch(label) for label in labels):
+        raise ValueError(f"not a valid email address: {value!r}")
+    if not _TLD_RE.fullmatch(labels[-1]):
+        raise ValueError(f"not a valid email address: {value!r}")
+    return value
+
+
+class Address(BaseModel):
+    """One mailbox: an RFC 5322 ``addr-spec`` and an optional display name.
+
+    Accepts ``"jane@example.com"``, ``"Jane Doe <jane@example.com>"`` or
+    ``{"address": "jane@example.com", "display_name": "Jane Doe"}``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str
+    display_name: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        match = _NAME_ADDR_RE.fullmatch(value)
+        if match is None:
+            return {"address": value.strip()}
+        name = match.group("quoted") if match.group("quoted") is not None else match.group("plain")
+        return {"address": match.group("addr").strip(), "display_name": name.strip() or None}
+
+    @field_validator("address")
+    @classmethod
+    def _valid_address(cls, value: str) -> str:
+        return _check_addr_spec(value)
+
+    @field_validator("display_name")
+    @classmethod
+    def _valid_display_name(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 256 or _CONTROL_RE.search(value)):
+            raise ValueError("display name must be at most 256 characters without control characters")
+        return value
+
+    def formatted(self) -> str:
+        """``Jane Doe <jane@example.com>`` or the bare address."""
+        return f'"{self.display_name}" <{self.address}>' if self.display_name else self.address
+
+
+class Attachment(BaseModel):
+    """A file sent with the email; ``content_id`` makes it inline (``cid:<content_id>``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+    content_type: str
+    content_base64: str
+    content_id: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if _CONTROL_RE.search(value) or "/" in value or "\\" in value:
+            raise ValueError("attachment name must not contain control characters or path separators")
+        return value
+
+    @field_validator("content_type")
+    @classmethod
+    def _valid_content_type(cls, value: str) -> str:
+        if not _MIME_RE.fullmatch(value):
+            raise ValueError(f"not a MIME type: {value!r}")
+        return value
+
+    @field_validator("content_base64")
+    @classmethod
+    def _valid_base64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not valid base64") from None
+        return value
+
+    @field_validator("content_id")
+    @classmethod
+    def _valid_content_id(cls, value: str | None) -> str | None:
+        if value is not None and not _CONTENT_ID_RE.fullmatch(value):
+            raise ValueError(f"not a valid content id: {value!r}")
+        return value
+
+
+_TOKENS: Final[dict[str, tuple[re.Pattern[str], str]]] = {
+    "id": (_ID_RE, f"event id (1-{MAX_ID_LENGTH} of A-Z a-z 0-9 . _ : @ -, starting with a letter or digit)"),
+    "type": (_TYPE_RE, "notification type (lowercase dotted words, e.g. order.confirmation)"),
+    "tenant": (_TENANT_RE, "tenant (1-64 of A-Z a-z 0-9 . _ -)"),
+    "sender": (_ALIAS_RE, "sender alias (1-64 of a-z 0-9 . _ -)"),
+    "locale": (_LOCALE_RE, "locale (e.g. en, de-DE)"),
+}
+
+
+class NotificationEvent(BaseModel):
+    """A request to send one transactional email, as producers publish it.
+
+    ``id`` is the idempotency key: publishing the same id twice inside the queue's duplicate
+    window yields one message, and the worker derives the ACS ``operation_id`` from it, so a
+    redelivered event is never sent twice. ``sender`` is an alias from the worker's allow-list,
+    never a raw address. ``not_after`` is the instant after which sending is pointless.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    schema_version: Annotated[Literal["postbus.notification/1"], Field(alias="schema")] = SCHEMA
+    id: str
+    type: str
+    tenant: str = "default"
+    to: Annotated[tuple[Address, ...], Field(min_length=1)]
+    cc: tuple[Address, ...] = ()
+    bcc: tuple[Address, ...] = ()
+    sender: str
+    reply_to: tuple[Address, ...] = ()
+    locale: str = "en"
+    data: dict[str, JsonValue] = Field(default_factory=dict)
+    not_after: AwareDatetime | None = None
+    attachments: tuple[Attachment, ...] = ()
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("id", "type", "tenant", "sender", "locale")
+    @classmethod
+    def _valid_token(cls, value: str, info: ValidationInfo) -> str:
+        regex, what = _TOKENS[info.field_name or ""]
+        if not regex.fullmatch(value) or len(value) > MAX_ID_LENGTH:
+            raise ValueError(f"{value[:120]!r} is not a valid {what}")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 50:
+            raise ValueError("at most 50 custom headers")
+        for name, header_value in value.items():
+            lowered = name.lower()
+            if not _HEADER_NAME_RE.fullmatch(name):
+                raise ValueError(f"{name!r} is not a valid header name")
+            if lowered in RESERVED_HEADERS or lowered.startswith(_RESERVED_HEADER_PREFIXES):
+                raise ValueError(f"{name!r} is a reserved header")
+            if "\r" in header_value or "\n" in header_value or len(header_value) > 998:
+                raise ValueError(f"header {name!r} value must be one line of at most 998 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _within_acs_limits(self) -> NotificationEvent:
+        recipients = len(self.to) + len(self.cc) + len(self.bcc)
+        if recipients > MAX_RECIPIENTS:
+            raise ValueError(f"to/cc/bcc: {recipients} recipients, ACS accepts at most {MAX_RECIPIENTS}")
+        content_ids = [a.content_id for a in self.attachments if a.content_id is not None]
+        if len(content_ids) != len(set(content_ids)):
+            raise ValueError("attachments: content_id values must be unique")
+        attached = sum(len(a.content_base64) for a in self.attachments)
+        if attached > MAX_REQUEST_BYTES:
+            raise ValueError(
+                f"attachments: {attached} bytes of base64, ACS accepts at most {MAX_REQUEST_BYTES}"
+            )
+        return self
+
+    def recipients(self) -> tuple[Address, ...]:
+        """Every recipient, To then Cc then Bcc."""
+        return self.to + self.cc + self.bcc
+
+    def to_json(self) -> bytes:
+        """The canonical UTF-8 JSON body (field order fixed, no whitespace)."""
+        return self.model_dump_json(by_alias=True, exclude_defaults=False).encode()
+
+
+def _describe(error: ValidationError) -> InvalidEvent:
+    """One readable line naming each offending field, e.g. ``to.0.address: not a valid ...``."""
+    parts: list[str] = []
+    first_field = ""
+    errors = error.errors(include_url=False)
+    # A bad item also makes its container "too short"; report the cause, not the echo.
+    nested = {item["loc"][:-depth] for item in errors for depth in range(1, len(item["loc"]))}
+    for item in errors:
+        if item["loc"] in nested:
+            continue
+        location = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        if not location:
+            location = message.split(":", 1)[0] if ":" in message else ""
+            message = message.split(":", 1)[1].strip() if location else message
+        first_field = first_field or location
+        parts.append(f"{location}: {message}" if location else message)
+    return InvalidEvent("; ".join(parts), field=first_field)
+
+
+def parse_event(document: bytes | str | Mapping[str, Any]) -> NotificationEvent:
+    """Validate JSON text or a mapping into an event, raising :class:`InvalidEvent`."""
+    try:
+        if isinstance(document, bytes | str):
+            # Strict on the wire: no "1" for 1, no silent coercion of what a producer sent.
+            return NotificationEvent.model_validate_json(document, strict=True)
+        return NotificationEvent.model_validate(document)
+    except ValidationError as exc:
+        if isinstance(document, bytes | str) and any(e["type"] == "json_invalid" for e in exc.errors()):
+            detail = exc.errors()[0]["msg"]
+            raise InvalidEvent(f"body is not valid JSON: {detail}") from None
+        raise _describe(exc) from None
+
+
+@dataclass(frozen=True, slots=True)
+class WireMessage:
+    """The SDK-neutral shape of a queue message carrying one event."""
+
+    body: bytes
+    message_id: str
+    subject: str
+    content_type: str = CONTENT_TYPE
+    application_properties: dict[str, str | int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedMessage:
+    """An event read back from the queue, with the delivery metadata Postbus keeps beside it."""
+
+    event: NotificationEvent
+    attempt: int
+    first_enqueued: datetime | None
+    application_properties: dict[str, str | int]
+
+
+def retry_message_id(event_id: str, attempt: int) -> str:
+    """Message id of a delayed retry: unique per attempt, so duplicate detection does not drop it."""
+    return event_id if attempt == 0 else f"{event_id}#{attempt}"
+
+
+def _timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def encode(
+    event: NotificationEvent,
+    *,
+    attempt: int = 0,
+    first_enqueued: datetime | None = None,
+    extra_properties: Mapping[str, str | int] | None = None,
+) -> WireMessage:
+    """Encode an event as a queue message.
+
+    The first attempt carries ``message_id = event.id`` so Service Bus duplicate detection drops
+    producer re-sends; delayed retries get ``<id>#<attempt>``.
+    """
+    properties: dict[str, str | int] = {PROP_SCHEMA: SCHEMA, PROP_ATTEMPT: attempt}
+    if first_enqueued is not None:
+        properties[PROP_FIRST_ENQUEUED] = _timestamp(first_enqueued)
+    if extra_properties:
+        properties.update(extra_properties)
+    return WireMessage(
+        body=event.to_json(),
+        message_id=retry_message_id(event.id, attempt),
+        subject=event.type,
+        application_properties=properties,
+    )
+
+
+def _text(value: object) -> object:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def decode(
+    body: bytes | Iterable[bytes],
+    *,
+    content_type: str | None,
+    application_properties: Mapping[Any, Any] | None,
+) -> DecodedMessage:
+    """Decode a queue message into an event, raising :class:`InvalidEvent` with the reason."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != CONTENT_TYPE:
+        raise InvalidEvent(
+            f"content_type: expected {CONTENT_TYPE}, got {content_type!r}", field="content_type"
+        )
+    raw = body if isinstance(body, bytes) else b"".join(body)
+    properties: dict[str, str | int] = {}
+    for key, value in (application_properties or {}).items():
+        text = _text(value)
+        if isinstance(text, str | int) and not isinstance(text, bool):
+            properties[str(_text(key))] = text
+    event = parse_event(raw)
+    attempt = properties.get(PROP_ATTEMPT, 0)
+    first = properties.get(PROP_FIRST_ENQUEUED)
+    try:
+        attempt_number = int(attempt)
+        first_enqueued = datetime.fromisoformat(first) if isinstance(first, str) else None
+    except ValueError:
+        raise InvalidEvent(
+            f"{PROP_ATTEMPT}/{PROP_FIRST_ENQUEUED}: malformed delivery metadata", field=PROP_ATTEMPT
+        ) from None
+    return DecodedMessage(event, max(attempt_number, 0), first_enqueued, properties)
+
+
+def to_servicebus_message(wire: WireMessage, *, send_at: datetime | None = None) -> ServiceBusMessage:
+    """Build the SDK message; ``send_at`` becomes the scheduled enqueue time."""
+    from azure.servicebus import ServiceBusMessage
+
+    properties: dict[str | bytes, int | float | bytes | bool | str | UUID] = {
+        key: value for key, value in wire.application_properties.items()
+    }
+    return ServiceBusMessage(
+        wire.body,
+        message_id=wire.message_id,
+        subject=wire.subject,
+        content_type=wire.content_type,
+        application_properties=properties,
+        scheduled_enqueue_time_utc=send_at,
+    )
+
+
+def from_servicebus_message(message: ServiceBusReceivedMessage | ServiceBusMessage) -> DecodedMessage:
+    """Decode a received (or built) SDK message; raises :class:`InvalidEvent`."""
+    body = message.body
+    chunks: Iterable[bytes]
+    if isinstance(body, bytes):
+        chunks = [body]
+    elif isinstance(body, str):
+        chunks = [body.encode()]
+    else:
+        chunks = body
+    return decode(
+        chunks,
+        content_type=message.content_type,
+        application_properties=message.application_properties,
+    )

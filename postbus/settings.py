@@ -1,0 +1,286 @@
+"""One frozen settings object, read once at the edge and passed down.
+
+Every value comes from an environment variable with the prefix ``POSTBUS_`` (two standard
+variables, ``APPLICATIONINSIGHTS_CONNECTION_STRING`` and ``OTEL_EXPORTER_OTLP_ENDPOINT``, keep
+their own names). Nothing else in Postbus reads ``os.environ``. A missing, malformed or
+contradictory setting fails at start with one line naming the variable::
+
+    settings = load_settings()              # raises SettingsError("POSTBUS_CONCURRENCY: ...")
+    settings.require_servicebus("worker")   # raises if neither connection string nor namespace
+
+The README's configuration table is generated from this model (``python -m postbus.settings``)
+and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+from uuid import UUID
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as _PydanticSettingsError
+
+from postbus.errors import SettingsError
+
+__all__ = ["ENV_PREFIX", "Settings", "env_name", "load_settings", "settings_table"]
+
+ENV_PREFIX: Final = "POSTBUS_"
+
+#: Namespace for ``operation_id = uuid5(namespace, event id)``; changing it re-sends everything in flight.
+DEFAULT_OPERATION_NAMESPACE: Final = UUID("6f0b7c8e-3f4a-5d2b-9c1e-2a7d4b8e9f10")
+
+_ALIAS_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_ADDRESS_RE = re.compile(r"[^@\s<>]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
+
+_UNSET_ALIASES: Final = {
+    "applicationinsights_connection_string": "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "otel_exporter_otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+}
+
+
+class Settings(BaseSettings):
+    """Postbus configuration (environment variables ``POSTBUS_*``).
+
+    Service Bus: a connection string, or a fully qualified namespace used with
+    ``DefaultAzureCredential``. ACS Email: an endpoint with an access key, a connection string,
+    or an endpoint alone (``DefaultAzureCredential``). Secrets are ``SecretStr`` and never logged.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    # --- Service Bus -------------------------------------------------------------------------
+    servicebus_connection_string: SecretStr | None = Field(
+        None, description="Service Bus connection string (local emulator or SAS). Excludes the namespace."
+    )
+    servicebus_namespace: str | None = Field(
+        None,
+        description="Fully qualified namespace (`<name>.servicebus.windows.net`), used with DefaultAzureCredential.",
+    )
+    queue: Annotated[str, Field(min_length=1, max_length=260)] = Field(
+        "notifications", description="Queue that carries notification events."
+    )
+
+    # --- ACS Email ---------------------------------------------------------------------------
+    acs_endpoint: str | None = Field(
+        None,
+        description="ACS endpoint, `https://<name>.communication.azure.com`; alone, uses DefaultAzureCredential.",
+    )
+    acs_access_key: SecretStr | None = Field(
+        None, description="ACS access key (base64), used with the endpoint."
+    )
+    acs_connection_string: SecretStr | None = Field(
+        None, description="ACS connection string `endpoint=...;accesskey=...`. Excludes endpoint and key."
+    )
+    senders: dict[str, str] = Field(
+        default_factory=dict,
+        description='Sender allow-list as JSON, alias -> address: `{"orders": "DoNotReply@contoso.com"}`.',
+    )
+
+    # --- Worker ------------------------------------------------------------------------------
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = Field(
+        16, description="Messages processed at once per worker."
+    )
+    prefetch: Annotated[int, Field(ge=0, le=5000)] = Field(
+        64, description="Messages the receiver buffers ahead."
+    )
+    health_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        8080, description="Port of `/healthz` and `/readyz`; 0 disables the endpoint."
+    )
+    shutdown_grace_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        25.0, description="Time in-flight work gets after SIGTERM (keep below Container Apps' 30 s)."
+    )
+    send_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
+        30.0, description="Deadline of one ACS send request."
+    )
+    templates_dir: Path | None = Field(
+        None, description="Directory of user templates that add to the shipped ones."
+    )
+    operation_namespace: UUID = Field(
+        DEFAULT_OPERATION_NAMESPACE,
+        description="UUID namespace for ACS operation ids (uuid5 of the event id).",
+    )
+
+    # --- Retries and quota -------------------------------------------------------------------
+    retry_max_attempts: Annotated[int, Field(ge=1, le=100)] = Field(
+        8, description="Delivery attempts per event before `RetriesExhausted`."
+    )
+    retry_quick_attempts: Annotated[int, Field(ge=0, le=10)] = Field(
+        2, description="Quick in-process retries before a delayed retry."
+    )
+    retry_backoff_base_seconds: Annotated[float, Field(gt=0)] = Field(
+        5.0, description="Base of the exponential backoff (full jitter) for delayed retries."
+    )
+    retry_backoff_cap_seconds: Annotated[float, Field(gt=0)] = Field(
+        900.0, description="Cap of one delayed-retry backoff."
+    )
+    retry_max_age_seconds: Annotated[float, Field(gt=0)] = Field(
+        86400.0, description="Give up on an event this long after it was first enqueued."
+    )
+    quota_per_minute: Annotated[int, Field(ge=0)] = Field(
+        30, description="ACS sends per minute shared by all replicas (0: no per-minute limit)."
+    )
+    quota_per_hour: Annotated[int, Field(ge=0)] = Field(
+        100, description="ACS sends per hour shared by all replicas (0: no per-hour limit)."
+    )
+    breaker_cooldown_seconds: Annotated[float, Field(gt=0)] = Field(
+        5.0, description="First cool-down of the circuit breaker; doubles while failures continue."
+    )
+    breaker_cooldown_max_seconds: Annotated[float, Field(gt=0)] = Field(
+        300.0, description="Longest circuit-breaker cool-down."
+    )
+
+    # --- Telemetry ---------------------------------------------------------------------------
+    service_name: str = Field("postbus", description="OpenTelemetry `service.name`.")
+    environment: str = Field("dev", description="OpenTelemetry `deployment.environment`.")
+    instance_id: str = Field(
+        default_factory=socket.gethostname,
+        description="OpenTelemetry `service.instance.id` (default: host name).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level logged."
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="`auto`: JSON unless stderr is a terminal."
+    )
+    applicationinsights_connection_string: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "APPLICATIONINSIGHTS_CONNECTION_STRING", "applicationinsights_connection_string"
+        ),
+        description="Export traces, metrics and logs to Azure Monitor.",
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_exporter_otlp_endpoint"),
+        description="Export over OTLP/HTTP to this endpoint.",
+    )
+
+    @field_validator("senders")
+    @classmethod
+    def _valid_senders(cls, value: dict[str, str]) -> dict[str, str]:
+        for alias, address in value.items():
+            if not _ALIAS_RE.fullmatch(alias):
+                raise ValueError(f"sender alias {alias!r} must be 1-64 of a-z 0-9 . _ -")
+            if not _ADDRESS_RE.fullmatch(address):
+                raise ValueError(f"sender {alias!r}: {address!r} is not a bare email address")
+        return value
+
+    @field_validator("acs_endpoint")
+    @classmethod
+    def _valid_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/]+/?", value):
+            raise ValueError(f"{value!r} is not an endpoint like https://<name>.communication.azure.com")
+        return value.rstrip("/") if value else value
+
+    @field_validator("servicebus_namespace")
+    @classmethod
+    def _valid_namespace(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", value):
+            raise ValueError(
+                f"{value!r} is not a fully qualified namespace like <name>.servicebus.windows.net"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.servicebus_connection_string is not None and self.servicebus_namespace:
+            raise ValueError(
+                f"{env_name('servicebus_connection_string')} and {env_name('servicebus_namespace')} "
+                "are both set; choose one"
+            )
+        if self.acs_connection_string is not None and (self.acs_endpoint or self.acs_access_key):
+            raise ValueError(
+                f"{env_name('acs_connection_string')} excludes {env_name('acs_endpoint')} and "
+                f"{env_name('acs_access_key')}; choose one"
+            )
+        if self.acs_access_key is not None and not self.acs_endpoint:
+            raise ValueError(f"{env_name('acs_access_key')} needs {env_name('acs_endpoint')}")
+        if self.retry_backoff_cap_seconds < self.retry_backoff_base_seconds:
+            raise ValueError(
+                f"{env_name('retry_backoff_cap_seconds')} must be at least {env_name('retry_backoff_base_seconds')}"
+            )
+        if self.breaker_cooldown_max_seconds < self.breaker_cooldown_seconds:
+            raise ValueError(
+                f"{env_name('breaker_cooldown_max_seconds')} must be at least {env_name('breaker_cooldown_seconds')}"
+            )
+        return self
+
+    def require_servicebus(self, purpose: str) -> None:
+        """Fail with one line unless Service Bus is configured (needed by ``purpose``)."""
+        if self.servicebus_connection_string is None and not self.servicebus_namespace:
+            raise SettingsError(
+                f"{env_name('servicebus_connection_string')} or {env_name('servicebus_namespace')} "
+                f"must be set for {purpose}"
+            )
+
+    def require_acs(self, purpose: str) -> None:
+        """Fail with one line unless ACS Email is configured (needed by ``purpose``)."""
+        if self.acs_connection_string is None and not self.acs_endpoint:
+            raise SettingsError(
+                f"{env_name('acs_endpoint')} or {env_name('acs_connection_string')} must be set for {purpose}"
+            )
+
+    def require_senders(self, purpose: str) -> None:
+        """Fail with one line unless at least one sender alias is configured."""
+        if not self.senders:
+            raise SettingsError(
+                f"{env_name('senders')} must map at least one alias to an address for {purpose}"
+            )
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return _UNSET_ALIASES.get(field, f"{ENV_PREFIX}{field.upper()}")
+
+
+def _one_line(error: ValidationError) -> str:
+    item = error.errors(include_url=False)[0]
+    message = item["msg"].removeprefix("Value error, ")
+    if not item["loc"]:
+        return message
+    field = str(item["loc"][0])
+    name = env_name(field) if field in Settings.model_fields else field
+    return f"{name}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (plus keyword overrides) into :class:`Settings`, or raise :class:`SettingsError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
+    except _PydanticSettingsError as exc:
+        # pydantic-settings reports unparsable JSON as 'error parsing value for field "senders" ...'.
+        match = re.search(r'field "(\w+)"', str(exc))
+        name = env_name(match.group(1)) if match else "settings"
+        raise SettingsError(f"{name}: not valid JSON") from None
+
+
+def _default(field: str) -> str:
+    info = Settings.model_fields[field]
+    if field == "instance_id":
+        return "host name"
+    if info.default_factory is not None:
+        return "`{}`" if field == "senders" else ""
+    if info.default is None:
+        return ""
+    return f"`{info.default}`"
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated from the model."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for field, info in Settings.model_fields.items():
+        rows.append(f"| `{env_name(field)}` | {_default(field)} | {info.description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # pragma: no cover - documentation helper
+    sys.stdout.write(settings_table() + "\n")
