@@ -1,0 +1,9 @@
+"""``python -m emulators.acs_email``: the same as ``postbus emulator email``."""
+
+from __future__ import annotations
+
+from emulators.acs_email.cli import main
+
+__all__: list[str] = []
+
+main()

@@ -1,0 +1,153 @@
+"""The aiohttp application and its lifecycle on the current event loop.
+
+:func:`build_app` wires route groups (data plane, inspection); a later group (e.g. ARM-shaped
+management responses) is one more ``add_*_routes(app)`` call. :class:`EmulatorServer` binds a socket,
+optionally with TLS, and serves until :meth:`EmulatorServer.stop`. The embedding API and the CLI
+both drive it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import secrets
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from emulators.acs_email.auth import DEFAULT_MAX_SKEW_S, HmacVerifier
+from emulators.acs_email.dataplane import STATE_KEY, add_data_plane_routes
+from emulators.acs_email.faults import Faults
+from emulators.acs_email.inspection import add_inspection_routes
+from emulators.acs_email.mailbox import Mailbox
+from emulators.acs_email.quota import PRESETS, QuotaConfig, QuotaLimiter
+from emulators.acs_email.state import EmulatorState
+from emulators.acs_email.tls import server_ssl_context, write_self_signed
+from emulators.acs_email.validation import MAX_REQUEST_BYTES
+
+__all__ = ["EmulatorServer", "ServerConfig", "build_app", "new_access_key"]
+
+log = structlog.get_logger(__name__)
+
+# Bodies up to twice the service limit reach the validator, which answers the service's 400;
+# beyond that aiohttp's own 413 protects the process.
+_CLIENT_MAX_SIZE = 2 * MAX_REQUEST_BYTES
+UNLIMITED = PRESETS["unlimited"]
+
+
+def new_access_key() -> str:
+    """A random key in the shape of an ACS access key (base64 of 64 random bytes)."""
+    return base64.b64encode(secrets.token_bytes(64)).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """How to start one emulator; every field is keyword-passed from the embedding API or the CLI."""
+
+    access_key: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    quota: QuotaConfig = UNLIMITED
+    tls: bool = False
+    mailbox_dir: Path | None = None
+    succeed_after: float = 0.0
+    bearer_token: str | None = None
+    max_skew_s: float = DEFAULT_MAX_SKEW_S
+    fail_rate: float = 0.0
+    latency_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        try:
+            base64.b64decode(self.access_key, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError("access key must be base64 (as ACS keys are)") from exc
+        if self.succeed_after < 0:
+            raise ValueError("succeed_after must be >= 0")
+
+
+def build_app(state: EmulatorState) -> web.Application:
+    app = web.Application(client_max_size=_CLIENT_MAX_SIZE)
+    app[STATE_KEY] = state
+    add_data_plane_routes(app)
+    add_inspection_routes(app)
+    return app
+
+
+def new_state(config: ServerConfig) -> EmulatorState:
+    return EmulatorState(
+        verifier=HmacVerifier(config.access_key, config.bearer_token, config.max_skew_s),
+        quota=QuotaLimiter(config.quota),
+        mailbox=Mailbox(config.mailbox_dir),
+        faults=Faults(fail_rate=config.fail_rate, latency_ms=config.latency_ms),
+        succeed_after=config.succeed_after,
+    )
+
+
+class EmulatorServer:
+    """One emulator serving on the running event loop.
+
+    Example::
+
+        server = EmulatorServer(ServerConfig(access_key=new_access_key()))
+        await server.start()
+        print(server.endpoint)
+        await server.stop()
+    """
+
+    def __init__(self, config: ServerConfig, state: EmulatorState | None = None) -> None:
+        self.config = config
+        self.state = state or new_state(config)
+        self.cert_path: Path | None = None
+        self.port: int = 0
+        self._runner: web.AppRunner | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        scheme = "https" if self.config.tls else "http"
+        host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
+        return f"{scheme}://{host}:{self.port}"
+
+    async def start(self) -> None:
+        self.state.stopping = asyncio.Event()
+        ssl_context = None
+        if self.config.tls:
+            cert_dir = self.config.mailbox_dir
+            if cert_dir is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="acs-emulator-")
+                cert_dir = Path(self._tmp.name)
+            # Key generation is CPU work; keep the loop responsive.
+            cert_path, key_path = await asyncio.to_thread(
+                write_self_signed, cert_dir, hosts=(self.config.host,)
+            )
+            ssl_context = server_ssl_context(cert_path, key_path)
+            self.cert_path = cert_path
+        sock = socket.socket(
+            socket.AF_INET6 if ":" in self.config.host else socket.AF_INET, socket.SOCK_STREAM
+        )
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.config.host, self.config.port))
+        self.port = sock.getsockname()[1]
+        self._runner = web.AppRunner(build_app(self.state), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.SockSite(self._runner, sock, ssl_context=ssl_context, shutdown_timeout=1.0)
+        await site.start()
+        log.info(
+            "acs_email.started", endpoint=self.endpoint, quota=self.config.quota.name, tls=self.config.tls
+        )
+
+    async def stop(self) -> None:
+        if self.state.stopping is not None:
+            self.state.stopping.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+        log.info("acs_email.stopped", endpoint=self.endpoint)
