@@ -1,0 +1,47 @@
+// The Azure Monitor workbook (infra/postbus-workbook.json) with the pipeline's panels, bound to this deployment's
+// Application Insights component, Service Bus namespace, queue and worker app.
+
+@description('Azure region.')
+param location string
+
+@description('Tags applied to the workbook.')
+param tags object
+
+@description('Workbook display name.')
+param displayName string
+
+@description('Application Insights component resource id (the workbook source).')
+param appInsightsId string
+
+@description('Service Bus namespace resource id (queue depth panel).')
+param namespaceId string
+
+@description('Queue name.')
+param queueName string
+
+@description('Worker container app resource id (replicas panel).')
+param workerAppId string
+
+@description('End-to-end latency SLO bound in milliseconds.')
+param sloLatencyMs int = 300000
+
+var template = loadTextContent('../postbus-workbook.json')
+var bound = replace(replace(replace(template, '__APPINSIGHTS_ID__', appInsightsId), '__SERVICEBUS_ID__', namespaceId), '__CONTAINERAPP_ID__', workerAppId)
+var serialized = replace(replace(bound, '__QUEUE__', queueName), '__SLO_MS__', string(sloLatencyMs))
+
+resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
+  // Workbook names must be GUIDs; derive a stable one so redeploys update in place.
+  name: guid(resourceGroup().id, appInsightsId, 'postbus-workbook')
+  location: location
+  tags: tags
+  kind: 'shared'
+  properties: {
+    displayName: displayName
+    category: 'workbook'
+    sourceId: appInsightsId
+    version: '1.0'
+    serializedData: serialized
+  }
+}
+
+output workbookId string = workbook.id

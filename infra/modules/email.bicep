@@ -1,0 +1,127 @@
+// ACS Email: the Email Communication Service, its domains, the Communication Service the worker sends through,
+// and the worker's role on it.
+//
+// The Azure-managed domain (DoNotReply@<guid>.azurecomm.net) is always created and linked, so a fresh deployment can
+// send at once - but only at 5/min and 10/hour, and that quota cannot be raised. A customer-managed domain is
+// created when customDomainName is set; it outputs the SPF/DKIM/DKIM2/DMARC records to publish. It can be linked
+// (and used by the worker) only after ACS has verified those records: set customDomainVerified=true and provision
+// again. docs/deploy-azure.md walks through it.
+
+@description('Tags applied to every resource.')
+param tags object
+
+@description('Email Communication Service name.')
+param emailServiceName string
+
+@description('Communication Service name (its host name becomes POSTBUS_ACS_ENDPOINT).')
+param communicationServiceName string
+
+@description('Where ACS stores data at rest. The email service, its domains and the Communication Service must share it.')
+param dataLocation string = 'United States'
+
+@description('Custom sending domain, e.g. notify.contoso.com. Empty: Azure-managed domain only.')
+param customDomainName string = ''
+
+@description('Set to true once ACS shows the custom domain (and SPF, DKIM, DKIM2) as verified; links it and points the worker at it.')
+param customDomainVerified bool = false
+
+@description('Extra sender usernames on the custom domain, e.g. [{ username: \'orders\', displayName: \'Contoso Orders\' }]. Not available on Azure-managed domains.')
+param senderUsernames array = []
+
+@description('Sender aliases the events may name (alias -> username); each becomes <username>@<sending domain> in POSTBUS_SENDERS.')
+param senderAliases object = {
+  orders: 'DoNotReply'
+  bookings: 'DoNotReply'
+  cases: 'DoNotReply'
+}
+
+@description('Principal id of the worker identity that sends email.')
+param workerPrincipalId string
+
+// Built-in role (azure-infra.md section 13). A narrower custom role is described in docs/deploy-azure.md.
+var roles = {
+  communicationAndEmailServiceOwner: '09976791-48a7-449e-bb21-39d1a415f350'
+}
+var useCustomDomain = !empty(customDomainName)
+var linkCustomDomain = useCustomDomain && customDomainVerified
+
+resource emailService 'Microsoft.Communication/emailServices@2025-09-01' = {
+  name: emailServiceName
+  location: 'global'
+  tags: tags
+  properties: {
+    dataLocation: dataLocation
+  }
+}
+
+resource managedDomain 'Microsoft.Communication/emailServices/domains@2025-09-01' = {
+  parent: emailService
+  // The name is fixed by ACS for Azure-managed domains.
+  name: 'AzureManagedDomain'
+  location: 'global'
+  tags: tags
+  properties: {
+    domainManagement: 'AzureManaged'
+    userEngagementTracking: 'Disabled'
+  }
+}
+
+resource customDomain 'Microsoft.Communication/emailServices/domains@2025-09-01' = if (useCustomDomain) {
+  parent: emailService
+  name: useCustomDomain ? customDomainName : 'unused'
+  location: 'global'
+  tags: tags
+  properties: {
+    domainManagement: 'CustomerManaged'
+    // Open and click tracking rewrites transactional links; leave it off.
+    userEngagementTracking: 'Disabled'
+  }
+}
+
+resource customSenders 'Microsoft.Communication/emailServices/domains/senderUsernames@2025-09-01' = [for s in (useCustomDomain ? senderUsernames : []): {
+  parent: customDomain
+  name: s.username
+  properties: {
+    username: s.username
+    displayName: s.displayName
+  }
+}]
+
+resource communicationService 'Microsoft.Communication/communicationServices@2025-09-01' = {
+  name: communicationServiceName
+  location: 'global'
+  tags: tags
+  properties: {
+    dataLocation: dataLocation
+    // Entra only: the worker authenticates with its managed identity, so no access keys.
+    disableLocalAuth: true
+    linkedDomains: linkCustomDomain ? [
+      managedDomain.id
+      customDomain.id
+    ] : [
+      managedDomain.id
+    ]
+  }
+}
+
+resource workerEmailSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(communicationService.id, workerPrincipalId, roles.communicationAndEmailServiceOwner)
+  scope: communicationService
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.communicationAndEmailServiceOwner)
+    principalId: workerPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+var sendingDomain = linkCustomDomain ? customDomain.properties.mailFromSenderDomain : managedDomain.properties.mailFromSenderDomain
+
+output communicationServiceId string = communicationService.id
+output communicationServiceName string = communicationService.name
+output endpoint string = 'https://${communicationService.properties.hostName}'
+output sendingDomain string = sendingDomain
+output managedDomainMailFrom string = 'DoNotReply@${managedDomain.properties.mailFromSenderDomain}'
+// '"alias":"user@domain"' pairs; main.bicep joins them into the POSTBUS_SENDERS JSON object.
+output senderEntries array = [for a in items(senderAliases): '"${a.key}":"${a.value}@${sendingDomain}"']
+// DNS records to publish for the custom domain: Domain (TXT ownership), SPF (TXT), DKIM and DKIM2 (CNAME), DMARC (TXT).
+output customDomainVerificationRecords object = useCustomDomain ? customDomain.properties.verificationRecords : {}

@@ -1,0 +1,187 @@
+// Service Bus: one namespace (Entra-only, no SAS keys), the notifications queue and queue-scoped role assignments.
+// The queue properties mirror emulators/servicebus/Config.json; tests/infra compares the two so they cannot drift.
+
+@description('Azure region for the namespace.')
+param location string
+
+@description('Tags applied to every resource.')
+param tags object
+
+@description('Service Bus namespace name (globally unique, 6-50 characters).')
+param namespaceName string
+
+@description('Standard is enough below ~300 emails/s (1,000 credits/s per namespace, >= 2 credits per email); Premium gives dedicated messaging units.')
+@allowed([
+  'Standard'
+  'Premium'
+])
+param sku string = 'Standard'
+
+@description('Premium messaging units (ignored for Standard).')
+@allowed([
+  1
+  2
+  4
+  8
+  16
+])
+param premiumCapacity int = 1
+
+@description('Zone redundancy (Premium only; needs a region with availability zones).')
+param zoneRedundant bool = false
+
+@description('Queue the producers publish to and the workers consume.')
+param queueName string = 'notifications'
+
+@description('Log Analytics workspace that receives the namespace diagnostic logs and metrics.')
+param workspaceId string
+
+@description('Principal id of the worker identity: receives, and republishes delayed retries to the same queue.')
+param workerPrincipalId string
+
+@description('Principal id of the KEDA scaler identity.')
+param scalerPrincipalId string
+
+@description('Role of the scaler identity on the queue. Start with DataReceiver; if the KEDA rule never scales, switch to DataOwner (still queue-scoped). See docs/deploy-azure.md.')
+@allowed([
+  'DataReceiver'
+  'DataOwner'
+])
+param scalerRole string = 'DataReceiver'
+
+@description('Principal id of the producer identity (Data Sender only).')
+param producerPrincipalId string
+
+@description('Optional: principal id of the person or pipeline running azd, granted Data Owner on the namespace (dev environments only). Empty: no assignment.')
+param deployerPrincipalId string = ''
+
+@description('Principal type of deployerPrincipalId.')
+@allowed([
+  'User'
+  'ServicePrincipal'
+])
+param deployerPrincipalType string = 'User'
+
+// Built-in role definition ids (azure-infra.md section 13).
+var roles = {
+  serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
+  serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
+  serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419'
+}
+var scalerRoleId = (scalerRole == 'DataOwner') ? roles.serviceBusDataOwner : roles.serviceBusDataReceiver
+var isPremium = (sku == 'Premium')
+
+resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
+  name: namespaceName
+  location: location
+  tags: tags
+  sku: {
+    name: sku
+    tier: sku
+    capacity: isPremium ? premiumCapacity : null
+  }
+  properties: {
+    // Entra only: no SAS keys, no connection strings. The worker, the producers and the scaler use identities.
+    disableLocalAuth: true
+    minimumTlsVersion: '1.2'
+    publicNetworkAccess: 'Enabled'
+    zoneRedundant: isPremium && zoneRedundant
+  }
+}
+
+resource queue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
+  parent: namespace
+  name: queueName
+  properties: {
+    // Keep in step with emulators/servicebus/Config.json (checked by tests/infra).
+    maxDeliveryCount: 10
+    lockDuration: 'PT1M'
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT10M'
+    deadLetteringOnMessageExpiration: true
+    defaultMessageTimeToLive: 'P1D'
+    maxSizeInMegabytes: 1024
+    requiresSession: false
+    enableBatchedOperations: true
+    enablePartitioning: false
+  }
+}
+
+resource workerReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(queue.id, workerPrincipalId, roles.serviceBusDataReceiver)
+  scope: queue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataReceiver)
+    principalId: workerPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The worker's delayed retry publishes a scheduled copy to the same queue, so it also sends.
+resource workerSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(queue.id, workerPrincipalId, roles.serviceBusDataSender)
+  scope: queue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
+    principalId: workerPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource producerSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(queue.id, producerPrincipalId, roles.serviceBusDataSender)
+  scope: queue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
+    principalId: producerPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource scalerReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(queue.id, scalerPrincipalId, scalerRoleId)
+  scope: queue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', scalerRoleId)
+    principalId: scalerPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Dev convenience (MWA does the same): lets the deployer run `postbus publish` and peek the DLQ.
+resource deployerOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(namespace.id, deployerPrincipalId, roles.serviceBusDataOwner)
+  scope: namespace
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataOwner)
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+  }
+}
+
+resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: namespace
+  properties: {
+    workspaceId: workspaceId
+    logs: [
+      {
+        categoryGroup: 'allLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
+  }
+}
+
+output namespaceId string = namespace.id
+output namespaceName string = namespace.name
+// '<name>.servicebus.windows.net' without hard-coding the cloud's DNS suffix.
+output fullyQualifiedNamespace string = split(replace(namespace.properties.serviceBusEndpoint, 'https://', ''), ':')[0]
+output queueName string = queue.name
+output queueId string = queue.id
