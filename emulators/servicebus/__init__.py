@@ -1,1 +1,17 @@
-"""An AMQP 1.0 broker with Service Bus queue semantics."""
+"""An AMQP 1.0 broker with Service Bus queue semantics, for the unmodified azure-servicebus SDK.
+
+Example::
+
+    from emulators.servicebus import ServiceBusEmulator
+
+    async with ServiceBusEmulator() as sb:
+        print(sb.connection_string, sb.counts("notifications"))
+"""
+
+from __future__ import annotations
+
+from emulators.servicebus.config import EmulatorConfig, QueueProperties, load_config
+from emulators.servicebus.emulator import Faults, ServiceBusEmulator
+from emulators.servicebus.queue import QueueCounts
+
+__all__ = ["EmulatorConfig", "Faults", "QueueCounts", "QueueProperties", "ServiceBusEmulator", "load_config"]

@@ -1,0 +1,282 @@
+"""The embeddable emulator: a proton reactor on one background thread, a thread-safe API around it."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+import structlog
+from proton.reactor import ApplicationEvent, Container, EventInjector
+
+from emulators.servicebus.broker import TICK_SECONDS, Broker, FaultState
+from emulators.servicebus.config import EmulatorConfig, load_config
+from emulators.servicebus.namespace import Namespace
+from emulators.servicebus.queue import QueueCounts
+
+__all__ = ["Faults", "ServiceBusEmulator"]
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+_START_TIMEOUT = 10.0
+
+
+class Faults:
+    """Fault injection, callable from any thread.
+
+    Example::
+
+        sb.faults.fail_next_sends(2)     # the next two transfers are rejected with server-busy
+        sb.faults.settle_delay = 0.5     # every settlement echo waits half a second
+        sb.faults.drop_connections()     # cut every client socket now; the SDK reconnects
+    """
+
+    def __init__(self, emulator: ServiceBusEmulator, state: FaultState) -> None:
+        self._emulator = emulator
+        self._state = state
+
+    def drop_connections(self) -> int:
+        """Abruptly close every client connection; returns how many were dropped."""
+        return self._emulator._call(lambda broker: broker.drop_connections())
+
+    def fail_next_sends(self, n: int) -> None:
+        """Reject the next ``n`` message transfers with ``com.microsoft:server-busy``."""
+        self._emulator._call(lambda _broker: setattr(self._state, "fail_sends", max(0, n)))
+
+    @property
+    def settle_delay(self) -> float:
+        return self._state.settle_delay
+
+    @settle_delay.setter
+    def settle_delay(self, seconds: float) -> None:
+        self._state.settle_delay = max(0.0, float(seconds))
+
+
+class _ReactorHandler(Broker):
+    """The broker plus the reactor-level plumbing (listening, ticking, calls from other threads)."""
+
+    def __init__(self, emulator: ServiceBusEmulator, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._emulator = emulator
+        self.container: Container | None = None
+
+    def on_reactor_init(self, event: Any) -> None:
+        self._emulator._on_reactor_init(event.container, self)
+
+    def on_timer_task(self, event: Any) -> None:
+        # Only the periodic tick uses the broker itself as timer handler.
+        self.tick()
+        if self.container is not None and not self._emulator._stopping:
+            self.container.schedule(TICK_SECONDS, self)
+
+    def on_run_calls(self, _event: Any) -> None:
+        self._emulator._run_calls()
+
+
+class _Callback:
+    def __init__(self, func: Callable[[], None]) -> None:
+        self._func = func
+
+    def on_timer_task(self, _event: Any) -> None:
+        self._func()
+
+
+class ServiceBusEmulator:
+    """An AMQP 1.0 broker with Service Bus queue semantics, for the unmodified azure-servicebus SDK.
+
+    Example::
+
+        async with ServiceBusEmulator() as sb:             # packaged Config.json, free port
+            async with ServiceBusClient.from_connection_string(sb.connection_string) as client:
+                ...
+            sb.counts("notifications").active
+
+    Also usable synchronously: ``sb.start()`` ... ``sb.stop()``.
+    """
+
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        admin_port: int | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config if config is not None else load_config()
+        self.host = host
+        self._requested_port = port
+        self._admin_port = admin_port
+        self._lock = threading.Lock()
+        self._fault_state = FaultState()
+        self.faults = Faults(self, self._fault_state)
+        self.namespace = Namespace(self.config, clock=clock)
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._injector: EventInjector | None = None
+        self._calls: queue.SimpleQueue[tuple[Callable[[Broker], Any], list[Any], threading.Event]] = (
+            queue.SimpleQueue()
+        )
+        self._handler: _ReactorHandler | None = None
+        self._stopping = False
+        self._admin: Any = None
+        self.port = 0
+        self.admin_url: str | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"Endpoint=sb://{self.host}:{self.port};SharedAccessKeyName=RootManageSharedAccessKey;"
+            "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true"
+        )
+
+    def counts(self, queue_name: str) -> QueueCounts:
+        """Runtime counts of one queue (``KeyError`` for an unknown queue)."""
+        with self._lock:
+            return self.namespace.queues[queue_name.lower()].counts()
+
+    def all_counts(self) -> dict[str, QueueCounts]:
+        with self._lock:
+            return self.namespace.counts()
+
+    def start(self) -> ServiceBusEmulator:
+        """Start listening; returns once connections are accepted."""
+        if self._thread is not None:
+            raise RuntimeError("emulator already started")
+        handler = _ReactorHandler(self, namespace=self.namespace, lock=self._lock, faults=self._fault_state)
+        self._handler = handler
+        self._thread = threading.Thread(
+            target=self._run, args=(handler,), name="servicebus-emulator", daemon=True
+        )
+        self._thread.start()
+        if not self._ready.wait(_START_TIMEOUT):
+            raise RuntimeError("Service Bus emulator did not start")
+        if self._error is not None:
+            self._thread.join()
+            self._thread = None
+            raise self._error
+        if self._admin_port is not None:
+            from emulators.servicebus.admin import AdminServer
+
+            self._admin = AdminServer(self, host=self.host, port=self._admin_port)
+            self.admin_url = self._admin.start()
+        log.info("servicebus.started", host=self.host, port=self.port, admin_url=self.admin_url)
+        return self
+
+    def stop(self) -> None:
+        """Close every connection and stop the reactor thread (idempotent)."""
+        if self._admin is not None:
+            self._admin.stop()
+            self._admin = None
+        thread = self._thread
+        if thread is None:
+            return
+        self._stopping = True
+        if thread.is_alive():
+            try:
+                self._call(lambda broker: self._shutdown(broker), timeout=5.0)
+            except (TimeoutError, RuntimeError):
+                log.warning("servicebus.stop_timeout")
+            thread.join(5.0)
+        self._thread = None
+        log.info("servicebus.stopped", port=self.port)
+
+    def __enter__(self) -> ServiceBusEmulator:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> ServiceBusEmulator:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    # ------------------------------------------------------------------ reactor thread
+
+    def _run(self, handler: _ReactorHandler) -> None:
+        try:
+            container = Container(handler)
+            handler.container = container
+            handler.schedule = lambda delay, func: container.schedule(delay, _Callback(func))
+            container.run()
+        except BaseException as exc:
+            if not self._ready.is_set():
+                self._error = exc
+                self._ready.set()
+            else:
+                log.exception("servicebus.reactor_failed")
+        finally:
+            self._drain_calls()
+
+    def _on_reactor_init(self, container: Container, handler: _ReactorHandler) -> None:
+        try:
+            acceptor = container.listen(f"{self.host}:{self._requested_port}")
+            sock = acceptor._selectable._delegate
+            sock.listen(512)  # proton's backlog of 10 is too small for bursts of SDK handlers
+            self.port = int(sock.getsockname()[1])
+            self._acceptor = acceptor
+            self._injector = EventInjector()
+            container.selectable(self._injector)
+            container.schedule(TICK_SECONDS, handler)
+        except BaseException as exc:
+            self._error = exc
+            container.stop()
+        finally:
+            self._ready.set()
+
+    def _shutdown(self, broker: Broker) -> None:
+        self._acceptor.close()
+        broker.drop_connections()
+        if self._injector is not None:
+            self._injector.close()
+        if self._handler is not None and self._handler.container is not None:
+            self._handler.container.stop()
+
+    def _call(self, func: Callable[[Broker], T], timeout: float = 10.0) -> T:
+        """Run ``func(broker)`` on the reactor thread and wait for its result."""
+        if self._injector is None or self._thread is None or not self._thread.is_alive():
+            raise RuntimeError("Service Bus emulator is not running")
+        done = threading.Event()
+        result: list[Any] = []
+        self._calls.put((func, result, done))
+        self._injector.trigger(ApplicationEvent("run_calls"))
+        if not done.wait(timeout):
+            raise TimeoutError("Service Bus emulator did not answer")
+        if len(result) == 2:
+            raise result[1]
+        return result[0]  # type: ignore[no-any-return]
+
+    def _run_calls(self) -> None:
+        assert self._handler is not None
+        while True:
+            try:
+                func, result, done = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                result.append(func(self._handler))
+            except Exception as exc:
+                result.extend([None, exc])
+            done.set()
+
+    def _drain_calls(self) -> None:
+        while True:
+            try:
+                _, result, done = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            result.extend([None, RuntimeError("Service Bus emulator stopped")])
+            done.set()
