@@ -1,0 +1,138 @@
+"""What a producer hands to the publisher, and how it becomes Service Bus messages.
+
+Everything here is pure: validation, scheduling and the contract's wire encoding happen before a
+connection is touched, so a bad event in a list of thousands stops the call before anything is sent::
+
+    prepared = prepare([event, {"id": "o-2", ...}, ScheduledEvent(reminder, send_at=tomorrow)])
+    [p.message_id for p in prepared]    # ["o-1", "o-2", "r-1"]
+
+``properties_hook`` is the seam for telemetry: it returns extra application properties for one event
+(a later issue adds ``traceparent``/``tracestate``/``Diagnostic-Id`` there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
+
+from postbus.errors import InvalidEvent
+from postbus.events import NotificationEvent, WireMessage, encode, parse_event, to_servicebus_message
+
+if TYPE_CHECKING:
+    from azure.servicebus import ServiceBusMessage
+
+__all__ = [
+    "EventLike",
+    "Outgoing",
+    "Prepared",
+    "PropertiesHook",
+    "ScheduledEvent",
+    "check_send_at",
+    "prepare",
+    "prepare_raw",
+]
+
+#: Extra application properties for one event (the telemetry seam); values must be strings.
+PropertiesHook: TypeAlias = Callable[[NotificationEvent], Mapping[str, str]]
+
+
+@runtime_checkable
+class Outgoing(Protocol):
+    """Anything with an ``event`` and an optional ``send_at`` (e.g. ``simulate.SimulatedEvent``)."""
+
+    @property
+    def event(self) -> NotificationEvent: ...
+
+    @property
+    def send_at(self) -> datetime | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledEvent:
+    """An event with the instant it should become visible on the queue (``None``: at once)."""
+
+    event: NotificationEvent
+    send_at: datetime | None = None
+
+
+#: One item of ``publish_many``: an event, its JSON-like document, or an event with ``send_at``.
+EventLike: TypeAlias = NotificationEvent | Mapping[str, Any] | Outgoing
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One message ready to send; ``label`` names it in errors (the event id, or the message id)."""
+
+    message: ServiceBusMessage
+    message_id: str
+    label: str
+    scheduled: bool
+
+
+def check_send_at(send_at: datetime | None, *, where: str = "") -> datetime | None:
+    """Refuse a naive ``send_at``: Service Bus needs an instant, not a wall-clock reading."""
+    if send_at is not None and (send_at.tzinfo is None or send_at.utcoffset() is None):
+        raise InvalidEvent(
+            f"{where}send_at: must be timezone-aware (e.g. 2026-12-24T09:00:00+01:00)", field="send_at"
+        )
+    return send_at
+
+
+def _event_of(item: EventLike, default_send_at: datetime | None) -> tuple[NotificationEvent, datetime | None]:
+    if isinstance(item, NotificationEvent):
+        return item, default_send_at
+    if isinstance(item, Mapping):
+        return parse_event(item), default_send_at
+    if isinstance(item, Outgoing):
+        event = item.event
+        if not isinstance(event, NotificationEvent):
+            raise InvalidEvent(f"event: expected a NotificationEvent, got {type(event).__name__}")
+        return event, item.send_at if item.send_at is not None else default_send_at
+    raise InvalidEvent(f"expected an event, a mapping or an event with send_at, got {type(item).__name__}")
+
+
+def prepare(
+    items: Iterable[EventLike],
+    *,
+    send_at: datetime | None = None,
+    properties_hook: PropertiesHook | None = None,
+    now: datetime | None = None,
+) -> list[Prepared]:
+    """Validate every item, then encode each as a Service Bus message.
+
+    Raises :class:`InvalidEvent` naming the index and field of the first bad item
+    (``events[3]: to.0.address: not a valid email address: 'x'``); nothing is encoded past it.
+    """
+    check_send_at(send_at)
+    first_enqueued = now or datetime.now(UTC)
+    resolved: list[tuple[NotificationEvent, datetime | None]] = []
+    for index, item in enumerate(items):
+        try:
+            event, when = _event_of(item, send_at)
+            check_send_at(when)
+        except InvalidEvent as exc:
+            raise InvalidEvent(f"events[{index}]: {exc}", field=exc.field) from None
+        resolved.append((event, when))
+    prepared: list[Prepared] = []
+    for event, when in resolved:
+        extra = dict(properties_hook(event)) if properties_hook is not None else None
+        wire = encode(event, attempt=0, first_enqueued=first_enqueued, extra_properties=extra)
+        message = to_servicebus_message(wire, send_at=when)
+        prepared.append(Prepared(message, wire.message_id, event.id, when is not None))
+    return prepared
+
+
+def prepare_raw(wires: Iterable[WireMessage], *, send_at: datetime | None = None) -> list[Prepared]:
+    """Wire messages as they are (no validation): for tests and demos that inject broken bodies."""
+    check_send_at(send_at)
+    return [
+        Prepared(
+            to_servicebus_message(wire, send_at=send_at),
+            wire.message_id,
+            wire.message_id,
+            send_at is not None,
+        )
+        for wire in wires
+    ]
