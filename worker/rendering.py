@@ -113,6 +113,16 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
+def _run(template: jinja2.Template, context: dict[str, Any]) -> str:
+    """``template.render(context)`` without copying ``context`` (it already holds the globals)."""
+    try:
+        return "".join(template.root_render_func(template.new_context(context, shared=True)))
+    except Exception:
+        # Re-raises with the template's own file and line in the traceback, as render() does.
+        template.environment.handle_exception()
+        raise  # pragma: no cover - handle_exception always raises
+
+
 def _tidy_text(text: str) -> str:
     # Conditional blocks leave runs of blank lines behind; two in a row is the most we keep.
     return _BLANK_RUN.sub("\n\n\n", text.strip()) + "\n"
@@ -217,7 +227,8 @@ class TemplateRenderer:
         """
         folder, fmt_locale = self._resolve(event_type, locale)
         compiled = self._compile(event_type, folder)
-        context = dict(data)
+        # One context dict shared by the three templates (Template.render would copy it twice each).
+        context = {**self._env.globals, **data}
         # One reserved name, so data keys never collide with what the layout and filters need.
         context["postbus"] = {
             "type": event_type,
@@ -228,9 +239,9 @@ class TemplateRenderer:
             "dir": text_direction(folder),
         }
         try:
-            subject = " ".join(compiled.subject.render(context).split())
-            html = compiled.html.render(context)
-            text = compiled.text.render(context)
+            subject = " ".join(_run(compiled.subject, context).split())
+            html = _run(compiled.html, context)
+            text = _run(compiled.text, context)
         except Exception as exc:  # every render failure is a TemplateError, by contract
             raise TemplateError(self._describe(compiled.event_type, compiled.locale, exc)) from exc
         return RenderedEmail(subject=subject, html=html, text=_tidy_text(text))

@@ -5,21 +5,21 @@ Formatting is deliberately simple and deterministic: a small table of convention
 byte-identically on every machine. Languages outside the table get ISO dates and English-style
 numbers. Filters read the formatting locale from the reserved ``postbus`` template variable.
 
->>> _money("de-DE", 1234.5, "EUR")
+>>> format_money("de-DE", 1234.5, "EUR")
 '1.234,50\\xa0€'
->>> _money("en-US", 1234.5, "USD")
+>>> format_money("en-US", 1234.5, "USD")
 '$1,234.50'
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import jinja2
 
@@ -189,12 +189,17 @@ def _grouped(number: Decimal, digits: int, style: _Style) -> str:
 
 def format_money(locale: str, amount: Any, currency: Any) -> str:
     """``1234.5, "EUR"`` -> ``1.234,50 €`` (de) / ``€1,234.50`` (en); rounds half up to minor units."""
-    if (
-        not isinstance(currency, str)
-        or len(currency) != 3
-        or not currency.isascii()
-        or not currency.isalpha()
-    ):
+    if isinstance(amount, bool) or not isinstance(amount, int | float | Decimal | str):
+        raise TypeError(f"amount must be a number, got {type(amount).__name__}")
+    if not isinstance(currency, str):
+        raise TypeError(f"currency must be an ISO 4217 code like 'EUR', got {type(currency).__name__}")
+    return _money(locale, amount, currency)
+
+
+# Prices repeat across messages (and within one); rendering is on the hot path.
+@lru_cache(maxsize=4096)
+def _money(locale: str, amount: int | float | Decimal | str, currency: str) -> str:
+    if len(currency) != 3 or not currency.isascii() or not currency.isalpha():
         raise ValueError(f"currency must be an ISO 4217 code like 'EUR', got {currency!r}")
     code = currency.upper()
     digits = _MINOR_UNITS.get(code, 2)
@@ -275,7 +280,8 @@ def format_datetime(locale: str, value: Any, style: str = "long") -> str:
     return _style(locale).at.format(date=format_date(locale, moment, style), time=format_time(locale, moment))
 
 
-_SAFE_SCHEMES: Final = frozenset({"https", "http", "mailto", "tel"})
+# Absolute http(s) URLs, mailto: and tel:, with no whitespace or control characters anywhere.
+_SAFE_URL: Final = re.compile(r"(?:https?://|mailto:|tel:)[^\s\x00-\x1f\x7f]*", re.IGNORECASE)
 
 
 def safe_url(value: Any) -> str:
@@ -283,30 +289,22 @@ def safe_url(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"URL must be a string, got {type(value).__name__}")
     url = value.strip()
-    scheme = urlsplit(url).scheme.lower() if ":" in url else ""
-    if scheme not in _SAFE_SCHEMES or any(ch.isspace() or ord(ch) < 32 for ch in url):
-        raise ValueError(
-            f"refusing URL {value[:80]!r}: only absolute http(s), mailto and tel URLs are allowed"
-        )
+    if _SAFE_URL.fullmatch(url) is None:
+        raise ValueError(f"refusing URL {value[:80]!r}: only absolute http(s), mailto and tel URLs are allowed")
     return url
-
-
-def _locale(context: jinja2.runtime.Context) -> str:
-    meta = context.get("postbus")
-    return str(meta["locale"]) if isinstance(meta, Mapping) else "en"
 
 
 def _contextual(func: Callable[..., str]) -> Callable[..., str]:
     @jinja2.pass_context
     def fil(context: jinja2.runtime.Context, value: Any, *args: Any, **kwargs: Any) -> str:
-        return func(_locale(context), value, *args, **kwargs)
+        meta = context.parent.get("postbus")
+        locale = meta.get("locale", "en") if isinstance(meta, dict) else "en"
+        return func(locale, value, *args, **kwargs)
 
     fil.__name__ = func.__name__
     fil.__doc__ = func.__doc__
     return fil
 
-
-_money = format_money
 
 #: Filters every template can use; see docs/templates.md.
 FILTERS: Final[Mapping[str, Callable[..., Any]]] = {
