@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import structlog
 import typer
 
 from emulators.acs_email.quota import QuotaConfig
 from emulators.acs_email.server import EmulatorServer, ServerConfig, new_access_key
+from postbus.logs import configure_logging
 
 __all__ = ["main", "run"]
 
@@ -67,9 +67,8 @@ def run(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    if not structlog.is_configured():
-        # stdout carries the endpoint lines; keep log events on stderr.
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    # stdout carries the endpoint lines; log events go to stderr.
+    configure_logging(stream=sys.stderr)
     try:
         asyncio.run(_serve(config))
     except OSError as exc:

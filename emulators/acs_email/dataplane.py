@@ -14,7 +14,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-import structlog
 from aiohttp import web
 
 from emulators.acs_email.errors import ApiError, error_response
@@ -23,10 +22,11 @@ from emulators.acs_email.operations import Operation
 from emulators.acs_email.quota import Bucket
 from emulators.acs_email.state import EmulatorState
 from emulators.acs_email.validation import API_VERSIONS, EmailRequest, check_api_version, parse_email_request
+from postbus.logs import get_logger
 
 __all__ = ["STATE_KEY", "add_data_plane_routes"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 STATE_KEY: web.AppKey[EmulatorState] = web.AppKey("acs_email_state", EmulatorState)
 
@@ -90,7 +90,9 @@ def _operation_response(
         body = op.to_json(now)
         if body["status"] == "Running":
             headers["retry-after"] = str(op.retry_after(now))
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)
+    return web.Response(
+        status=status, text=json.dumps(body), content_type="application/json", headers=headers
+    )
 
 
 def _capture(op: Operation, email: EmailRequest, api_version: str) -> CapturedEmail:

@@ -17,7 +17,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
 from aiohttp import web
 
 from emulators.acs_email.auth import DEFAULT_MAX_SKEW_S, HmacVerifier
@@ -29,10 +28,11 @@ from emulators.acs_email.quota import PRESETS, QuotaConfig, QuotaLimiter
 from emulators.acs_email.state import EmulatorState
 from emulators.acs_email.tls import server_ssl_context, write_self_signed
 from emulators.acs_email.validation import MAX_REQUEST_BYTES
+from postbus.logs import get_logger
 
 __all__ = ["EmulatorServer", "ServerConfig", "build_app", "new_access_key"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # Bodies up to twice the service limit reach the validator, which answers the service's 400;
 # beyond that aiohttp's own 413 protects the process.
@@ -130,13 +130,21 @@ class EmulatorServer:
         sock = socket.socket(
             socket.AF_INET6 if ":" in self.config.host else socket.AF_INET, socket.SOCK_STREAM
         )
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.config.host, self.config.port))
-        self.port = sock.getsockname()[1]
-        self._runner = web.AppRunner(build_app(self.state), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.SockSite(self._runner, sock, ssl_context=ssl_context, shutdown_timeout=1.0)
-        await site.start()
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.config.host, self.config.port))
+            self.port = sock.getsockname()[1]
+            # A short shutdown timeout: stalled sends must not hold a stop for a minute.
+            self._runner = web.AppRunner(
+                build_app(self.state), access_log=None, handle_signals=False, shutdown_timeout=1.0
+            )
+            await self._runner.setup()
+            site = web.SockSite(self._runner, sock, ssl_context=ssl_context)
+            await site.start()
+        except BaseException:
+            sock.close()
+            await self.stop()
+            raise
         log.info(
             "acs_email.started", endpoint=self.endpoint, quota=self.config.quota.name, tls=self.config.tls
         )
@@ -145,8 +153,15 @@ class EmulatorServer:
         if self.state.stopping is not None:
             self.state.stopping.set()
         if self._runner is not None:
+            server = self._runner.server
+            transports = [h.transport for h in server.connections if h.transport] if server else []
             await self._runner.cleanup()
             self._runner = None
+            # Clients that keep idle keep-alive connections would hold a TLS close handshake open
+            # past the loop's end (ResourceWarning); abort whatever is left.
+            for transport in transports:
+                transport.abort()
+            await asyncio.sleep(0)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
