@@ -10,13 +10,12 @@ param tags object
 @description('Registry name (5-50 alphanumerics, globally unique).')
 param registryName string
 
-@description('Basic is enough for one image; Premium adds private endpoints, geo-replication and retention policies.')
+@description('Standard: more storage and build throughput than Basic, and covered by Defender vulnerability scanning. Premium adds private endpoints, geo-replication, zone redundancy and retention policies.')
 @allowed([
-  'Basic'
   'Standard'
   'Premium'
 ])
-param sku string = 'Basic'
+param registrySku string = 'Standard'
 
 @description('Principal id of the image-pull identity.')
 param pullPrincipalId string
@@ -30,7 +29,7 @@ resource registry 'Microsoft.ContainerRegistry/registries@2025-06-01-preview' = 
   location: location
   tags: tags
   sku: {
-    name: sku
+    name: registrySku
   }
   properties: {
     adminUserEnabled: false

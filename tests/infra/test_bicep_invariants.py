@@ -1,0 +1,447 @@
+"""Invariants of the Bicep templates, asserted on pycep's parse (azure-infra.md sections 11-13 and 16).
+
+What a reviewer would otherwise check by eye: queue safety settings, Entra-only auth, the KEDA rule shape,
+least-privilege role assignments with documented built-in roles, no secrets, and the shutdown grace ordering.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INFRA = REPO_ROOT / "infra"
+EMULATOR_CONFIG = REPO_ROOT / "emulators" / "servicebus" / "Config.json"
+
+# azure-infra.md section 13: the only role definitions any assignment may use.
+BUILT_IN_ROLES = {
+    "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0": "Azure Service Bus Data Receiver",
+    "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39": "Azure Service Bus Data Sender",
+    "090c5cfd-751d-490a-894a-3ce6f1109419": "Azure Service Bus Data Owner",
+    "09976791-48a7-449e-bb21-39d1a415f350": "Communication and Email Service Owner",
+    "7f951dda-4ed3-4680-a7ca-43fe172d538d": "AcrPull",
+    "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
+    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+}
+GUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
+ISO_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
+
+
+def _seconds(duration: str) -> int:
+    match = ISO_DURATION.match(duration)
+    assert match, f"not an ISO 8601 duration: {duration!r}"
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def _of_type(resources: list[Any], arm_type: str) -> list[Any]:
+    return [r for r in resources if r.type.lower() == arm_type.lower()]
+
+
+def _accessor(expr: Any) -> list[str] | None:
+    """`a.b.c` as ['a', 'b', 'c'] (pycep nests property accessors to the right)."""
+    if isinstance(expr, str):
+        return [expr]
+    op = expr.get("operator", {}) if isinstance(expr, dict) else {}
+    if op.get("type") == "property_accessor":
+        head = op["operands"]["operand_1"]
+        rest = _accessor(op["operands"]["operand_2"])
+        if isinstance(head, str) and rest is not None:
+            return [head, *rest]
+    return None
+
+
+def _possible_values(expr: Any, variables: dict[str, Any]) -> set[str]:
+    """Every literal an expression can evaluate to, following variables and both branches of a conditional."""
+    if isinstance(expr, str):
+        if expr in variables:
+            return _possible_values(variables[expr]["value"], variables)
+        return {expr}
+    path = _accessor(expr)
+    if path and path[0] in variables:
+        value = variables[path[0]]["value"]
+        for key in path[1:]:
+            value = value[key]
+        return _possible_values(value, variables)
+    op = expr.get("operator", {}) if isinstance(expr, dict) else {}
+    if op.get("type") == "conditional":
+        branches = op["operands"]
+        return _possible_values(branches["true_value"], variables) | _possible_values(
+            branches["false_value"], variables
+        )
+    raise AssertionError(f"cannot resolve {json.dumps(expr)[:300]}")
+
+
+# --- Service Bus ------------------------------------------------------------------------------------------
+
+
+def test_every_queue_is_safe_for_notifications(resources: list[Any]) -> None:
+    queues = _of_type(resources, "Microsoft.ServiceBus/namespaces/queues")
+    assert queues, "no queue declared"
+    for queue in queues:
+        props = queue.config["properties"]
+        where = f"{queue.file}:{queue.name}"
+        assert props["requiresDuplicateDetection"] is True, where
+        assert props["deadLetteringOnMessageExpiration"] is True, where
+        assert isinstance(props["maxDeliveryCount"], int), where
+        assert 1 <= props["maxDeliveryCount"] <= 10, where
+        assert 0 < _seconds(props["lockDuration"]) <= _seconds("PT5M"), where
+        # Sessions are create-time only and Basic has none; the worker does not use them.
+        assert props["requiresSession"] is False, where
+
+
+def test_every_namespace_is_entra_only(resources: list[Any]) -> None:
+    namespaces = _of_type(resources, "Microsoft.ServiceBus/namespaces")
+    assert namespaces
+    for ns in namespaces:
+        assert ns.config["properties"]["disableLocalAuth"] is True, ns.name
+        assert ns.config["properties"]["minimumTlsVersion"] == "1.2", ns.name
+
+
+def _camel(pascal: str) -> str:
+    return pascal[0].lower() + pascal[1:]
+
+
+def test_queue_matches_the_emulator_config(parsed: dict[str, dict[str, Any]], resources: list[Any]) -> None:
+    # Given the emulator's queue definition (PascalCase) and the Bicep queue (camelCase)
+    config = json.loads(EMULATOR_CONFIG.read_text())
+    emulator_queues = {
+        q["Name"]: q["Properties"] for ns in config["UserConfig"]["Namespaces"] for q in ns["Queues"]
+    }
+    messaging = parsed["modules/messaging.bicep"]
+    queue_name = messaging["parameters"]["queueName"]["default"]
+    [queue] = [q for q in _of_type(resources, "Microsoft.ServiceBus/namespaces/queues")]
+    bicep_props = queue.config["properties"]
+
+    # Then the queue exists in both, under the same name (and main.bicep deploys that name)
+    assert queue_name in emulator_queues
+    assert "var queueName = '" + queue_name + "'" in (INFRA / "main.bicep").read_text()
+
+    # And every emulator property has the same value in Bicep; empty ones (no forwarding) are absent in Bicep
+    expected = emulator_queues[queue_name]
+    for pascal, value in expected.items():
+        camel = _camel(pascal)
+        if value == "":
+            assert bicep_props.get(camel, "") == "", f"{camel} is set in Bicep but empty in Config.json"
+        else:
+            assert camel in bicep_props, f"{camel} missing from messaging.bicep"
+            assert bicep_props[camel] == value, (
+                f"{camel}: Bicep {bicep_props[camel]!r} != Config.json {value!r}"
+            )
+    # And the properties the brief names are all covered by the comparison
+    assert {
+        "MaxDeliveryCount",
+        "LockDuration",
+        "RequiresDuplicateDetection",
+        "DuplicateDetectionHistoryTimeWindow",
+        "DeadLetteringOnMessageExpiration",
+        "DefaultMessageTimeToLive",
+        "MaxSizeInMegabytes",
+        "RequiresSession",
+    } <= set(expected)
+
+
+# --- Container Apps and KEDA --------------------------------------------------------------------------------
+
+
+def _worker_app(resources: list[Any]) -> Any:
+    [app] = _of_type(resources, "Microsoft.App/containerApps")
+    return app
+
+
+def test_every_scale_rule_uses_an_identity_and_message_count(resources: list[Any]) -> None:
+    rules = [
+        rule
+        for app in _of_type(resources, "Microsoft.App/containerApps")
+        for rule in app.config["properties"]["template"]["scale"]["rules"]
+    ]
+    assert rules
+    for rule in rules:
+        custom = rule["custom"]
+        assert custom["type"] == "azure-servicebus", rule["name"]
+        assert custom.get("identity"), f"{rule['name']}: scale rule without a managed identity"
+        # Scale rules authenticate with the identity, never with a secret reference.
+        assert "auth" not in custom
+        assert "auth" not in rule
+        metadata = custom["metadata"]
+        assert "messageCount" in metadata, rule["name"]
+        # queueLength is the KEDA 1.x name (and ACA's Storage-queue rule); azure-servicebus 2.x ignores it.
+        assert "queueLength" not in metadata, rule["name"]
+        assert {"namespace", "queueName"} <= set(metadata)
+        assert "connection" not in metadata
+        assert "connectionFromEnv" not in metadata
+
+
+def test_scaler_and_pull_identities_are_hidden_from_the_container(resources: list[Any]) -> None:
+    app = _worker_app(resources)
+    config = app.config["properties"]["configuration"]
+    lifecycles = {s["identity"]: s["lifecycle"] for s in config["identitySettings"]}
+    [rule] = app.config["properties"]["template"]["scale"]["rules"]
+    [registry] = config["registries"]
+    assert lifecycles[rule["custom"]["identity"]] == "None"
+    assert lifecycles[registry["identity"]] == "None"
+    assert lifecycles["workerIdentityId"] == "Main"
+    assert "passwordSecretRef" not in registry
+    assert not config.get("secrets"), "the worker needs no Container Apps secrets"
+
+
+def test_worker_scales_from_zero_to_a_parameter_bound(
+    parsed: dict[str, dict[str, Any]], resources: list[Any]
+) -> None:
+    scale = _worker_app(resources).config["properties"]["template"]["scale"]
+    assert scale["minReplicas"] == 0
+    assert scale["maxReplicas"] == "maxReplicas"
+    description = parsed["modules/worker.bicep"]["parameters"]["maxReplicas"]["decorators"][0]["argument"]
+    assert "quota" in description
+    assert "per-replica send rate" in description
+
+
+def _env(app: Any) -> dict[str, Any]:
+    env = app.config["properties"]["template"]["containers"][0]["env"]
+    items = env["function"]["parameters"]["arg_1"] if isinstance(env, dict) else env
+    return {e["name"]: e["value"] for e in items}
+
+
+def test_worker_settings_are_passed_as_environment_variables(resources: list[Any]) -> None:
+    env = _env(_worker_app(resources))
+    assert {
+        "AZURE_CLIENT_ID",
+        "POSTBUS_SERVICEBUS_NAMESPACE",
+        "POSTBUS_QUEUE",
+        "POSTBUS_ACS_ENDPOINT",
+        "POSTBUS_SENDERS",
+        "POSTBUS_CONCURRENCY",
+        "POSTBUS_PREFETCH",
+        "POSTBUS_HEALTH_PORT",
+        "POSTBUS_SHUTDOWN_GRACE_SECONDS",
+        "POSTBUS_QUOTA_PER_MINUTE",
+        "POSTBUS_QUOTA_PER_HOUR",
+        "POSTBUS_ENVIRONMENT",
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    } <= set(env)
+    assert env["AZURE_CLIENT_ID"] == "workerClientId"
+    # No connection strings or keys for Service Bus or ACS: the worker uses DefaultAzureCredential.
+    assert not {
+        "POSTBUS_SERVICEBUS_CONNECTION_STRING",
+        "POSTBUS_ACS_CONNECTION_STRING",
+        "POSTBUS_ACS_KEY",
+    } & set(env)
+
+
+def test_termination_grace_exceeds_the_worker_shutdown_grace(
+    parsed: dict[str, dict[str, Any]], resources: list[Any]
+) -> None:
+    # Given the grace the worker is told (env) and the one Container Apps gives it before SIGKILL
+    app = _worker_app(resources)
+    params = parsed["modules/worker.bicep"]["parameters"]
+    told = _env(app)["POSTBUS_SHUTDOWN_GRACE_SECONDS"]["function"]["parameters"]["value_to_convert"]
+    given = app.config["properties"]["template"]["terminationGracePeriodSeconds"]["operator"]
+    # Then Container Apps waits the worker's grace plus a headroom that cannot be set below 5 s
+    assert given["type"] == "add"
+    assert given["operands"]["operand_1"] == told == "shutdownGraceSeconds"
+    headroom = params[given["operands"]["operand_2"]]
+    min_headroom = next(d["argument"] for d in headroom["decorators"] if d["type"] == "min_value")
+    assert min_headroom >= 5
+    # And with the defaults main.bicep passes, the grace is the ACA default (30 s) or more
+    main_default = parsed["main.bicep"]["parameters"]["workerShutdownGraceSeconds"]["default"]
+    assert main_default == 25
+    assert main_default + headroom["default"] >= 30
+    assert "shutdownHeadroomSeconds" not in parsed["main.bicep"]["modules"]["worker"]["config"]["params"]
+
+
+def test_health_probes_use_healthz_and_readyz(resources: list[Any]) -> None:
+    probes = _worker_app(resources).config["properties"]["template"]["containers"][0]["probes"]
+    paths = {p["type"]: p["httpGet"]["path"] for p in probes}
+    assert paths["Liveness"] == "/healthz"
+    assert paths["Readiness"] == "/readyz"
+    assert {p["httpGet"]["port"] for p in probes} == {"healthPort"}
+
+
+def test_worker_has_no_ingress(resources: list[Any]) -> None:
+    assert "ingress" not in _worker_app(resources).config["properties"]["configuration"]
+
+
+# --- RBAC ---------------------------------------------------------------------------------------------------
+
+
+def _assignments(
+    parsed: dict[str, dict[str, Any]], resources: list[Any]
+) -> list[tuple[str, str, str, set[str]]]:
+    """(file, principalId expression, scope expression, possible role GUIDs) per role assignment."""
+    found = []
+    for res in _of_type(resources, "Microsoft.Authorization/roleAssignments"):
+        props = res.config["properties"]
+        role = props["roleDefinitionId"]["function"]
+        assert role["type"] == "subscription_resource_id", (
+            f"{res.file}:{res.name}: use a built-in role by GUID"
+        )
+        assert role["parameters"]["resource_type"] == "Microsoft.Authorization/roleDefinitions"
+        guids = _possible_values(
+            role["parameters"]["resource_name_1"], parsed[res.file].get("variables") or {}
+        )
+        assert props["principalType"] in {"ServicePrincipal", "deployerPrincipalType"}, res.name
+        found.append((res.file, props["principalId"], res.config["scope"], guids))
+    return found
+
+
+def test_every_role_assignment_uses_a_documented_built_in_role(
+    parsed: dict[str, dict[str, Any]], resources: list[Any]
+) -> None:
+    assignments = _assignments(parsed, resources)
+    assert len(assignments) >= 8
+    for file, principal, _scope, guids in assignments:
+        unknown = guids - set(BUILT_IN_ROLES)
+        assert not unknown, f"{file}: {principal} gets undocumented role(s) {unknown}"
+
+
+def test_every_guid_literal_in_bicep_is_a_documented_role() -> None:
+    for path in INFRA.rglob("*.bicep"):
+        for guid in GUID.findall(path.read_text()):
+            assert guid.lower() in BUILT_IN_ROLES, f"{path.name}: unexplained GUID {guid}"
+
+
+def test_role_assignments_are_least_privilege(
+    parsed: dict[str, dict[str, Any]], resources: list[Any]
+) -> None:
+    # Then exactly these (principal, role, scope) grants exist - nothing broader, nothing extra.
+    grants = {
+        (principal, frozenset(BUILT_IN_ROLES[g] for g in guids), scope)
+        for _file, principal, scope, guids in _assignments(parsed, resources)
+    }
+    assert grants == {
+        ("workerPrincipalId", frozenset({"Azure Service Bus Data Receiver"}), "queue"),
+        # Delayed retries are republished to the same queue.
+        ("workerPrincipalId", frozenset({"Azure Service Bus Data Sender"}), "queue"),
+        ("producerPrincipalId", frozenset({"Azure Service Bus Data Sender"}), "queue"),
+        # Data Receiver first; Data Owner (still queue-scoped) is the documented fallback.
+        (
+            "scalerPrincipalId",
+            frozenset({"Azure Service Bus Data Receiver", "Azure Service Bus Data Owner"}),
+            "queue",
+        ),
+        # Dev only, off unless grantDeployerDataAccess.
+        ("deployerPrincipalId", frozenset({"Azure Service Bus Data Owner"}), "namespace"),
+        ("workerPrincipalId", frozenset({"Communication and Email Service Owner"}), "communicationService"),
+        ("workerPrincipalId", frozenset({"Monitoring Metrics Publisher"}), "appInsights"),
+        ("pullPrincipalId", frozenset({"AcrPull"}), "registry"),
+    }
+    scaler = parsed["modules/messaging.bicep"]["parameters"]["scalerRole"]
+    assert scaler["default"] == "DataReceiver"
+    assert parsed["main.bicep"]["parameters"]["grantDeployerDataAccess"]["default"] is False
+
+
+# --- Email --------------------------------------------------------------------------------------------------
+
+
+def test_communication_service_is_entra_only_and_links_the_managed_domain(resources: list[Any]) -> None:
+    [acs] = _of_type(resources, "Microsoft.Communication/communicationServices")
+    assert acs.config["properties"]["disableLocalAuth"] is True
+    linked = json.dumps(acs.config["properties"]["linkedDomains"])
+    assert "managedDomain" in linked
+    domains = {d.name: d.config for d in _of_type(resources, "Microsoft.Communication/emailServices/domains")}
+    assert domains["managedDomain"]["name"] == "AzureManagedDomain"
+    assert domains["managedDomain"]["properties"]["domainManagement"] == "AzureManaged"
+    assert domains["customDomain"]["properties"]["domainManagement"] == "CustomerManaged"
+
+
+def test_custom_domain_dns_records_are_an_output(parsed: dict[str, dict[str, Any]]) -> None:
+    outputs = parsed["modules/email.bicep"]["outputs"]
+    assert "verificationRecords" in json.dumps(outputs["customDomainVerificationRecords"])
+    assert "POSTBUS_EMAIL_DOMAIN_RECORDS" in parsed["main.bicep"]["outputs"]
+
+
+# --- Monitoring ---------------------------------------------------------------------------------------------
+
+CONTRACT_METRICS = {
+    "postbus.messages.processed",
+    "postbus.acs.send.duration",
+    "postbus.e2e.latency",
+    "postbus.retries.scheduled",
+    "postbus.throttle.events",
+    "postbus.send.rate",
+    "postbus.deadletters",
+    "postbus.inflight",
+    "postbus.breaker.state",
+    "postbus.events.published",
+}
+
+
+def test_the_five_alerts_exist(resources: list[Any]) -> None:
+    metric = {
+        a.config["properties"]["criteria"]["allOf"][0]["metricName"]: a.config
+        for a in _of_type(resources, "Microsoft.Insights/metricAlerts")
+    }
+    assert metric["DeadletteredMessages"]["properties"]["criteria"]["allOf"][0]["threshold"] == 0
+    assert metric["ActiveMessages"]["properties"]["windowSize"] == "PT15M"
+    queries = [
+        a.config["properties"]["criteria"]["allOf"][0]["query"]
+        for a in _of_type(resources, "Microsoft.Insights/scheduledQueryRules")
+    ]
+    text = json.dumps(queries)
+    assert "postbus.throttle.events" in text
+    assert "postbus.e2e.latency" in text
+    assert any(isinstance(q, str) and q.strip().startswith("exceptions") for q in queries)
+    for name in re.findall(r"postbus\.[a-z0-9_.]*[a-z0-9]", text):
+        assert name in CONTRACT_METRICS, name
+    for alert in [
+        *_of_type(resources, "Microsoft.Insights/metricAlerts"),
+        *_of_type(resources, "Microsoft.Insights/scheduledQueryRules"),
+    ]:
+        assert "actionGroupId" in json.dumps(alert.config["properties"]["actions"]), alert.name
+
+
+def test_app_insights_is_workspace_based(resources: list[Any]) -> None:
+    [component] = _of_type(resources, "Microsoft.Insights/components")
+    assert component.config["properties"]["WorkspaceResourceId"]
+    assert component.config["properties"]["IngestionMode"] == "LogAnalytics"
+
+
+# --- Secrets ------------------------------------------------------------------------------------------------
+
+SECRET_PATTERNS = {
+    "storage/ACS key": re.compile(r"AccountKey\s*=", re.IGNORECASE),
+    "SAS key": re.compile(r"SharedAccessKey(Name)?\s*=", re.IGNORECASE),
+    "connection string": re.compile(
+        r"Endpoint\s*=\s*sb://|DefaultEndpointsProtocol\s*=|accesskey\s*=", re.IGNORECASE
+    ),
+    "instrumentation key literal": re.compile(r"InstrumentationKey\s*=\s*[0-9a-f]{8}-", re.IGNORECASE),
+    "password": re.compile(r"password['\"]?\s*[:=]\s*['\"][^'\"]+['\"]", re.IGNORECASE),
+    "JWT": re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
+    "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    "key listing at deploy time": re.compile(r"\.list(Keys|ConnectionStrings|Credentials)\(|listKeys\("),
+}
+
+
+@pytest.mark.parametrize("pattern", SECRET_PATTERNS, ids=list(SECRET_PATTERNS))
+def test_no_secret_literal_in_infra(pattern: str) -> None:
+    files = [p for p in INFRA.rglob("*") if p.is_file()]
+    assert len(files) >= 10
+    for path in files:
+        match = SECRET_PATTERNS[pattern].search(path.read_text())
+        assert match is None, f"{path.relative_to(REPO_ROOT)}: {pattern}: {match.group(0)!r}"
+
+
+def test_secret_patterns_catch_the_usual_suspects() -> None:
+    # Given strings shaped like real leaks, Then each one trips a pattern (the scan above is not vacuous).
+    samples = [
+        "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=Root;SharedAccessKey=abc=",
+        "endpoint=https://x.communication.azure.com/;accesskey=abc==",
+        "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=abc==",
+        "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://x",
+        "password: 'hunter2'",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sig",
+        "storage.listKeys().keys[0].value",
+    ]
+    for sample in samples:
+        assert any(p.search(sample) for p in SECRET_PATTERNS.values()), sample
+
+
+def test_no_secure_parameter_has_a_default(parsed: dict[str, dict[str, Any]]) -> None:
+    for file, tree in parsed.items():
+        for name, spec in (tree.get("parameters") or {}).items():
+            if any(d["type"] == "secure" for d in spec["decorators"]):
+                assert spec["default"] is None, f"{file}:{name}"

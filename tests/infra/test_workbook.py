@@ -1,0 +1,68 @@
+"""The Azure Monitor workbook (infra/postbus-workbook.json): valid, complete, and bound by dashboard.bicep."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WORKBOOK = REPO_ROOT / "infra" / "postbus-workbook.json"
+DASHBOARD = REPO_ROOT / "infra" / "modules" / "dashboard.bicep"
+CONTRACT_METRICS = {
+    "postbus.messages.processed",
+    "postbus.acs.send.duration",
+    "postbus.e2e.latency",
+    "postbus.retries.scheduled",
+    "postbus.throttle.events",
+    "postbus.send.rate",
+    "postbus.deadletters",
+    "postbus.inflight",
+    "postbus.breaker.state",
+    "postbus.events.published",
+}
+
+
+def _workbook() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(WORKBOOK.read_text())
+    return data
+
+
+def test_workbook_is_a_notebook_with_the_pipeline_panels() -> None:
+    workbook = _workbook()
+    assert workbook["version"] == "Notebook/1.0"
+    names = {item["name"] for item in workbook["items"]}
+    assert {
+        "published-vs-sent",
+        "outcomes",
+        "dead-letters",
+        "throttling",
+        "latency",
+        "slo",
+        "queue-depth",
+        "replicas",
+    } <= names
+    assert len(names) == len(workbook["items"]), "item names must be unique"
+
+
+def test_queries_use_only_contract_metric_names() -> None:
+    queries = [i["content"]["query"] for i in _workbook()["items"] if i["type"] == 3]
+    used = set(re.findall(r'"(postbus\.[a-z0-9_.]+)"', "\n".join(queries)))
+    assert used <= CONTRACT_METRICS, used - CONTRACT_METRICS
+    assert {"postbus.events.published", "postbus.messages.processed", "postbus.deadletters"} <= used
+    assert {"postbus.throttle.events", "postbus.send.rate", "postbus.e2e.latency"} <= used
+
+
+def test_metric_panels_show_queue_depth_and_replicas() -> None:
+    metrics = {m["metric"] for i in _workbook()["items"] if i["type"] == 10 for m in i["content"]["metrics"]}
+    assert "microsoft.servicebus/namespaces--ActiveMessages" in metrics
+    assert "microsoft.app/containerapps--Replicas" in metrics
+
+
+def test_every_placeholder_is_bound_by_dashboard_bicep() -> None:
+    placeholders = set(re.findall(r"__[A-Z_]+__", WORKBOOK.read_text()))
+    bound = set(re.findall(r"'(__[A-Z_]+__)'", DASHBOARD.read_text()))
+    assert placeholders, "the workbook is not parameterised by the deployment"
+    assert placeholders == bound
+    assert "loadTextContent('../postbus-workbook.json')" in DASHBOARD.read_text()
