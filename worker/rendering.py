@@ -29,9 +29,9 @@ from types import TracebackType
 from typing import Any, Final
 
 import jinja2
-import structlog
 
 from postbus.errors import SettingsError
+from postbus.logs import get_logger
 from worker.errors import TemplateError, UnknownTemplate
 from worker.templates.filters import FILTERS, text_direction
 
@@ -44,7 +44,7 @@ __all__ = [
     "fallback_chain",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: The directory of templates that ship with Postbus.
 SHIPPED_TEMPLATES: Final = Path(__file__).resolve().parent / "templates"
@@ -58,6 +58,7 @@ SAMPLE_FILE: Final = "sample.json"
 _MAX_CACHED_LOCALES: Final = 4096
 _MAX_MESSAGE: Final = 500
 _BLANK_RUN: Final = re.compile(r"\n[ \t]*\n[ \t]*\n(?:[ \t]*\n)+")
+_SUBJECT_BREAKS: Final = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]+")
 _LOCALE_RE: Final = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$")
 
 
@@ -123,6 +124,12 @@ def _run(template: jinja2.Template, context: dict[str, Any]) -> str:
         raise  # pragma: no cover - handle_exception always raises
 
 
+def _one_line_subject(text: str) -> str:
+    # A subject is a header: no CR/LF (header injection), no other control characters or line
+    # separators, no runs of spaces. No-break spaces stay: they keep "2:30 PM" or "12,50 €" together.
+    return _SUBJECT_BREAKS.sub(" ", text).strip()
+
+
 def _tidy_text(text: str) -> str:
     # Conditional blocks leave runs of blank lines behind; two in a row is the most we keep.
     return _BLANK_RUN.sub("\n\n\n", text.strip()) + "\n"
@@ -183,7 +190,6 @@ class TemplateRenderer:
         self._compiled: dict[tuple[str, str], _Compiled] = {}
         self._resolved: dict[tuple[str, str], tuple[str, str]] = {}
         self._broken: dict[tuple[str, str], str] = {}
-        log.debug("templates.loaded", types=len(self._types), user_dir=str(self._user_dir or ""))
 
     # -- catalogue ---------------------------------------------------------------------------
 
@@ -239,7 +245,7 @@ class TemplateRenderer:
             "dir": text_direction(folder),
         }
         try:
-            subject = " ".join(_run(compiled.subject, context).split())
+            subject = _one_line_subject(_run(compiled.subject, context))
             html = _run(compiled.html, context)
             text = _run(compiled.text, context)
         except Exception as exc:  # every render failure is a TemplateError, by contract

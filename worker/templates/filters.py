@@ -290,7 +290,9 @@ def safe_url(value: Any) -> str:
         raise TypeError(f"URL must be a string, got {type(value).__name__}")
     url = value.strip()
     if _SAFE_URL.fullmatch(url) is None:
-        raise ValueError(f"refusing URL {value[:80]!r}: only absolute http(s), mailto and tel URLs are allowed")
+        raise ValueError(
+            f"refusing URL {value[:80]!r}: only absolute http(s), mailto and tel URLs are allowed"
+        )
     return url
 
 
