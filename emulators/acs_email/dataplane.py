@@ -61,13 +61,17 @@ def _authenticate(state: EmulatorState, request: web.Request, body: bytes) -> st
 
 
 def _throttled(retry_after: int, bucket: Bucket) -> ApiError:
+    """429 TooManyRequests; ``retry_after`` 0 (only from the fault knob) omits the header."""
     what = "send email" if bucket == "send" else "get email status"
+    message = f"The {what} rate limit for this resource has been exceeded."
+    if retry_after:
+        message += f" Retry after {retry_after} seconds."
     return ApiError(
         429,
         "TooManyRequests",
-        f"The {what} rate limit for this resource has been exceeded. Retry after {retry_after} seconds.",
+        message,
         reason="quota",
-        headers={"Retry-After": str(retry_after)},
+        headers={"Retry-After": str(retry_after)} if retry_after else {},
     )
 
 

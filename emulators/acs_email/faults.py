@@ -96,10 +96,13 @@ class Faults:
             self._stall += max(0, int(n))
 
     def throttle_next(self, n: int = 1, retry_after: int = 2) -> None:
-        """Answer the next ``n`` sends with 429 and ``Retry-After: retry_after`` regardless of quota."""
+        """Answer the next ``n`` sends with 429 and ``Retry-After: retry_after`` regardless of quota.
+
+        ``retry_after=0`` sends the 429 without a ``Retry-After`` header (the SDK then does not retry).
+        """
         with self._lock:
             self._throttle += max(0, int(n))
-            self._throttle_retry_after = max(1, int(retry_after))
+            self._throttle_retry_after = max(0, int(retry_after))
 
     def delay_s(self) -> float:
         """Added latency for one request: fixed part plus uniform jitter."""

@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 RUNNING, SUCCEEDED, FAILED = "Running", "Succeeded", "Failed"
+MAX_RETRY_AFTER_S = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +86,10 @@ class Operation:
         return RUNNING if now < self.ready_at else self.outcome
 
     def retry_after(self, now: float) -> int:
-        """Seconds to the next useful poll; never 0 (the SDK would then wait 30 s)."""
-        return max(1, math.ceil(self.ready_at - now))
+        """Seconds to the next useful poll: never 0 (the SDK would then wait 30 s), at most 60
+        (so ``succeed_after=math.inf``, an operation stuck in Running, still polls every minute)."""
+        remaining = self.ready_at - now
+        return 1 if remaining <= 1 else math.ceil(min(remaining, MAX_RETRY_AFTER_S))
 
     def to_json(self, now: float) -> dict[str, object]:
         status = self.status(now)

@@ -159,3 +159,17 @@ def test_mailbox_directory_gets_eml_and_json_that_parse_back(
     assert attachment.get_filename() == "invoice.pdf"
     assert attachment.get_content() == b"%PDF"
     assert json.loads(meta.read_text())["operationId"] == op_id
+
+
+def test_forced_throttling_without_retry_after_omits_the_header(
+    acs: EmailEmulator, message: dict[str, Any], make_client: Callable[..., EmailClient]
+) -> None:
+    # With the default retry policy: a 429 without Retry-After is not retried by the SDK
+    client = make_client(acs.endpoint, AzureKeyCredential(acs.access_key))
+    acs.faults.throttle_next(1, retry_after=0)
+    with pytest.raises(HttpResponseError) as info:
+        client.begin_send(message, polling=False)
+    assert info.value.status_code == 429
+    assert info.value.response is not None
+    assert "Retry-After" not in info.value.response.headers
+    assert acs.mailbox.messages() == []

@@ -84,3 +84,10 @@ def test_rules_can_be_given_as_tuples() -> None:
     assert not rule.matches("someone@y.test")
     with pytest.raises(ValueError, match="pattern, code, message"):
         as_failure_rules([("*@x.test", "EmailDropped")])
+
+
+def test_an_operation_stuck_in_running_still_asks_for_a_poll_within_a_minute() -> None:
+    clock = FakeClock()
+    op, _ = _create(OperationStore(clock=clock), after=float("inf"))
+    assert op.status(clock.now + 1e9) == "Running"
+    assert op.retry_after(clock.now) == 60
