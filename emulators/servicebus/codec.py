@@ -72,7 +72,7 @@ def _skip(buf: bytes, pos: int) -> int:
     if code >> 4 in (0xA, 0xC, 0xE):
         return pos + 1 + buf[pos]
     if code >> 4 in (0xB, 0xD, 0xF):
-        return pos + 4 + _u32.unpack_from(buf, pos)[0]
+        return pos + 4 + int(_u32.unpack_from(buf, pos)[0])
     raise CodecError(f"unknown AMQP format code 0x{code:02x}")
 
 
@@ -219,7 +219,8 @@ def _parse(buf: bytes) -> ParsedMessage:
         if descriptor == _HEADER:
             has_header = True
             fields, _ = decode_value(buf, value_pos)
-            if isinstance(fields, list) and len(fields) > 2 and fields[2] is not None:
+            # ttl 0 is "not set" for the SDK (it truncates sub-second TTLs to 0), not "already expired".
+            if isinstance(fields, list) and len(fields) > 2 and fields[2]:
                 ttl_ms = int(fields[2])
         elif descriptor == _MESSAGE_ANNOTATIONS:
             annotations, scheduled = _filter_annotations(buf, value_pos)

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import structlog
+from proton import Handler
 from proton.reactor import ApplicationEvent, Container, EventInjector
 
 from emulators.servicebus.broker import TICK_SECONDS, Broker, FaultState
@@ -78,8 +79,9 @@ class _ReactorHandler(Broker):
         self._emulator._run_calls()
 
 
-class _Callback:
+class _Callback(Handler):
     def __init__(self, func: Callable[[], None]) -> None:
+        super().__init__()
         self._func = func
 
     def on_timer_task(self, _event: Any) -> None:
@@ -224,7 +226,7 @@ class ServiceBusEmulator:
     def _on_reactor_init(self, container: Container, handler: _ReactorHandler) -> None:
         try:
             acceptor = container.listen(f"{self.host}:{self._requested_port}")
-            sock = acceptor._selectable._delegate
+            sock: Any = acceptor._selectable._delegate
             sock.listen(512)  # proton's backlog of 10 is too small for bursts of SDK handlers
             self.port = int(sock.getsockname()[1])
             self._acceptor = acceptor

@@ -166,10 +166,11 @@ _OPERATIONS: dict[str, _Handler] = {
 
 def management_response(entity: MessageQueue, request: Message) -> Message:
     """Run one ``$management`` request against ``entity``; failures become status + errorCondition."""
-    operation = str((request.properties or {}).get("operation", ""))
+    properties: dict[str, Any] = dict(request.properties or {})
+    operation = str(properties.get("operation", ""))
     handler = _OPERATIONS.get(operation)
-    body = request.body if isinstance(request.body, dict) else {}
-    body = {str(k): v for k, v in body.items()}
+    raw_body: Any = request.body if isinstance(request.body, dict) else {}
+    body = {str(k): v for k, v in raw_body.items()}
     try:
         if handler is None:
             response = _reply(

@@ -1,0 +1,9 @@
+"""``python -m emulators.servicebus``."""
+
+from __future__ import annotations
+
+from emulators.servicebus.cli import main
+
+__all__: list[str] = []
+
+main()

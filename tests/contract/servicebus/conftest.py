@@ -1,0 +1,65 @@
+"""Fixtures: one emulator per test on 127.0.0.1 with short locks and TTLs, and a deadline poller."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+
+from emulators.servicebus import EmulatorConfig, ServiceBusEmulator
+
+# Short LockDuration so expiry tests are quick; "long" for tests that must not see expiries.
+CONFIG = EmulatorConfig.from_queues(
+    {
+        "orders": {
+            "LockDuration": "PT2S",
+            "MaxDeliveryCount": 3,
+            "RequiresDuplicateDetection": True,
+            "DuplicateDetectionHistoryTimeWindow": "PT1M",
+            "DeadLetteringOnMessageExpiration": True,
+        },
+        "drop-expired": {"LockDuration": "PT2S", "DeadLetteringOnMessageExpiration": False},
+        "long": {"LockDuration": "PT1M"},
+    }
+)
+
+# Fast retries: the SDK's default back-off (1.6 s, 3.2 s, ...) would dominate fault tests.
+FAST_RETRY = {"retry_total": 3, "retry_backoff_factor": 0.05, "retry_backoff_max": 0.2}
+
+
+def _wait_until(predicate: Callable[[], object], *, timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+async def _await_until(
+    predicate: Callable[[], object], *, within: float = 10.0, what: str = "condition"
+) -> None:
+    """``wait_until`` for coroutines."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def emulator() -> Iterator[ServiceBusEmulator]:
+    with ServiceBusEmulator(CONFIG) as sb:
+        yield sb
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., None]:
+    return _wait_until
+
+
+@pytest.fixture
+def await_until() -> Callable[..., Awaitable[None]]:
+    return _await_until
