@@ -82,10 +82,10 @@ def test_batch_send_is_unpacked_and_respects_the_size_limit(emulator: ServiceBus
         sender.send_messages(batch)
         sender.send_messages([ServiceBusMessage("list-1"), ServiceBusMessage("list-2")])
         full = sender.create_message_batch()
-        for _ in range(25):  # 25 x 10 KB fit in 256 KiB ...
-            full.add_message(ServiceBusMessage(b"x" * 10_000))
+        for _ in range(13):  # 13 x 20 KB fit in 256 KiB ...
+            full.add_message(ServiceBusMessage(b"x" * 20_000))
         with pytest.raises(MessageSizeExceededError):  # ... one more does not
-            full.add_message(ServiceBusMessage(b"x" * 10_000))
+            full.add_message(ServiceBusMessage(b"x" * 20_000))
     assert emulator.counts("long").active == 7
     with _client(emulator) as client, client.get_queue_receiver("long") as receiver:
         got = receiver.receive_messages(max_message_count=7, max_wait_time=5)
