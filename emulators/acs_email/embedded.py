@@ -178,6 +178,8 @@ class EmailEmulator:
         )
 
     def stats(self) -> dict[str, object]:
+        """Accepted, replayed, rejected by reason, throttled, status reads, per-minute rate, latency."""
         snap = self._server.state.stats.snapshot()
         snap["stored"] = len(self.mailbox)
+        snap["quota"] = self.quota.to_dict()
         return snap

@@ -58,20 +58,24 @@ def test_custom_failure_rules_apply(acs: EmailEmulator, client: EmailClient, mes
 def test_running_carries_retry_after_then_succeeded_does_not(
     message: dict[str, Any], make_client: Callable[..., EmailClient]
 ) -> None:
-    seen: list[tuple[int, str | None, str]] = []
+    seen: list[tuple[str, int, str | None]] = []
 
     def hook(response: PipelineResponse) -> None:  # type: ignore[type-arg]
         http = response.http_response
-        seen.append((http.status_code, http.headers.get("retry-after"), http.request.method))
+        seen.append((http.request.method, http.status_code, http.headers.get("retry-after")))
 
-    with EmailEmulator(succeed_after=0.5) as acs:
+    # Given an operation that stays Running for a second
+    with EmailEmulator(succeed_after=1.0) as acs:
         client = make_client(acs.endpoint, AzureKeyCredential(acs.access_key), raw_response_hook=hook)
         result = client.begin_send(message).result()
     assert result["status"] == "Succeeded"
-    # 202 (retry-after 1), an immediate GET while Running (retry-after 1), then the terminal GET
-    assert seen[0] == (202, "1", "POST")
-    assert seen[1] == (200, "1", "GET")
-    assert seen[-1] == (200, None, "GET")
+    # Then the 202 and every Running poll carry retry-after >= 1 and the terminal poll none
+    (post, post_status, post_retry), *polls, last = seen
+    assert (post, post_status) == ("POST", 202)
+    assert int(post_retry or 0) >= 1
+    assert polls, "the SDK's immediate first poll should have seen Running"
+    assert all(method == "GET" and int(retry or 0) >= 1 for method, _, retry in polls)
+    assert last == ("GET", 200, None)
 
 
 async def test_async_send_polls_to_succeeded(acs: EmailEmulator, message: dict[str, Any]) -> None:
