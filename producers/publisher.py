@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
@@ -214,14 +214,20 @@ class Publisher(_Core):
         *,
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
+        client_options: Mapping[str, Any] | None = None,
     ) -> Publisher:
-        """A publisher for ``settings.queue``: connection string if set, else namespace + DefaultAzureCredential."""
+        """A publisher for ``settings.queue``: connection string if set, else namespace + DefaultAzureCredential.
+
+        ``client_options`` go to the ``ServiceBusClient`` as keywords (e.g. ``retry_total``,
+        ``retry_backoff_factor``); the SDK defaults retry three times over about 11 s.
+        """
         from azure.servicebus.aio import ServiceBusClient
 
+        options = dict(client_options or {})
         if (found := _connection_string(settings)) is not None:
             conn_str, namespace = found
             return cls(
-                lambda: ServiceBusClient.from_connection_string(conn_str),
+                lambda: ServiceBusClient.from_connection_string(conn_str, **options),
                 queue=settings.queue,
                 namespace=namespace,
                 properties_hook=properties_hook,
@@ -232,7 +238,7 @@ class Publisher(_Core):
         namespace = settings.servicebus_namespace or ""
         credential = DefaultAzureCredential()
         return cls(
-            lambda: ServiceBusClient(namespace, credential),
+            lambda: ServiceBusClient(namespace, credential, **options),
             queue=settings.queue,
             namespace=namespace,
             properties_hook=properties_hook,
@@ -393,14 +399,16 @@ class SyncPublisher(_Core):
         *,
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
+        client_options: Mapping[str, Any] | None = None,
     ) -> SyncPublisher:
         """Like :meth:`Publisher.from_settings`, with the synchronous client and credential."""
         from azure.servicebus import ServiceBusClient
 
+        options = dict(client_options or {})
         if (found := _connection_string(settings)) is not None:
             conn_str, namespace = found
             return cls(
-                lambda: ServiceBusClient.from_connection_string(conn_str),
+                lambda: ServiceBusClient.from_connection_string(conn_str, **options),
                 queue=settings.queue,
                 namespace=namespace,
                 properties_hook=properties_hook,
@@ -411,7 +419,7 @@ class SyncPublisher(_Core):
         namespace = settings.servicebus_namespace or ""
         credential = DefaultAzureCredential()
         return cls(
-            lambda: ServiceBusClient(namespace, credential),
+            lambda: ServiceBusClient(namespace, credential, **options),
             queue=settings.queue,
             namespace=namespace,
             properties_hook=properties_hook,
