@@ -68,6 +68,13 @@ param senderAliases object = {
   cases: 'DoNotReply'
 }
 
+@description('Worker role on the Communication Service: the built-in Communication and Email Service Owner, or a custom role limited to the three actions ACS documents for Entra-authenticated sending (created here, at subscription scope).')
+@allowed([
+  'BuiltIn'
+  'Custom'
+])
+param emailSenderRole string = 'BuiltIn'
+
 @description('ACS send quota per minute for this subscription (custom domain default 30; Azure-managed 5). Raise it with support first.')
 @minValue(1)
 param acsQuotaPerMinute int = 30
@@ -116,6 +123,30 @@ var tags = {
 var queueName = 'notifications'
 var workerAppName = '${abbrs.appContainerApps}worker-${resourceToken}'
 var sloLatencyMs = 300000
+
+// Narrower alternative to Communication and Email Service Owner (azure-infra.md section 13). One definition per
+// subscription, shared by every environment in it.
+resource emailSenderRoleDefinition 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (emailSenderRole == 'Custom') {
+  name: guid(subscription().id, 'postbus-email-sender')
+  properties: {
+    roleName: 'Postbus Email Sender (${subscription().subscriptionId})'
+    description: 'Send email through an Azure Communication Services resource with Entra ID (Postbus worker).'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Communication/CommunicationServices/Read'
+          'Microsoft.Communication/CommunicationServices/Write'
+          'Microsoft.Communication/EmailServices/write'
+        ]
+        notActions: []
+      }
+    ]
+    assignableScopes: [
+      subscription().id
+    ]
+  }
+}
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: '${abbrs.resourcesResourceGroups}${environmentName}'
@@ -182,6 +213,7 @@ module email 'modules/email.bicep' = {
     senderUsernames: customSenderUsernames
     senderAliases: senderAliases
     workerPrincipalId: identities.outputs.workerPrincipalId
+    customSenderRoleDefinitionId: (emailSenderRole == 'Custom') ? emailSenderRoleDefinition.id : ''
   }
 }
 

@@ -38,10 +38,14 @@ param senderAliases object = {
 @description('Principal id of the worker identity that sends email.')
 param workerPrincipalId string
 
-// Built-in role (azure-infra.md section 13). A narrower custom role is described in docs/deploy-azure.md.
+@description('Resource id of the narrower custom "Postbus Email Sender" role (main.bicep, emailSenderRole=Custom). Empty: the built-in Communication and Email Service Owner role.')
+param customSenderRoleDefinitionId string = ''
+
+// Built-in role (azure-infra.md section 13).
 var roles = {
   communicationAndEmailServiceOwner: '09976791-48a7-449e-bb21-39d1a415f350'
 }
+var builtInSenderRoleId = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.communicationAndEmailServiceOwner)
 var useCustomDomain = !empty(customDomainName)
 var linkCustomDomain = useCustomDomain && customDomainVerified
 
@@ -104,11 +108,13 @@ resource communicationService 'Microsoft.Communication/communicationServices@202
   }
 }
 
+// The SDK path (EmailClient + DefaultAzureCredential) is documented without a named role; both roles are the ones
+// documented for Entra-authenticated sending (azure-infra.md section 13). Confirm on first deploy.
 resource workerEmailSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(communicationService.id, workerPrincipalId, roles.communicationAndEmailServiceOwner)
+  name: guid(communicationService.id, workerPrincipalId, empty(customSenderRoleDefinitionId) ? builtInSenderRoleId : customSenderRoleDefinitionId)
   scope: communicationService
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.communicationAndEmailServiceOwner)
+    roleDefinitionId: empty(customSenderRoleDefinitionId) ? builtInSenderRoleId : customSenderRoleDefinitionId
     principalId: workerPrincipalId
     principalType: 'ServicePrincipal'
   }
