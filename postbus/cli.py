@@ -34,6 +34,9 @@ class LazyCommand:
 
 # Registration order is the order ``postbus --help`` lists them in.
 COMMANDS: dict[str, LazyCommand] = {
+    "publish": LazyCommand("producers.cli:app", "Publish notification events to the queue."),
+    "worker": LazyCommand("worker.cli:app", "Consume the queue and send email through ACS."),
+    "templates": LazyCommand("worker.templates_cli:app", "List and preview the email templates."),
     "emulator": LazyCommand("emulators.cli:app", "Run the local Service Bus and ACS Email emulators."),
     "demo": LazyCommand("postbus.demo:app", "Run a holiday spike end to end on the embedded emulators."),
 }

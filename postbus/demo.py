@@ -1,20 +1,351 @@
 """``postbus demo``: a holiday spike end to end on the embedded emulators.
 
-The full demo arrives with the pipeline (producers, worker and both emulators); until then the
-command says so instead of pretending.
+The demo starts both emulators in this process, launches worker processes (the real ``postbus
+worker``), publishes a seeded spike far above the ACS quota it configures, watches the queue and
+the mailbox drain, and then accounts for every event: each one must be in the mailbox exactly
+once or in the dead-letter queue with the reason the traffic generator expected. It exits
+non-zero otherwise.
+
+This module wires producers, worker and emulators together, so it imports them lazily.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
 
-__all__ = ["app"]
+if TYPE_CHECKING:
+    from emulators.acs_email import EmailEmulator
+    from emulators.servicebus import ServiceBusEmulator
+
+__all__ = ["DemoReport", "app", "run_demo"]
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
+SENDERS = {
+    "orders": "orders@shop.example.com",
+    "returns": "returns@shop.example.com",
+    "care": "care@clinic.example.org",
+    "permits": "permits@city.example.net",
+}
+EVENT_ID_HEADER = "X-Postbus-Event-Id"
+
+
+@dataclass
+class DemoReport:
+    """What the demo measured and whether every event is accounted for."""
+
+    published: int = 0
+    sent: int = 0
+    dead_lettered: Counter[str] = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    drain_seconds: float = 0.0
+    throttled: int = 0
+    mailbox_dir: Path | None = None
+    inspection_url: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Every event accounted for."""
+        return not self.problems
+
 
 @app.command()
-def demo() -> None:
+def demo(
+    events: Annotated[int, typer.Option(min=10, max=100_000, help="Events in the spike.")] = 2000,
+    workers: Annotated[int, typer.Option(min=1, max=8, help="Worker processes.")] = 2,
+    quota: Annotated[int, typer.Option(min=60, help="ACS sends per minute the emulator allows.")] = 1500,
+    seed: Annotated[int, typer.Option(help="Seed of the traffic generator.")] = 7,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Handlers per worker.")] = 16,
+    timeout: Annotated[float, typer.Option(min=10, help="Give up after this many seconds.")] = 300.0,
+    output: Annotated[Path, typer.Option(help="Directory for the mailbox and worker logs.")] = Path(
+        ".postbus/demo"
+    ),
+) -> None:
     """Run a holiday spike end to end on the embedded emulators."""
-    typer.echo("The demo arrives with the pipeline issue (producers + worker); the emulators run today:")
-    typer.echo("  postbus emulator servicebus   |   postbus emulator email")
+    report = asyncio.run(
+        run_demo(
+            events=events,
+            workers=workers,
+            quota=quota,
+            seed=seed,
+            concurrency=concurrency,
+            timeout=timeout,
+            output=output,
+        )
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _worker_env(
+    sb: ServiceBusEmulator, acs: EmailEmulator, *, quota: int, concurrency: int
+) -> dict[str, str]:
+    import json
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("POSTBUS_")}
+    env.update(
+        {
+            "POSTBUS_SERVICEBUS_CONNECTION_STRING": sb.connection_string,
+            "POSTBUS_ACS_ENDPOINT": acs.endpoint,
+            "POSTBUS_ACS_ACCESS_KEY": acs.access_key,
+            "POSTBUS_SENDERS": json.dumps(SENDERS),
+            "POSTBUS_QUOTA_PER_MINUTE": str(quota),
+            "POSTBUS_QUOTA_PER_HOUR": "0",
+            "POSTBUS_CONCURRENCY": str(concurrency),
+            "POSTBUS_HEALTH_PORT": "0",
+            "POSTBUS_LOG_FORMAT": "json",
+            "POSTBUS_RETRY_BACKOFF_BASE_SECONDS": "1",
+            "POSTBUS_RETRY_BACKOFF_CAP_SECONDS": "10",
+        }
+    )
+    return env
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+async def _dead_letters(sb: ServiceBusEmulator) -> list[tuple[str, str, str]]:
+    """(message id, event id or "", reason) of every dead-lettered message, read with peek."""
+    import json
+
+    from azure.servicebus import ServiceBusSubQueue
+    from azure.servicebus.aio import ServiceBusClient
+
+    found: list[tuple[str, str, str]] = []
+    async with ServiceBusClient.from_connection_string(sb.connection_string) as client:
+        receiver = client.get_queue_receiver("notifications", sub_queue=ServiceBusSubQueue.DEAD_LETTER)
+        async with receiver:
+            while True:
+                page = await receiver.peek_messages(max_message_count=250)
+                if not page:
+                    break
+                for message in page:
+                    body = b"".join(message.body) if not isinstance(message.body, bytes) else message.body
+                    try:
+                        event_id = str(json.loads(body).get("id", ""))
+                    except (ValueError, AttributeError):
+                        event_id = ""
+                    found.append((str(message.message_id), event_id, str(message.dead_letter_reason or "")))
+    return found
+
+
+def _account(
+    report: DemoReport,
+    expected: dict[str, str],
+    sent_ids: list[str],
+    dead: list[tuple[str, str, str]],
+) -> None:
+    """Check every published event against what happened to it."""
+    sent_counts = Counter(sent_ids)
+    for event_id, count in sent_counts.items():
+        if count > 1:
+            report.problems.append(f"{event_id}: sent {count} times")
+    dead_by_key: dict[str, str] = {}
+    for message_id, event_id, reason in dead:
+        key = event_id if event_id in expected else message_id.split("#", 1)[0]
+        if key in dead_by_key:
+            report.problems.append(f"{key}: dead-lettered twice")
+        dead_by_key[key] = reason
+        report.dead_lettered[reason] += 1
+    for key, outcome in expected.items():
+        if outcome == "sent":
+            if sent_counts.get(key, 0) != 1:
+                where = f"dead-lettered as {dead_by_key[key]}" if key in dead_by_key else "missing"
+                report.problems.append(f"{key}: expected one email, {where}")
+        elif dead_by_key.get(key) != outcome:
+            actual = dead_by_key.get(key) or ("sent" if key in sent_counts else "missing")
+            report.problems.append(f"{key}: expected dead-letter {outcome}, got {actual}")
+    for key in set(sent_counts) | set(dead_by_key):
+        if key not in expected:
+            report.problems.append(f"{key}: not published by the demo")
+
+
+def _start_workers(
+    count: int, env: dict[str, str], run_dir: Path
+) -> tuple[list[subprocess.Popen[bytes]], list[Any]]:
+    """Start ``count`` real ``postbus worker`` processes, each logging to its own file."""
+    logs = [(run_dir / f"worker-{n}.log").open("wb") for n in range(count)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "postbus.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        for log in logs
+    ]
+    return procs, logs
+
+
+def _stop_workers(procs: list[subprocess.Popen[bytes]], logs: list[Any]) -> None:
+    """SIGTERM, then wait for the graceful shutdown (kill only if it hangs)."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    for log in logs:
+        log.close()
+
+
+async def run_demo(
+    *,
+    events: int,
+    workers: int,
+    quota: int,
+    seed: int,
+    concurrency: int,
+    timeout: float,  # noqa: ASYNC109 - a drain deadline reported in the summary, not a cancellation scope
+    output: Path,
+) -> DemoReport:
+    """Run the spike and return the report (also printed)."""
+    from rich.console import Console
+
+    from emulators.acs_email import EmailEmulator, QuotaConfig
+    from emulators.servicebus import ServiceBusEmulator
+    from postbus.logs import configure_logging
+    from postbus.settings import load_settings
+    from producers.publisher import Publisher
+    from producers.simulate import broken_bodies, holiday_spike
+
+    console = Console(stderr=False)
+    configure_logging(level="warning", fmt="console")
+    run_dir = output / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    mailbox_dir = run_dir / "mailbox"
+    mailbox_dir.mkdir(parents=True, exist_ok=True)
+    report = DemoReport(mailbox_dir=mailbox_dir)
+    start = datetime.now(UTC)
+    spike = holiday_spike(events, seed=seed, start=start, invalid_ratio=0.01, lead_seconds=5)
+    broken = broken_bodies(max(1, events // 200), seed=seed)
+    expected: dict[str, str] = {item.event.id: item.expect for item in spike}
+    expected.update({wire.message_id: "InvalidEvent" for wire in broken})
+
+    sends_quota = QuotaConfig(sends_per_minute=quota)
+    async with ServiceBusEmulator() as sb, EmailEmulator(quota=sends_quota, mailbox_dir=mailbox_dir) as acs:
+        report.inspection_url = f"{acs.endpoint}/_emulator/messages"
+        console.print(
+            f"[bold]Postbus demo[/]: {len(expected)} events, {workers} workers x {concurrency} handlers, "
+            f"ACS quota {quota}/min (ideal drain {len(expected) / quota * 60:.0f} s)"
+        )
+        env = _worker_env(sb, acs, quota=quota, concurrency=concurrency)
+        procs, logs = _start_workers(workers, env, run_dir)
+        try:
+            settings = load_settings(servicebus_connection_string=sb.connection_string)
+            published_at: dict[str, float] = {}
+            t0 = time.monotonic()
+            async with Publisher.from_settings(settings) as publisher:
+                immediate = [item.event for item in spike if item.send_at is None]
+                for item in spike:
+                    published_at[item.event.id] = time.time()
+                await publisher.publish_many(immediate)
+                for item in spike:
+                    if item.send_at is not None:
+                        await publisher.publish(item.event, send_at=item.send_at)
+                        published_at[item.event.id] = item.send_at.timestamp()
+                await publisher.publish_raw(broken)
+            report.published = len(expected)
+            await _watch(console, sb, acs, report, t0=t0, limit=timeout)
+            report.drain_seconds = time.monotonic() - t0
+            mails = acs.mailbox.messages()
+            sent_ids = [mail.headers.get(EVENT_ID_HEADER, "") for mail in mails]
+            report.sent = len(mails)
+            report.latencies = [
+                max(0.0, mail.received_at.timestamp() - published_at[event_id])
+                for mail, event_id in zip(mails, sent_ids, strict=True)
+                if event_id in published_at
+            ]
+            throttled = acs.stats().get("throttled", 0)
+            report.throttled = throttled if isinstance(throttled, int) else 0
+            _account(report, expected, sent_ids, await _dead_letters(sb))
+        finally:
+            await asyncio.to_thread(_stop_workers, procs, logs)
+    _print_summary(console, report, quota=quota, total=len(expected), run_dir=run_dir)
+    return report
+
+
+async def _watch(
+    console: Any, sb: ServiceBusEmulator, acs: EmailEmulator, report: DemoReport, *, t0: float, limit: float
+) -> None:
+    """Live progress until every published event is sent or dead-lettered (or the timeout)."""
+    from rich.live import Live
+    from rich.table import Table
+
+    def table() -> Table:
+        counts = sb.counts("notifications")
+        elapsed = time.monotonic() - t0
+        sent = len(acs.mailbox)
+        grid = Table.grid(padding=(0, 2))
+        for label, value in (
+            ("elapsed", f"{elapsed:6.1f} s"),
+            ("published", report.published),
+            ("sent", sent),
+            ("dead-lettered", counts.dead_lettered),
+            ("queue (active/scheduled/locked)", f"{counts.active}/{counts.scheduled}/{counts.locked}"),
+            ("send rate", f"{sent / elapsed * 60 if elapsed else 0:7.1f}/min"),
+        ):
+            grid.add_row(label, str(value))
+        return grid
+
+    with Live(table(), console=console, refresh_per_second=4, transient=False) as live:
+        while True:
+            counts = sb.counts("notifications")
+            done = len(acs.mailbox) + counts.dead_lettered >= report.published
+            idle = counts.active + counts.scheduled + counts.locked + counts.deferred == 0
+            live.update(table())
+            if done and idle:
+                return
+            if time.monotonic() - t0 > limit:
+                report.problems.append(f"not drained after {limit:.0f} s")
+                return
+            await asyncio.sleep(0.25)
+
+
+def _print_summary(console: Any, report: DemoReport, *, quota: int, total: int, run_dir: Path) -> None:
+    from rich.table import Table
+
+    outcomes = Table(title="Outcomes", show_header=True)
+    outcomes.add_column("outcome")
+    outcomes.add_column("count", justify="right")
+    outcomes.add_row("sent", str(report.sent))
+    for reason, count in sorted(report.dead_lettered.items()):
+        outcomes.add_row(f"dead-lettered: {reason}", str(count))
+    outcomes.add_row("ACS 429 answers", str(report.throttled))
+    console.print(outcomes)
+    latency = Table(title="Publish -> ACS accepted", show_header=True)
+    for column in ("p50", "p95", "p99", "drain", "ideal drain"):
+        latency.add_column(column, justify="right")
+    latency.add_row(
+        *(f"{_percentile(report.latencies, q):.1f} s" for q in (50, 95, 99)),
+        f"{report.drain_seconds:.1f} s",
+        f"{total / quota * 60:.1f} s",
+    )
+    console.print(latency)
+    console.print(f"Captured emails (.eml and .json): {report.mailbox_dir}")
+    console.print(f"Emulator inspection API (while running): {report.inspection_url}")
+    console.print(f"Worker logs: {run_dir}")
+    if report.ok:
+        console.print(
+            f"[bold green]All {total} events accounted for[/]: sent exactly once or dead-lettered as expected."
+        )
+    else:
+        console.print(f"[bold red]{len(report.problems)} problems[/]:")
+        for problem in report.problems[:20]:
+            console.print(f"  - {problem}")

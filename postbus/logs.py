@@ -37,6 +37,10 @@ _SECRET_PATTERNS: Final = (
     re.compile(r"(?i)\b(Bearer|HMAC-SHA256)\s+[^\s\"']+"),
     re.compile(r"(?i)(Signature=)[^\s&\"']+"),
 )
+#: Addresses inside free text (error descriptions, SDK messages) are masked like recipients.
+_EMAIL_IN_TEXT: Final = re.compile(
+    r"(?<![\w.+-])([A-Za-z0-9])[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)"
+)
 _QUIET_LOGGERS: Final = ("azure", "uamqp", "urllib3", "aiohttp.access", "proton")
 
 
@@ -55,9 +59,11 @@ def recipient_domain(address: str) -> str:
 
 
 def redact(text: str) -> str:
-    """Replace secret values in ``text`` with ``***``."""
+    """Replace secret values in ``text`` with ``***`` and mask email addresses in it."""
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(_redacted, text)
+    if "@" in text:
+        text = _EMAIL_IN_TEXT.sub(r"\1***@\2", text)
     return text
 
 

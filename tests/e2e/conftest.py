@@ -1,0 +1,68 @@
+"""End-to-end fixtures: both emulators on 127.0.0.1, a worker on the test's event loop, a publisher.
+
+Everything the worker does goes through the real azure-servicebus and azure-communication-email
+SDKs over real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from emulators.acs_email import EmailEmulator
+from emulators.servicebus import ServiceBusEmulator
+from postbus.settings import Settings, load_settings
+from producers.publisher import Publisher
+from tests.support import SENDERS, eventually
+from worker.runner import Worker
+
+
+@pytest.fixture
+async def servicebus() -> AsyncIterator[ServiceBusEmulator]:
+    async with ServiceBusEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def acs() -> AsyncIterator[EmailEmulator]:
+    async with EmailEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def settings(servicebus: ServiceBusEmulator, acs: EmailEmulator) -> Settings:
+    return load_settings(
+        servicebus_connection_string=servicebus.connection_string,
+        acs_endpoint=acs.endpoint,
+        acs_access_key=acs.access_key,
+        senders=SENDERS,
+        quota_per_minute=0,
+        quota_per_hour=0,
+        health_port=0,
+        concurrency=8,
+        prefetch=16,
+        retry_backoff_base_seconds=0.2,
+        retry_backoff_cap_seconds=1.0,
+        log_format="json",
+    )
+
+
+@pytest.fixture
+async def worker(settings: Settings) -> AsyncIterator[Worker]:
+    stop = asyncio.Event()
+    running = Worker(settings)
+    task = asyncio.create_task(running.run(stop))
+    await eventually(lambda: running.ready or task.done())
+    if task.done():
+        task.result()
+    yield running
+    stop.set()
+    await task
+
+
+@pytest.fixture
+async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
+    async with Publisher.from_settings(settings) as opened:
+        yield opened

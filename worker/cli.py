@@ -1,0 +1,64 @@
+"""``postbus worker``: consume the queue and send email until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+
+from postbus.logs import configure_logging, get_logger
+from postbus.settings import Settings, load_settings
+
+__all__ = ["app"]
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=1024, help="Override POSTBUS_CONCURRENCY.")
+    ] = None,
+    prefetch: Annotated[int | None, typer.Option(min=0, max=5000, help="Override POSTBUS_PREFETCH.")] = None,
+    health_port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Override POSTBUS_HEALTH_PORT (0 disables).")
+    ] = None,
+) -> None:
+    """Run a worker: receive, render, send through ACS Email, settle. Stops cleanly on SIGTERM/SIGINT."""
+    overrides = {
+        name: value
+        for name, value in (
+            ("concurrency", concurrency),
+            ("prefetch", prefetch),
+            ("health_port", health_port),
+        )
+        if value is not None
+    }
+    settings = load_settings(**overrides)
+    settings.require_servicebus("the worker")
+    settings.require_acs("the worker")
+    settings.require_senders("the worker")
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    asyncio.run(_run(settings))
+
+
+async def _run(settings: Settings) -> None:
+    from worker.runner import Worker
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _stopper(stop, signum))
+    await Worker(settings).run(stop)
+
+
+def _stopper(stop: asyncio.Event, signum: int) -> Callable[[], None]:
+    def handler() -> None:
+        if not stop.is_set():
+            get_logger("postbus.worker").info("shutdown requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    return handler

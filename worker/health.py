@@ -1,0 +1,72 @@
+"""``/healthz`` (the process is alive) and ``/readyz`` (connected and the breaker is closed).
+
+Container Apps restarts a replica whose liveness probe fails and stops routing to one whose
+readiness probe fails; KEDA keeps scaling on queue depth either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["HealthServer", "HealthStatus"]
+
+
+@dataclass(frozen=True, slots=True)
+class HealthStatus:
+    """A snapshot for the probes; ``detail`` is returned as JSON."""
+
+    live: bool
+    ready: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class HealthServer:
+    """A tiny aiohttp server on its own port, running on the worker's event loop.
+
+    Example::
+
+        server = HealthServer(port=8080, status=lambda: HealthStatus(True, worker.ready))
+        await server.start()
+        ...
+        await server.stop()
+    """
+
+    def __init__(self, *, port: int, status: Callable[[], HealthStatus], host: str = "0.0.0.0") -> None:  # noqa: S104 - probes come from outside the container
+        self._host = host
+        self._requested_port = port
+        self._status = status
+        self._runner: web.AppRunner | None = None
+        self.port = port
+
+    async def start(self) -> None:
+        """Start listening (``port=0`` picks a free port, see :attr:`port`)."""
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._requested_port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        status = self._status()
+        return web.json_response({"live": status.live}, status=200 if status.live else 503)
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        status = self._status()
+        body = {"ready": status.ready, **status.detail}
+        return web.json_response(body, status=200 if status.ready else 503)

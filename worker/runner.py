@@ -1,0 +1,316 @@
+"""The worker loop: receive, process, settle, one log line — until told to stop.
+
+One process runs ``POSTBUS_CONCURRENCY`` handlers over a PEEK_LOCK receiver with prefetch. Each
+handler's lock is renewed while it works (``AutoLockRenewer``), and settlements run concurrently
+because each one is a round trip. On SIGTERM the loop stops receiving, gives in-flight work the
+shutdown grace, abandons what is left so Service Bus redelivers it at once, and logs one summary
+line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
+from azure.servicebus.aio import AutoLockRenewer, ServiceBusReceiver
+from azure.servicebus.exceptions import ServiceBusError
+
+from postbus.logs import get_logger, recipient_domain
+from postbus.settings import Settings
+from worker.breaker import CircuitBreaker
+from worker.bus import ServiceBusPort, SettlementFailed, delivery_from, servicebus_client
+from worker.health import HealthServer, HealthStatus
+from worker.mailer import AcsMailer, Mailer
+from worker.outcome import AlreadySent, DeadLetter, RetryLater, Sent, Systemic
+from worker.pipeline import Pipeline, Processed, Renderer
+from worker.settlement import settle
+from worker.throttle import SendGate, gate_for_quota
+
+__all__ = ["Worker", "effective_prefetch"]
+
+log = get_logger("postbus.worker")
+
+#: Longest time one message's lock is renewed; ACS sends take seconds, so this is generous.
+MAX_LOCK_RENEWAL: Final = 300.0
+#: A prefetched message whose lock ends sooner than this is left to expire and come back.
+MIN_LOCK_LEFT: Final = timedelta(seconds=2)
+#: How long one receive call waits for messages (bounds how fast the loop notices a stop).
+RECEIVE_WAIT: Final = 1.0
+
+
+def effective_prefetch(settings: Settings) -> int:
+    """Prefetch, bounded so that buffered messages do not outlive their locks while sends wait for quota.
+
+    A buffered message's lock is not renewed until a handler takes it; at the configured quota,
+    about half a minute of sends is what a one-minute lock can safely hold.
+    """
+    if settings.quota_per_minute <= 0:
+        return settings.prefetch
+    return min(settings.prefetch, max(settings.concurrency, settings.quota_per_minute // 2))
+
+
+def _outcome_name(processed: Processed) -> str:
+    match processed.outcome:
+        case Sent():
+            return "sent"
+        case AlreadySent():
+            return "already_sent"
+        case RetryLater():
+            return "retry_scheduled"
+        case DeadLetter():
+            return "dead_lettered"
+        case Systemic():
+            return "abandoned"
+
+
+class Worker:
+    """Consumes the queue until ``stop`` is set.
+
+    Example::
+
+        stop = asyncio.Event()
+        summary = await Worker(settings).run(stop)
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        renderer: Renderer | None = None,
+        mailer: Mailer | None = None,
+        gate: SendGate | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self._settings = settings
+        self._renderer = renderer
+        self._mailer = mailer
+        self._gate = gate or gate_for_quota(settings.quota_per_minute, settings.quota_per_hour)
+        self._breaker = breaker or CircuitBreaker(
+            cooldown=settings.breaker_cooldown_seconds, max_cooldown=settings.breaker_cooldown_max_seconds
+        )
+        self._connected = False
+        self._inflight: set[asyncio.Task[None]] = set()
+        self.counts: Counter[str] = Counter()
+
+    @property
+    def ready(self) -> bool:
+        """Connected to the queue and the circuit breaker is closed."""
+        return self._connected and self._breaker.ready
+
+    def health(self) -> HealthStatus:
+        """Snapshot for ``/healthz`` and ``/readyz``."""
+        detail: dict[str, Any] = {
+            "connected": self._connected,
+            "breaker": self._breaker.state.name.lower(),
+            "inflight": len(self._inflight),
+            "send_rate": round(self._gate.rate, 3),
+        }
+        if not self._breaker.ready and self._breaker.last_error:
+            detail["last_error"] = self._breaker.last_error
+        return HealthStatus(live=True, ready=self.ready, detail=detail)
+
+    async def run(self, stop: asyncio.Event) -> Counter[str]:
+        """Run until ``stop`` is set; returns the count of messages by outcome."""
+        settings = self._settings
+        if self._renderer is None:
+            from worker.rendering import TemplateRenderer
+
+            self._renderer = TemplateRenderer(user_dir=settings.templates_dir)
+        mailer = self._mailer or AcsMailer.from_settings(settings)
+        pipeline = Pipeline(settings=settings, renderer=self._renderer, mailer=mailer, gate=self._gate)
+        health = HealthServer(port=settings.health_port, status=self.health) if settings.health_port else None
+        if health is not None:
+            await health.start()
+        prefetch = effective_prefetch(settings)
+        log.info("worker starting", queue=settings.queue, concurrency=settings.concurrency, prefetch=prefetch)
+        try:
+            async with servicebus_client(settings) as client:
+                receiver = client.get_queue_receiver(
+                    settings.queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK, prefetch_count=prefetch
+                )
+                sender = client.get_queue_sender(settings.queue)
+                async with (
+                    receiver,
+                    sender,
+                    AutoLockRenewer(max_lock_renewal_duration=MAX_LOCK_RENEWAL) as renewer,
+                ):
+                    port = ServiceBusPort(receiver, sender)
+                    self._connected = True
+                    await self._receive_loop(stop, receiver, renewer, port, pipeline)
+                    await self._drain(port)
+        finally:
+            self._connected = False
+            if self._mailer is None:
+                await mailer.close()
+            if health is not None:
+                await health.stop()
+        return self.counts
+
+    async def _receive_loop(
+        self,
+        stop: asyncio.Event,
+        receiver: ServiceBusReceiver,
+        renewer: AutoLockRenewer,
+        port: ServiceBusPort,
+        pipeline: Pipeline,
+    ) -> None:
+        concurrency = self._settings.concurrency
+        while not stop.is_set():
+            probing = not self._breaker.ready
+            if probing:
+                # Open or half-open: nothing is received until the breaker lets one probe through.
+                if not self._breaker.allow():
+                    await self._wait_for(stop, self._breaker.wait_until_allowed())
+                    continue
+                free = 1
+            else:
+                free = concurrency - len(self._inflight)
+                if free <= 0:
+                    await self._wait_for(
+                        stop, asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+                    )
+                    continue
+            try:
+                messages = await receiver.receive_messages(max_message_count=free, max_wait_time=RECEIVE_WAIT)
+            except ServiceBusError as exc:
+                # The SDK reconnects on the next call; a broken namespace shows in the log, not a crash.
+                log.warning("receive failed", error=str(exc))
+                await self._wait_for(stop, asyncio.sleep(RECEIVE_WAIT))
+                if probing:
+                    self._breaker.release_probe()
+                continue
+            if probing and not messages:
+                self._breaker.release_probe()
+            for message in messages:
+                task = asyncio.create_task(
+                    self._handle(message, receiver, renewer, port, pipeline, probe=probing)
+                )
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+
+    @staticmethod
+    async def _wait_for(stop: asyncio.Event, awaitable: Any) -> None:
+        """Await ``awaitable`` or until ``stop`` is set, whichever comes first."""
+        work = asyncio.ensure_future(awaitable)
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in (work, stopper):
+                if not future.done():
+                    future.cancel()
+
+    async def _handle(
+        self,
+        message: ServiceBusReceivedMessage,
+        receiver: ServiceBusReceiver,
+        renewer: AutoLockRenewer,
+        port: ServiceBusPort,
+        pipeline: Pipeline,
+        *,
+        probe: bool,
+    ) -> None:
+        started = time.perf_counter()
+        locked_until = message.locked_until_utc
+        if locked_until is not None and locked_until - datetime.now(UTC) < MIN_LOCK_LEFT:
+            # Waited too long in the prefetch buffer: it is (nearly) back on the queue already.
+            log.info(
+                "message skipped", reason="lock expired in prefetch buffer", message_id=message.message_id
+            )
+            self.counts["lock_expired"] += 1
+            if probe:
+                self._breaker.release_probe()
+            return
+        renewer.register(receiver, message, max_lock_renewal_duration=MAX_LOCK_RENEWAL)
+        delivery = delivery_from(message)
+        try:
+            processed = await pipeline.process(delivery)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._abandon(port, message))
+            raise
+        self._record_breaker(processed, probe=probe)
+        settle_error = ""
+        try:
+            await settle(port, message, processed)
+        except SettlementFailed as exc:
+            settle_error = str(exc)
+        outcome = _outcome_name(processed)
+        self.counts[outcome] += 1
+        self._log_line(
+            processed, delivery.message_id, delivery.delivery_count, started, outcome, settle_error
+        )
+
+    def _record_breaker(self, processed: Processed, *, probe: bool) -> None:
+        match processed.outcome:
+            case Systemic(error=error):
+                self._breaker.record_failure(error)
+            case Sent() | AlreadySent():
+                self._breaker.record_success()
+            case _ if probe:
+                self._breaker.release_probe()
+
+    @staticmethod
+    async def _abandon(port: ServiceBusPort, message: ServiceBusReceivedMessage) -> None:
+        try:
+            await port.abandon(message)
+        except SettlementFailed as exc:
+            log.warning("abandon failed", message_id=message.message_id, error=str(exc))
+
+    async def _drain(self, port: ServiceBusPort) -> None:
+        """Let in-flight messages finish within the grace period; abandon the rest."""
+        inflight = set(self._inflight)
+        if inflight:
+            _, pending = await asyncio.wait(inflight, timeout=self._settings.shutdown_grace_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+            self.counts["abandoned_on_shutdown"] += len(pending)
+        log.info(
+            "worker stopped",
+            **{name: count for name, count in sorted(self.counts.items())},
+            grace_seconds=self._settings.shutdown_grace_seconds,
+        )
+
+    def _log_line(
+        self,
+        processed: Processed,
+        message_id: str,
+        delivery_count: int,
+        started: float,
+        outcome: str,
+        settle_error: str,
+    ) -> None:
+        event = processed.event
+        fields: dict[str, Any] = {
+            "outcome": outcome,
+            "message_id": message_id,
+            "delivery_count": delivery_count,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        if event is not None and processed.decoded is not None:
+            fields |= {
+                "event_id": event.id,
+                "type": event.type,
+                "tenant": event.tenant,
+                "attempt": processed.decoded.attempt,
+                "recipient_domain": recipient_domain(event.to[0].address),
+            }
+        if processed.operation_id:
+            fields["operation_id"] = processed.operation_id
+        match processed.outcome:
+            case DeadLetter(reason=reason, description=description):
+                fields |= {"reason": reason, "description": description}
+            case RetryLater(delay=delay, reason=reason, error=error):
+                fields |= {"reason": reason, "retry_in_seconds": round(delay, 3), "error": error}
+            case Systemic(error=error):
+                fields |= {"reason": "Systemic", "error": error}
+            case _:
+                pass
+        if settle_error:
+            fields["settle_error"] = settle_error
+        log.info("message processed", **fields)

@@ -1,0 +1,58 @@
+"""Settlement: the one place where a processed message is completed, retried, dead-lettered or abandoned."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from postbus.events import PROP_LAST_ERROR, WireMessage, encode
+from worker.bus import SettlementFailed, SettlementPort
+from worker.outcome import AlreadySent, DeadLetter, RetryLater, Sent, Systemic
+from worker.pipeline import PROP_GENERATION, PROP_THROTTLED, Processed
+
+__all__ = ["retry_copy", "settle"]
+
+
+def retry_copy(processed: Processed, retry: RetryLater, *, now: datetime) -> WireMessage:
+    """The scheduled copy of a message for a delayed retry.
+
+    Same event, attempt + 1 (hence a new message id, which duplicate detection lets through), the
+    original first-enqueued time, the last error, and every foreign property (trace context) kept.
+    """
+    decoded = processed.decoded
+    if decoded is None:  # pragma: no cover - RetryLater is only produced after a successful decode
+        raise ValueError("a retry needs the decoded event")
+    properties = decoded.application_properties
+    throttled = int(properties.get(PROP_THROTTLED, 0)) + (0 if retry.spend_attempt else 1)
+    kept = {key: value for key, value in properties.items() if not key.startswith("postbus-")}
+    extra: dict[str, str | int] = {**kept, PROP_THROTTLED: throttled, PROP_LAST_ERROR: retry.error[:500]}
+    if PROP_GENERATION in properties:
+        extra[PROP_GENERATION] = properties[PROP_GENERATION]
+    return encode(
+        decoded.event,
+        attempt=decoded.attempt + 1,
+        first_enqueued=decoded.first_enqueued or now,
+        extra_properties=extra,
+    )
+
+
+async def settle(port: SettlementPort, message: Any, processed: Processed) -> None:
+    """Act on the outcome; raises :class:`~worker.bus.SettlementFailed` when Service Bus refuses."""
+    match processed.outcome:
+        case Sent() | AlreadySent():
+            await port.complete(message)
+        case RetryLater() as retry:
+            now = datetime.now(UTC)
+            try:
+                await port.schedule(
+                    retry_copy(processed, retry, now=now), at=now + timedelta(seconds=retry.delay)
+                )
+            except SettlementFailed:
+                # No copy exists, so the original must come back: let Service Bus redeliver it.
+                await port.abandon(message)
+                raise
+            await port.complete(message)
+        case DeadLetter(reason=reason, description=description):
+            await port.dead_letter(message, reason=reason, description=description)
+        case Systemic():
+            await port.abandon(message)
