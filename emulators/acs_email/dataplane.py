@@ -166,6 +166,7 @@ async def _accept(state: EmulatorState, request: web.Request) -> web.StreamRespo
         recipients=[a.address for a in email.recipients],
         succeed_after=state.succeed_after,
         rules=state.failure_rules,
+        conflict_status=state.conflict_status,
     )
     state.stats.accepted(replay=not created)
     if created:

@@ -158,6 +158,17 @@ class EmailEmulator:
         self._server.state.set_failure_rules(rules)
 
     @property
+    def conflict_status(self) -> int:
+        """Answer to a reused ``Operation-Id`` with a different body: 409 (default) or 400."""
+        return self._server.state.conflict_status
+
+    @conflict_status.setter
+    def conflict_status(self, status: int) -> None:
+        if status not in (400, 409):
+            raise ValueError("conflict_status must be 400 or 409")
+        self._server.state.conflict_status = status
+
+    @property
     def succeed_after(self) -> float:
         return self._server.state.succeed_after
 

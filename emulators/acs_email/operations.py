@@ -7,7 +7,8 @@ so nothing needs a timer.
 
 Idempotency (undocumented for the real service; this is the Azure REST guideline's rule, revised
 to 409 by microsoft/api-guidelines#517): a repeated ``Operation-Id`` with a byte-identical body
-returns the original operation and stores nothing; with a different body it is a 409 ``Conflict``.
+returns the original operation and stores nothing; with a different body it is a 409 ``Conflict``
+(or, with ``conflict_status=400``, the older guideline's 400 ``BadRequest``).
 """
 
 from __future__ import annotations
@@ -131,10 +132,11 @@ class OperationStore:
         recipients: Sequence[str],
         succeed_after: float,
         rules: Sequence[FailureRule],
+        conflict_status: int = 409,
     ) -> tuple[Operation, bool]:
         """Register a send; returns ``(operation, created)``; ``created`` is False for a replay.
 
-        Raises :class:`ApiError` 409 when ``op_id`` exists with a different body.
+        Raises :class:`ApiError` ``conflict_status`` when ``op_id`` exists with a different body.
         """
         body_hash = hashlib.sha256(body).hexdigest()
         op_id = op_id or str(uuid.uuid4())
@@ -149,8 +151,8 @@ class OperationStore:
                 if existing.body_hash == body_hash:
                     return existing, False
                 raise ApiError(
-                    409,
-                    "Conflict",
+                    conflict_status,
+                    "Conflict" if conflict_status == 409 else "BadRequest",
                     f"An operation with Operation-Id '{op_id}' already exists with a different request body.",
                     target="Operation-Id",
                     reason="conflict",

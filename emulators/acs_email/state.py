@@ -33,6 +33,8 @@ class EmulatorState:
     stats: Stats = field(default_factory=Stats)
     succeed_after: float = 0.0
     failure_rules: tuple[FailureRule, ...] = DEFAULT_FAILURE_RULES
+    # Status for a reused Operation-Id with another body; undocumented for ACS (see operations.py).
+    conflict_status: int = 409
     # Set when the server stops, so stalled responses can finish and shutdown is prompt.
     stopping: asyncio.Event | None = None
 

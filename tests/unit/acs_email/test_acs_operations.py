@@ -91,3 +91,13 @@ def test_an_operation_stuck_in_running_still_asks_for_a_poll_within_a_minute() -
     op, _ = _create(OperationStore(clock=clock), after=float("inf"))
     assert op.status(clock.now + 1e9) == "Running"
     assert op.retry_after(clock.now) == 60
+
+
+def test_the_conflict_status_can_be_the_older_guidelines_400() -> None:
+    store = OperationStore(clock=FakeClock())
+    _create(store)
+    with pytest.raises(ApiError) as info:
+        store.create(
+            op_id="op-1", body=b"[]", recipients=["a@x.test"], succeed_after=0, rules=(), conflict_status=400
+        )
+    assert (info.value.status, info.value.code) == (400, "BadRequest")
