@@ -279,7 +279,7 @@ def _filter_annotations(buf: bytes, pos: int) -> tuple[bytes, int | None]:
 
 def split_batch(parsed: ParsedMessage) -> list[ParsedMessage] | None:
     """The inner messages if ``parsed`` looks like a Service Bus batch envelope, else ``None``."""
-    if parsed.has_application_properties or parsed.has_header or not parsed.data_sections:
+    if parsed.has_application_properties or not parsed.data_sections:
         return None
     inner: list[ParsedMessage] = []
     for section in parsed.data_sections:
