@@ -189,16 +189,8 @@ def _grouped(number: Decimal, digits: int, style: _Style) -> str:
 
 def format_money(locale: str, amount: Any, currency: Any) -> str:
     """``1234.5, "EUR"`` -> ``1.234,50 €`` (de) / ``€1,234.50`` (en); rounds half up to minor units."""
-    if isinstance(amount, bool) or not isinstance(amount, int | float | Decimal | str):
-        raise TypeError(f"amount must be a number, got {type(amount).__name__}")
     if not isinstance(currency, str):
         raise TypeError(f"currency must be an ISO 4217 code like 'EUR', got {type(currency).__name__}")
-    return _money(locale, amount, currency)
-
-
-# Prices repeat across messages (and within one); rendering is on the hot path.
-@lru_cache(maxsize=4096)
-def _money(locale: str, amount: int | float | Decimal | str, currency: str) -> str:
     if len(currency) != 3 or not currency.isascii() or not currency.isalpha():
         raise ValueError(f"currency must be an ISO 4217 code like 'EUR', got {currency!r}")
     code = currency.upper()
@@ -296,11 +288,24 @@ def safe_url(value: Any) -> str:
     return url
 
 
+# Values worth memoising: immutable scalars (bool is excluded: it is a bad amount, not 1).
+_MEMO_TYPES: Final = frozenset({str, int, float, Decimal, dt.date, dt.datetime})
+
+
 def _contextual(func: Callable[..., str]) -> Callable[..., str]:
+    """Make ``func(locale, value, *args)`` a Jinja filter reading the locale from ``postbus``.
+
+    Results are memoised: the same price or date recurs within an email (HTML and text) and across
+    emails, and rendering is on the hot path. ``typed=True`` keeps ``1`` and ``1.0`` apart.
+    """
+    memo = lru_cache(maxsize=4096, typed=True)(func)
+
     @jinja2.pass_context
     def fil(context: jinja2.runtime.Context, value: Any, *args: Any, **kwargs: Any) -> str:
         meta = context.parent.get("postbus")
         locale = meta.get("locale", "en") if isinstance(meta, dict) else "en"
+        if type(value) in _MEMO_TYPES:
+            return memo(locale, value, *args, **kwargs)
         return func(locale, value, *args, **kwargs)
 
     fil.__name__ = func.__name__
