@@ -44,7 +44,7 @@ resource deadLetterAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   location: 'global'
   tags: tags
   properties: {
-    description: 'A message was dead-lettered. Read its DeadLetterReason (postbus dlq) and fix or replay.'
+    description: 'A message was dead-lettered. Read its DeadLetterReason (Service Bus Explorer, or the workbook) and fix the cause before replaying.'
     severity: 2
     enabled: true
     scopes: [

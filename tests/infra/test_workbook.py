@@ -66,3 +66,19 @@ def test_every_placeholder_is_bound_by_dashboard_bicep() -> None:
     assert placeholders, "the workbook is not parameterised by the deployment"
     assert placeholders == bound
     assert "loadTextContent('../postbus-workbook.json')" in DASHBOARD.read_text()
+
+
+def test_outcome_filters_use_the_worker_outcome_names() -> None:
+    # The worker's canonical line and postbus.messages.processed carry outcome in
+    # {sent, already_sent, retry_scheduled, dead_lettered, abandoned} (worker/runner.py _outcome_name).
+    known = {"sent", "already_sent", "retry_scheduled", "dead_lettered", "abandoned"}
+    lines = [
+        line
+        for item in _workbook()["items"]
+        if item["type"] == 3
+        for line in item["content"]["query"].splitlines()
+        if "customDimensions.outcome) " in line
+    ]
+    compared = {value for line in lines for value in re.findall(r'"([a-z_]+)"', line)}
+    assert compared, "no outcome filter found"
+    assert compared <= known, compared - known
