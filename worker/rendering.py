@@ -359,6 +359,9 @@ class TemplateRenderer:
                 if sample.is_file():
                     samples.setdefault(name, sample)
                 for locale_dir in sorted(p for p in type_dir.iterdir() if p.is_dir()):
+                    if not _LOCALE_RE.match(locale_dir.name):
+                        log.warning("templates.not_a_locale", type=name, folder=locale_dir.name)
+                        continue
                     present = {f for f in TEMPLATE_FILES if (locale_dir / f).is_file()}
                     files.setdefault(name, {}).setdefault(locale_dir.name, set()).update(present)
                     folders.setdefault(name, {}).setdefault(

@@ -51,7 +51,9 @@ def _check(html: str) -> _Checker:
 
 @pytest.mark.parametrize("locale", ["en", "de"])
 @pytest.mark.parametrize("event_type", TemplateRenderer().types())
-def test_shipped_html_is_well_formed_and_accessible(shipped: TemplateRenderer, event_type: str, locale: str) -> None:
+def test_shipped_html_is_well_formed_and_accessible(
+    shipped: TemplateRenderer, event_type: str, locale: str
+) -> None:
     data = shipped.sample_data(event_type)
     data.setdefault("brand", {})["logo_url"] = "https://cdn.contoso.example/logo.png"
     email = shipped.render(event_type, locale=locale, data=data)

@@ -342,8 +342,14 @@ def test_a_user_layout_overrides_the_shipped_layout(write_tree: WriteTree) -> No
     assert email.text.endswith("-- custom footer\n")
 
 
-def test_an_incomplete_user_locale_is_ignored(write_tree: WriteTree) -> None:
-    user = write_tree({"return.label/fr/subject.txt.j2": "Votre étiquette"})
+def test_an_incomplete_user_locale_or_a_stray_folder_is_ignored(write_tree: WriteTree) -> None:
+    user = write_tree(
+        {
+            "return.label/fr/subject.txt.j2": "Votre étiquette",
+            "return.label/Assets/logo.txt": "not a locale",
+            "return.label/_partials/x.j2": "",
+        }
+    )
     renderer = TemplateRenderer(user_dir=user)
     assert renderer.locales("return.label") == ["de", "en"]
     assert renderer.resolve_locale("return.label", "fr") == "en"
