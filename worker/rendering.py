@@ -367,6 +367,13 @@ class TemplateRenderer:
                     folders.setdefault(name, {}).setdefault(
                         fallback_chain(locale_dir.name)[0], locale_dir.name
                     )
+        if not any("shipped" in seen_in for seen_in in origins.values()):
+            # Type folders (order.confirmation) are not Python packages; a build that forgets them
+            # in package-data installs a worker that would dead-letter every message.
+            raise SettingsError(
+                f"no shipped templates in {SHIPPED_TEMPLATES}: the package was built without its "
+                "template files (package-data for worker.templates must include **/*.j2 and **/*.json)"
+            )
         types: dict[str, _TypeInfo] = {}
         for name, seen_in in origins.items():
             complete = {

@@ -380,3 +380,18 @@ def test_unreadable_user_sample_is_a_template_error(write_tree: WriteTree) -> No
     renderer = TemplateRenderer(user_dir=write_tree(files))
     with pytest.raises(TemplateError, match="must hold a JSON object"):
         renderer.sample_data("invoice.paid")
+
+
+def test_a_build_without_the_shipped_templates_fails_loudly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an installation whose template folders were left out of the package data
+    import worker.rendering
+
+    empty = tmp_path / "templates"
+    (empty / "_layout").mkdir(parents=True)
+    monkeypatch.setattr(worker.rendering, "SHIPPED_TEMPLATES", empty)
+
+    # Then the worker cannot start, instead of dead-lettering every message as UnknownTemplate.
+    with pytest.raises(SettingsError, match="built without its template files"):
+        TemplateRenderer()
