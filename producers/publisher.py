@@ -41,12 +41,26 @@ if TYPE_CHECKING:
     from azure.servicebus import ServiceBusSender as SyncSender
     from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 
-__all__ = ["PublishError", "Publisher", "SyncPublisher"]
+__all__ = [
+    "BATCH_HEADROOM_BYTES",
+    "MAX_BATCH_MESSAGES",
+    "PublishError",
+    "Publisher",
+    "SyncPublisher",
+    "translate_error",
+]
 
 _log = get_logger(__name__)
 
 #: Name of the thing being published in log lines and errors.
 _PURPOSE: Final = "publishing"
+#: Bytes kept free in every batch. The SDK sizes a batch before it copies the first message's id
+#: (and partition key) onto the batch envelope, so a batch filled to the link limit goes out a few
+#: dozen bytes over it and the broker rejects it with message-size-exceeded (seen on the emulator:
+#: 262166 > 262144). Ids stop at 128 characters, so 512 bytes covers the envelope with room to spare.
+BATCH_HEADROOM_BYTES: Final = 512
+#: Service Bus refuses batches of more than 4500 messages whatever their size (Azure/azure-service-bus#397).
+MAX_BATCH_MESSAGES: Final = 4500
 
 
 class PublishError(PostbusError):
@@ -119,6 +133,7 @@ class _Core:
         self.namespace = namespace
         self._properties_hook = properties_hook
         self._max_batch_bytes = max_batch_bytes
+        self._batch_limit: int | None = None
         #: Batches sent over this publisher's lifetime (for benchmarks and tests).
         self.batches_sent = 0
         #: Messages sent over this publisher's lifetime.
@@ -126,6 +141,12 @@ class _Core:
 
     def _prepare(self, events: Iterable[EventLike], send_at: datetime | None) -> list[Prepared]:
         return prepare(events, send_at=send_at, properties_hook=self._properties_hook)
+
+    def _learn_limit(self, link_limit: int) -> int:
+        """The batch size to ask for: what the caller set, at most the link's limit less the headroom."""
+        ceiling = max(1024, link_limit - BATCH_HEADROOM_BYTES)
+        self._batch_limit = min(self._max_batch_bytes, ceiling) if self._max_batch_bytes else ceiling
+        return self._batch_limit
 
     def _too_large(self, item: Prepared, limit: int) -> PublishError:
         return PublishError(
@@ -313,7 +334,10 @@ class Publisher(_Core):
         return batches
 
     async def _new_batch(self, sender: ServiceBusSender) -> ServiceBusMessageBatch:
-        return await sender.create_message_batch(self._max_batch_bytes)
+        if self._batch_limit is None:
+            # The first batch opens the link and tells us its limit.
+            self._learn_limit((await sender.create_message_batch()).max_size_in_bytes)
+        return await sender.create_message_batch(self._batch_limit)
 
     async def _send(self, prepared: Sequence[Prepared]) -> list[str]:
         started = time.perf_counter()
@@ -355,6 +379,8 @@ class _Batch:
         self.message_ids: list[str] = []
 
     def add(self, item: Prepared) -> bool:
+        if len(self.message_ids) >= MAX_BATCH_MESSAGES:
+            return False
         try:
             self.batch.add_message(item.message)
         except sb_errors.MessageSizeExceededError:
@@ -467,19 +493,24 @@ class SyncPublisher(_Core):
 
     def _pack(self, sender: SyncSender, prepared: Sequence[Prepared]) -> list[_Batch]:
         batches: list[_Batch] = []
-        current = _Batch(sender.create_message_batch(self._max_batch_bytes), [])
+        current = _Batch(self._new_batch(sender), [])
         for item in prepared:
             if current.add(item):
                 continue
             if not current.labels:
                 raise self._too_large(item, current.batch.max_size_in_bytes)
             batches.append(current)
-            current = _Batch(sender.create_message_batch(self._max_batch_bytes), [])
+            current = _Batch(self._new_batch(sender), [])
             if not current.add(item):
                 raise self._too_large(item, current.batch.max_size_in_bytes)
         if current.labels:
             batches.append(current)
         return batches
+
+    def _new_batch(self, sender: SyncSender) -> ServiceBusMessageBatch:
+        if self._batch_limit is None:
+            self._learn_limit(sender.create_message_batch().max_size_in_bytes)
+        return sender.create_message_batch(self._batch_limit)
 
     def _send(self, prepared: Sequence[Prepared]) -> list[str]:
         started = time.perf_counter()
