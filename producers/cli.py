@@ -184,28 +184,51 @@ def publish(
     file: Annotated[
         Path | None,
         typer.Option(
-            "--file", "-f", help="JSON Lines: one event (or {event, send_at}) per line.", dir_okay=False
+            "--file",
+            "-f",
+            help="JSON Lines: one event (or {event, send_at}) per line.",
+            dir_okay=False,
+            metavar="EVENTS.JSONL",
         ),
     ] = None,
     json_file: Annotated[
-        Path | None, typer.Option("--json", help="A file holding one event document.", dir_okay=False)
+        Path | None,
+        typer.Option(
+            "--json", metavar="JSON_FILE", help="A file holding one event document.", dir_okay=False
+        ),
     ] = None,
     event_id: Annotated[
-        str | None, typer.Option("--id", help="Idempotency key (default: a new UUID).")
+        str | None, typer.Option("--id", metavar="ID", help="Idempotency key (default: a new UUID).")
     ] = None,
     event_type: Annotated[
-        str | None, typer.Option("--type", help="Notification type, e.g. order.confirmation.")
+        str | None, typer.Option("--type", metavar="TYPE", help="Notification type, e.g. order.confirmation.")
     ] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant", help="Tenant (default: default).")] = None,
-    to: Annotated[list[str] | None, typer.Option("--to", help="Recipient; repeat for more.")] = None,
-    cc: Annotated[list[str] | None, typer.Option("--cc", help="Cc recipient; repeatable.")] = None,
-    bcc: Annotated[list[str] | None, typer.Option("--bcc", help="Bcc recipient; repeatable.")] = None,
-    sender: Annotated[str | None, typer.Option("--sender", help="Sender alias, e.g. orders.")] = None,
-    locale: Annotated[str | None, typer.Option("--locale", help="Locale (default: en).")] = None,
-    data: Annotated[str | None, typer.Option("--data", help="Template data: JSON, or @file.")] = None,
-    not_after: Annotated[str | None, typer.Option("--not-after", help="ISO 8601: do not send after.")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", metavar="TENANT", help="Tenant (default: default).")
+    ] = None,
+    to: Annotated[
+        list[str] | None, typer.Option("--to", metavar="ADDRESS", help="Recipient; repeat for more.")
+    ] = None,
+    cc: Annotated[
+        list[str] | None, typer.Option("--cc", metavar="ADDRESS", help="Cc recipient; repeatable.")
+    ] = None,
+    bcc: Annotated[
+        list[str] | None, typer.Option("--bcc", metavar="ADDRESS", help="Bcc recipient; repeatable.")
+    ] = None,
+    sender: Annotated[
+        str | None, typer.Option("--sender", metavar="ALIAS", help="Sender alias, e.g. orders.")
+    ] = None,
+    locale: Annotated[
+        str | None, typer.Option("--locale", metavar="LOCALE", help="Locale (default: en).")
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", metavar="JSON|@FILE", help="Template data: JSON, or @file.")
+    ] = None,
+    not_after: Annotated[
+        str | None, typer.Option("--not-after", metavar="ISO", help="ISO 8601: do not send after.")
+    ] = None,
     send_at: Annotated[
-        str | None, typer.Option("--send-at", help="ISO 8601: enqueue at this instant.")
+        str | None, typer.Option("--send-at", metavar="ISO", help="ISO 8601: enqueue at this instant.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print the message ids.")] = False,
 ) -> None:

@@ -322,6 +322,12 @@ def permit_approved(rng: random.Random, *, start: datetime) -> NotificationEvent
 # --- traffic shapes ------------------------------------------------------------------------------
 
 
+def _aware(start: datetime) -> datetime:
+    if start.tzinfo is None or start.utcoffset() is None:
+        raise ValueError(f"start must be timezone-aware (e.g. datetime.now(UTC)), got {start.isoformat()}")
+    return start
+
+
 def _send_at(rng: random.Random, start: datetime, lead_seconds: float) -> datetime:
     # A little spread so scheduled messages do not all fall due in the same millisecond.
     return start + timedelta(seconds=lead_seconds + rng.uniform(0, 1))
@@ -329,6 +335,7 @@ def _send_at(rng: random.Random, start: datetime, lead_seconds: float) -> dateti
 
 def checkout_spike(n: int, *, seed: int, start: datetime) -> list[SimulatedEvent]:
     """``n`` events of a checkout rush: about 80% order confirmations, 20% return labels."""
+    _aware(start)
     rng = random.Random(f"checkout:{seed}")
     return [
         SimulatedEvent((order_confirmation if rng.random() < 0.8 else return_label)(rng, start=start))
@@ -338,6 +345,7 @@ def checkout_spike(n: int, *, seed: int, start: datetime) -> list[SimulatedEvent
 
 def bookings(n: int, *, seed: int, start: datetime, lead_seconds: float = 5.0) -> list[SimulatedEvent]:
     """``n`` appointment reminders, each scheduled ``lead_seconds`` (plus up to 1 s) after ``start``."""
+    _aware(start)
     rng = random.Random(f"bookings:{seed}")
     return [
         SimulatedEvent(appointment_reminder(rng, start=start), send_at=_send_at(rng, start, lead_seconds))
@@ -347,6 +355,7 @@ def bookings(n: int, *, seed: int, start: datetime, lead_seconds: float = 5.0) -
 
 def permits(n: int, *, seed: int, start: datetime) -> list[SimulatedEvent]:
     """``n`` building-permit approvals."""
+    _aware(start)
     rng = random.Random(f"permits:{seed}")
     return [SimulatedEvent(permit_approved(rng, start=start)) for _ in range(n)]
 
@@ -384,6 +393,7 @@ def holiday_spike(
     """
     if not 0 <= invalid_ratio <= 1:
         raise ValueError(f"invalid_ratio must be between 0 and 1, got {invalid_ratio}")
+    _aware(start)
     rng = random.Random(f"holiday:{seed}")
     makers = {
         "order": order_confirmation,

@@ -174,9 +174,11 @@ def test_each_refusal_is_spoiled_the_way_its_reason_says() -> None:
     assert all(item.send_at is not None for item in items if item.event.type == "appointment.reminder")
 
 
-def test_a_bad_invalid_ratio_is_refused() -> None:
+def test_a_bad_invalid_ratio_or_a_naive_start_is_refused() -> None:
     with pytest.raises(ValueError, match="invalid_ratio"):
         holiday_spike(10, seed=1, start=START, invalid_ratio=1.5)
+    with pytest.raises(ValueError, match="start must be timezone-aware"):
+        checkout_spike(1, seed=1, start=START.replace(tzinfo=None))
 
 
 def test_broken_bodies_are_reproducible_and_every_one_fails_the_contract() -> None:
