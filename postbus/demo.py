@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from emulators.acs_email import EmailEmulator
     from emulators.servicebus import ServiceBusEmulator
 
-__all__ = ["DemoReport", "app", "run_demo"]
+__all__ = ["DemoReport", "account", "app", "dead_letters", "run_demo", "worker_env"]
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -91,9 +91,10 @@ def demo(
         raise typer.Exit(1)
 
 
-def _worker_env(
-    sb: ServiceBusEmulator, acs: EmailEmulator, *, quota: int, concurrency: int
+def worker_env(
+    sb: ServiceBusEmulator, acs: EmailEmulator, *, quota: int, concurrency: int, **extra: str
 ) -> dict[str, str]:
+    """Environment of a ``postbus worker`` process wired to the embedded emulators."""
     import json
 
     env = {key: value for key, value in os.environ.items() if not key.startswith("POSTBUS_")}
@@ -112,6 +113,7 @@ def _worker_env(
             "POSTBUS_RETRY_BACKOFF_CAP_SECONDS": "10",
         }
     )
+    env.update({f"POSTBUS_{name.upper()}": value for name, value in extra.items()})
     return env
 
 
@@ -123,7 +125,7 @@ def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-async def _dead_letters(sb: ServiceBusEmulator) -> list[tuple[str, str, str]]:
+async def dead_letters(sb: ServiceBusEmulator) -> list[tuple[str, str, str]]:
     """(message id, event id or "", reason) of every dead-lettered message, read with peek."""
     import json
 
@@ -148,7 +150,7 @@ async def _dead_letters(sb: ServiceBusEmulator) -> list[tuple[str, str, str]]:
     return found
 
 
-def _account(
+def account(
     report: DemoReport,
     expected: dict[str, str],
     sent_ids: list[str],
@@ -245,7 +247,7 @@ async def run_demo(
             f"[bold]Postbus demo[/]: {len(expected)} events, {workers} workers x {concurrency} handlers, "
             f"ACS quota {quota}/min (ideal drain {len(expected) / quota * 60:.0f} s)"
         )
-        env = _worker_env(sb, acs, quota=quota, concurrency=concurrency)
+        env = worker_env(sb, acs, quota=quota, concurrency=concurrency)
         procs, logs = _start_workers(workers, env, run_dir)
         try:
             settings = load_settings(servicebus_connection_string=sb.connection_string)
@@ -274,7 +276,7 @@ async def run_demo(
             ]
             throttled = acs.stats().get("throttled", 0)
             report.throttled = throttled if isinstance(throttled, int) else 0
-            _account(report, expected, sent_ids, await _dead_letters(sb))
+            account(report, expected, sent_ids, await dead_letters(sb))
         finally:
             await asyncio.to_thread(_stop_workers, procs, logs)
     _print_summary(console, report, quota=quota, total=len(expected), run_dir=run_dir)
