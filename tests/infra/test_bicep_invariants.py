@@ -494,3 +494,44 @@ def test_no_secure_parameter_has_a_default(parsed: dict[str, dict[str, Any]]) ->
         for name, spec in (tree.get("parameters") or {}).items():
             if any(d["type"] == "secure" for d in spec["decorators"]):
                 assert spec["default"] is None, f"{file}:{name}"
+
+
+# --- API versions -------------------------------------------------------------------------------------------
+
+# azure-infra.md section 10 ("AVM current"), plus the GA versions chosen where the note offers one.
+API_VERSIONS = {
+    "Microsoft.Resources/resourceGroups": "2024-03-01",
+    "Microsoft.ServiceBus/namespaces": "2024-01-01",
+    "Microsoft.ServiceBus/namespaces/queues": "2024-01-01",
+    "Microsoft.App/managedEnvironments": "2025-10-02-preview",
+    "Microsoft.App/containerApps": "2026-01-01",
+    "Microsoft.ManagedIdentity/userAssignedIdentities": "2024-11-30",
+    "Microsoft.Authorization/roleAssignments": "2022-04-01",
+    "Microsoft.Authorization/roleDefinitions": "2022-04-01",
+    "Microsoft.Communication/emailServices": "2025-09-01",
+    "Microsoft.Communication/emailServices/domains": "2025-09-01",
+    "Microsoft.Communication/emailServices/domains/senderUsernames": "2025-09-01",
+    "Microsoft.Communication/communicationServices": "2025-09-01",
+    "Microsoft.OperationalInsights/workspaces": "2025-07-01",
+    "Microsoft.Insights/components": "2020-02-02",
+    "Microsoft.ContainerRegistry/registries": "2025-06-01-preview",
+    "Microsoft.Insights/metricAlerts": "2018-03-01",
+    # The note lists 2025-01-01-preview (AVM) and 2023-12-01 (GA); GA is enough for these rules.
+    "Microsoft.Insights/scheduledQueryRules": "2023-12-01",
+    "Microsoft.Insights/actionGroups": "2024-10-01-preview",
+    "Microsoft.Insights/diagnosticSettings": "2021-05-01-preview",
+    "Microsoft.Insights/workbooks": "2023-06-01",
+}
+
+
+def test_api_versions_are_the_documented_ones(parsed: dict[str, dict[str, Any]]) -> None:
+    # Scale-rule identity needs containerApps >= 2024-02-02-preview; identitySettings lifecycle needs a recent
+    # API too. Pinning every type keeps a copy-paste from an older sample from silently dropping them.
+    seen = {
+        (res["type"], res["api_version"])
+        for tree in parsed.values()
+        for res in (tree.get("resources") or {}).values()
+    }
+    for arm_type, version in seen:
+        assert arm_type in API_VERSIONS, f"{arm_type}: add it to API_VERSIONS with its source"
+        assert version == API_VERSIONS[arm_type], f"{arm_type}@{version}, expected {API_VERSIONS[arm_type]}"
