@@ -88,3 +88,20 @@ def test_abbreviations_cover_every_prefix_main_uses() -> None:
     used = set(re.findall(r"abbrs\.(\w+)", (INFRA / "main.bicep").read_text()))
     assert used, "main.bicep names resources from abbreviations.json"
     assert used <= set(abbreviations), used - set(abbreviations)
+
+
+def _references(code: str, name: str) -> int:
+    """Uses of a symbol, not counting object keys (a line starting `name:`) or member names (`.name`)."""
+    code = re.sub(rf"^\s*{re.escape(name)}\s*:", "", code, flags=re.M)
+    return len(re.findall(rf"(?<![\w.']){re.escape(name)}\b", code))
+
+
+@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(INFRA)) for p in FILES])
+def test_no_unused_parameters_or_variables(path: Path) -> None:
+    # bicepconfig.json makes no-unused-params/no-unused-vars errors, which fail `az bicep build`.
+    code = re.sub(r"//[^\n]*", "", path.read_text())
+    tree = BicepParser().parse(file_path=path)
+    for kind, keyword in (("parameters", "param"), ("variables", "var")):
+        for name in tree.get(kind) or {}:
+            declared = len(re.findall(rf"^\s*{keyword} {re.escape(name)}\b", code, re.M))
+            assert _references(code, name) > declared, f"{path.name}: {keyword} {name} is never used"
