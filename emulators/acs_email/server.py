@@ -24,6 +24,7 @@ from emulators.acs_email.dataplane import STATE_KEY, add_data_plane_routes
 from emulators.acs_email.faults import Faults
 from emulators.acs_email.inspection import add_inspection_routes
 from emulators.acs_email.mailbox import Mailbox
+from emulators.acs_email.management import add_management_routes
 from emulators.acs_email.quota import PRESETS, QuotaConfig, QuotaLimiter
 from emulators.acs_email.state import EmulatorState
 from emulators.acs_email.tls import server_ssl_context, write_self_signed
@@ -75,6 +76,7 @@ def build_app(state: EmulatorState) -> web.Application:
     app[STATE_KEY] = state
     add_data_plane_routes(app)
     add_inspection_routes(app)
+    add_management_routes(app)
     return app
 
 
