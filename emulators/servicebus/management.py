@@ -102,14 +102,14 @@ def _schedule(entity: MessageQueue, body: dict[str, Any]) -> Message:
         parsed = parse_message(bytes(item["message"]))
         when = parsed.scheduled_enqueue_ms
         # Duplicate detection is not applied here: the SDK expects one sequence number per message.
-        stored = entity.enqueue(
+        seq = entity.enqueue(
             parsed.body,
             ttl=None if parsed.ttl_ms is None else parsed.ttl_ms / 1000,
             scheduled_at=None if when is None else when / 1000,
             annotations=parsed.annotations,
         )
-        assert stored is not None  # no message id -> never a duplicate
-        seqs.append(stored.seq)
+        assert seq is not None  # no message id -> never a duplicate
+        seqs.append(seq)
     return _reply(200, "OK", {"sequence-numbers": Array(None, Data.LONG, *seqs)})
 
 

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import uuid
 from collections import deque
@@ -95,22 +96,21 @@ class QueueCounts:
 
 
 class StoredMessage:
-    """One message as the queue holds it; ``body`` and ``annotations`` are opaque encoded bytes."""
+    """One message as the queue holds it once it needs state; ``body``/``annotations`` are opaque bytes.
+
+    A message that was only enqueued (no annotations, default TTL, never delivered) is kept even
+    more compactly, as its body alone; :meth:`MessageQueue.get` turns it into a ``StoredMessage``.
+    """
 
     __slots__ = (
         "annotations",
         "body",
-        "dead_letter_description",
-        "dead_letter_reason",
-        "dead_letter_source",
+        "dead_letter",
         "deferred",
         "delivery_count",
         "enqueued_at",
-        "expires_at",
         "lock_token",
         "locked_until",
-        "message_id",
-        "scheduled_at",
         "seq",
         "state",
         "ttl",
@@ -121,31 +121,39 @@ class StoredMessage:
         seq: int,
         body: bytes,
         *,
-        annotations: bytes,
-        message_id: str | None,
-        ttl: float | None,
+        annotations: bytes = b"",
+        ttl: float | None = None,
         enqueued_at: float,
+        state: MessageState = MessageState.ACTIVE,
     ) -> None:
         self.seq = seq
         self.body = body
         self.annotations = annotations
-        self.message_id = message_id
         self.ttl = ttl
         self.enqueued_at = enqueued_at
-        self.expires_at: float | None = None
-        self.scheduled_at: float | None = None
         self.delivery_count = 0
-        self.state = MessageState.ACTIVE
+        self.state = state
         self.deferred = False
         self.lock_token: uuid.UUID | None = None
         self.locked_until = 0.0
-        self.dead_letter_reason: str | None = None
-        self.dead_letter_description: str | None = None
-        self.dead_letter_source: str | None = None
+        # (reason, description, source) once dead-lettered; one slot keeps live messages small.
+        self.dead_letter: tuple[str | None, str | None, str] | None = None
 
     @property
     def size(self) -> int:
         return len(self.body) + len(self.annotations)
+
+    @property
+    def dead_letter_reason(self) -> str | None:
+        return None if self.dead_letter is None else self.dead_letter[0]
+
+    @property
+    def dead_letter_description(self) -> str | None:
+        return None if self.dead_letter is None else self.dead_letter[1]
+
+    @property
+    def dead_letter_source(self) -> str | None:
+        return None if self.dead_letter is None else self.dead_letter[2]
 
     @property
     def visible_state(self) -> MessageState:
@@ -170,15 +178,22 @@ class MessageQueue:
         self.settings = settings
         self.is_dead_letter = is_dead_letter
         self._clock = clock
+        self._last_now = 0.0
         self._next_seq = 1
-        self._messages: dict[int, StoredMessage] = {}
+        # seq -> message; a bare ``bytes`` value is a compact, freshly enqueued active message.
+        # Insertion order is sequence order (sequence numbers are assigned on insert).
+        self._messages: dict[int, StoredMessage | bytes] = {}
         self._locks: dict[uuid.UUID, StoredMessage] = {}
         self._available: list[int] = []
         self._lock_timers: list[tuple[float, int]] = []
-        self._expiry_timers: list[tuple[float, int]] = []
         self._schedule_timers: list[tuple[float, int]] = []
-        self._dedup: dict[str, float] = {}
-        self._dedup_order: deque[tuple[float, str]] = deque()
+        self._ttl_timers: list[tuple[float, int]] = []  # messages with their own TTL
+        self._default_expiry: deque[int] = deque()  # default TTL: expiry order is activation order
+        # Enqueue-time checkpoints (first seq enqueued at that time) for compact messages.
+        self._time_seqs: list[int] = []
+        self._times: list[float] = []
+        self._dedup: dict[str, float] = {}  # message-id -> first seen
+        self._dedup_order: deque[str] = deque()
         self._counts = dict.fromkeys(MessageState, 0)
         self.size_bytes = 0
         self.dead_letter_queue: MessageQueue | None = None
@@ -186,6 +201,15 @@ class MessageQueue:
             self.dead_letter_queue = MessageQueue(
                 f"{name}/$DeadLetterQueue", settings, clock=clock, is_dead_letter=True
             )
+
+    def _now(self) -> float:
+        # Millisecond precision (what the wire carries); equal times share one float object, which
+        # matters for memory when a batch enqueues hundreds of messages in the same millisecond.
+        now = round(self._clock(), 3)
+        if now == self._last_now:
+            return self._last_now
+        self._last_now = now
+        return now
 
     # ------------------------------------------------------------------ enqueue
 
@@ -197,34 +221,48 @@ class MessageQueue:
         ttl: float | None = None,
         scheduled_at: float | None = None,
         annotations: bytes = b"",
-    ) -> StoredMessage | None:
-        """Add a message; returns ``None`` when duplicate detection drops it (the send still succeeds)."""
-        now = self._clock()
+    ) -> int | None:
+        """Add a message; returns its sequence number, or ``None`` when duplicate detection drops it.
+
+        A message's TTL is silently capped at the queue's DefaultMessageTimeToLive (as Azure does).
+        """
+        now = self._now()
         if self._is_duplicate(message_id, now):
             return None
         size = len(body) + len(annotations)
         if self.size_bytes + size > self.settings.max_size_bytes:
             raise QueueFullError(f"queue {self.name} is full ({self.settings.max_size_bytes} bytes)")
-        msg = StoredMessage(
-            self._take_seq(), body, annotations=annotations, message_id=message_id, ttl=ttl, enqueued_at=now
-        )
-        self._messages[msg.seq] = msg
+        if ttl is not None and ttl >= self.settings.default_ttl:
+            ttl = None
+        seq = self._take_seq()
         self.size_bytes += size
         if scheduled_at is not None and scheduled_at > now:
-            msg.state = MessageState.SCHEDULED
-            msg.scheduled_at = scheduled_at
+            msg = StoredMessage(
+                seq, body, annotations=annotations, ttl=ttl, enqueued_at=now, state=MessageState.SCHEDULED
+            )
+            self._messages[seq] = msg
             self._counts[MessageState.SCHEDULED] += 1
-            heapq.heappush(self._schedule_timers, (scheduled_at, msg.seq))
-        else:
-            msg.scheduled_at = scheduled_at
+            heapq.heappush(self._schedule_timers, (scheduled_at, seq))
+        elif annotations or ttl is not None:
+            msg = StoredMessage(seq, body, annotations=annotations, ttl=ttl, enqueued_at=now)
+            self._messages[seq] = msg
             self._activate(msg, now, fresh=True)
-        return msg
+        else:
+            self._messages[seq] = body
+            if not self._times or self._times[-1] != now:
+                self._time_seqs.append(seq)
+                self._times.append(now)
+            self._counts[MessageState.ACTIVE] += 1
+            heapq.heappush(self._available, seq)
+            if not self.is_dead_letter:
+                self._default_expiry.append(seq)
+        return seq
 
     def cancel_scheduled(self, seqs: list[int]) -> None:
         """Remove scheduled messages; unknown or already-active sequence numbers are ignored."""
         for seq in seqs:
             msg = self._messages.get(seq)
-            if msg is not None and msg.state is MessageState.SCHEDULED:
+            if isinstance(msg, StoredMessage) and msg.state is MessageState.SCHEDULED:
                 self._remove(msg)
 
     def _is_duplicate(self, message_id: str | None, now: float) -> bool:
@@ -233,22 +271,50 @@ class MessageQueue:
         self._purge_dedup(now)
         if message_id in self._dedup:
             return True
-        until = now + self.settings.duplicate_window
-        self._dedup[message_id] = until
-        self._dedup_order.append((until, message_id))
+        self._dedup[message_id] = now
+        self._dedup_order.append(message_id)
         return False
 
     def _purge_dedup(self, now: float) -> None:
-        order = self._dedup_order
-        while order and order[0][0] <= now:
-            _, message_id = order.popleft()
-            if self._dedup.get(message_id, now + 1) <= now:
-                del self._dedup[message_id]
+        order, seen, window = self._dedup_order, self._dedup, self.settings.duplicate_window
+        while order:
+            first = seen.get(order[0])
+            if first is not None and first + window > now:
+                return
+            seen.pop(order.popleft(), None)
 
     def _take_seq(self) -> int:
         seq = self._next_seq
         self._next_seq += 1
         return seq
+
+    # ------------------------------------------------------------------ compact entries
+
+    def _enqueued_time(self, seq: int) -> float:
+        return self._times[bisect.bisect_right(self._time_seqs, seq) - 1]
+
+    def _view(self, seq: int, entry: StoredMessage | bytes) -> StoredMessage:
+        if isinstance(entry, StoredMessage):
+            return entry
+        return StoredMessage(seq, entry, enqueued_at=self._enqueued_time(seq))
+
+    def _prune_times(self) -> None:
+        if len(self._time_seqs) < 1024:
+            return
+        if not self._messages:
+            self._time_seqs.clear()
+            self._times.clear()
+            return
+        cut = bisect.bisect_right(self._time_seqs, next(iter(self._messages))) - 1
+        if cut > 512:
+            del self._time_seqs[:cut]
+            del self._times[:cut]
+
+    def expires_at(self, msg: StoredMessage) -> float | None:
+        """When the message expires (``None`` in a dead-letter queue, where nothing expires)."""
+        if self.is_dead_letter:
+            return None
+        return msg.enqueued_at + (self.settings.default_ttl if msg.ttl is None else msg.ttl)
 
     # ------------------------------------------------------------------ receive
 
@@ -261,15 +327,21 @@ class MessageQueue:
         now = self._clock()
         heap = self._available
         while heap:
-            msg = self._messages.get(heapq.heappop(heap))
-            if msg is None or msg.state is not MessageState.ACTIVE:
+            seq = heapq.heappop(heap)
+            entry = self._messages.get(seq)
+            if entry is None:
                 continue
-            if msg.expires_at is not None and msg.expires_at <= now:
+            if isinstance(entry, StoredMessage) and entry.state is not MessageState.ACTIVE:
+                continue
+            msg = self._view(seq, entry)
+            expires = self.expires_at(msg)
+            if expires is not None and expires <= now:
                 self._expire(msg)
                 continue
             if receive_and_delete:
-                self._remove(msg)
+                self._remove_entry(seq, entry)
             else:
+                self._messages[seq] = msg
                 self._lock(msg, now)
             return msg
         return None
@@ -280,7 +352,7 @@ class MessageQueue:
         found: list[StoredMessage] = []
         for seq in seqs:
             msg = self._messages.get(seq)
-            if msg is None or msg.state is not MessageState.DEFERRED:
+            if not isinstance(msg, StoredMessage) or msg.state is not MessageState.DEFERRED:
                 raise MessageNotFoundError(f"no deferred message with sequence number {seq} in {self.name}")
             found.append(msg)
         for msg in found:
@@ -293,19 +365,20 @@ class MessageQueue:
     def peek(self, from_seq: int, count: int) -> list[StoredMessage]:
         """Up to ``count`` messages with sequence number >= ``from_seq``, in any state, without locking."""
         out: list[StoredMessage] = []
-        for seq, msg in self._messages.items():
+        for seq, entry in self._messages.items():
             if seq < from_seq:
                 continue
-            out.append(msg)
+            out.append(self._view(seq, entry))
             if len(out) >= count:
                 break
         return out
 
     def get(self, seq: int) -> StoredMessage | None:
-        return self._messages.get(seq)
+        entry = self._messages.get(seq)
+        return None if entry is None else self._view(seq, entry)
 
     def __iter__(self) -> Iterator[StoredMessage]:
-        return iter(list(self._messages.values()))
+        return iter([self._view(seq, entry) for seq, entry in self._messages.items()])
 
     def __len__(self) -> int:
         return len(self._messages)
@@ -317,8 +390,7 @@ class MessageQueue:
 
     def abandon(self, token: uuid.UUID) -> None:
         """Unlock and count a failed delivery (dead-letters at MaxDeliveryCount)."""
-        msg = self._locked(token)
-        self._unlock(msg, failed=True)
+        self._unlock(self._locked(token), failed=True)
 
     def release(self, token: uuid.UUID) -> None:
         """Unlock without counting a delivery attempt (the client never processed it)."""
@@ -343,7 +415,7 @@ class MessageQueue:
     def renew_lock(self, token: uuid.UUID) -> float:
         """Extend the lock by LockDuration from now; returns the new locked-until (epoch seconds)."""
         msg = self._locked(token)
-        msg.locked_until = self._clock() + self.settings.lock_duration
+        msg.locked_until = self._now() + self.settings.lock_duration
         heapq.heappush(self._lock_timers, (msg.locked_until, msg.seq))
         return msg.locked_until
 
@@ -376,34 +448,61 @@ class MessageQueue:
         while timers and timers[0][0] <= now:
             until, seq = heapq.heappop(timers)
             msg = self._messages.get(seq)
-            if msg is not None and msg.state is MessageState.LOCKED and msg.locked_until == until:
+            if (
+                isinstance(msg, StoredMessage)
+                and msg.state is MessageState.LOCKED
+                and msg.locked_until == until
+            ):
                 self._unlock(msg, failed=True)
         timers = self._schedule_timers
         while timers and timers[0][0] <= now:
             _, seq = heapq.heappop(timers)
             msg = self._messages.get(seq)
-            if msg is not None and msg.state is MessageState.SCHEDULED:
+            if isinstance(msg, StoredMessage) and msg.state is MessageState.SCHEDULED:
                 self._counts[MessageState.SCHEDULED] -= 1
-                self._activate(msg, now, fresh=True)
-        timers = self._expiry_timers
+                self._activate(msg, self._now(), fresh=True)
+        timers = self._ttl_timers
         while timers and timers[0][0] <= now:
-            until, seq = heapq.heappop(timers)
-            msg = self._messages.get(seq)
-            if (
-                msg is not None
-                and msg.expires_at == until
-                and msg.state in (MessageState.ACTIVE, MessageState.DEFERRED)
-            ):
-                self._expire(msg)
+            _, seq = heapq.heappop(timers)
+            self._expire_if_due(seq, now)
+        expiry = self._default_expiry
+        while expiry:
+            entry = self._messages.get(expiry[0])
+            if entry is not None:
+                msg = self._view(expiry[0], entry)
+                if msg.enqueued_at + self.settings.default_ttl > now:
+                    break
+            self._expire_if_due(expiry.popleft(), now)
         self._purge_dedup(now)
+        self._prune_times()
         became_available = self._counts[MessageState.ACTIVE] > before
         if self.dead_letter_queue is not None:
             became_available = self.dead_letter_queue.tick() or became_available
         return became_available
 
+    def _expire_if_due(self, seq: int, now: float) -> None:
+        entry = self._messages.get(seq)
+        if entry is None:
+            return
+        msg = self._view(seq, entry)
+        expires = self.expires_at(msg)
+        # A locked message is protected by its lock; it is checked again when it is unlocked.
+        if (
+            expires is not None
+            and expires <= now
+            and msg.state in (MessageState.ACTIVE, MessageState.DEFERRED)
+        ):
+            self._expire(msg)  # a view of a compact entry is enough: it is removed or moved whole
+
     def next_deadline(self) -> float | None:
         """Earliest pending timer (may be stale; firing early is harmless)."""
-        heads = [h[0][0] for h in (self._lock_timers, self._schedule_timers, self._expiry_timers) if h]
+        heads = [h[0][0] for h in (self._lock_timers, self._schedule_timers, self._ttl_timers) if h]
+        if self._default_expiry:
+            first = self._messages.get(self._default_expiry[0])
+            if first is not None:
+                heads.append(
+                    self._view(self._default_expiry[0], first).enqueued_at + self.settings.default_ttl
+                )
         if self.dead_letter_queue is not None:
             inner = self.dead_letter_queue.next_deadline()
             if inner is not None:
@@ -435,11 +534,10 @@ class MessageQueue:
         if fresh:
             msg.enqueued_at = now
             if not self.is_dead_letter:
-                ttl = self.settings.default_ttl
-                if msg.ttl is not None:
-                    ttl = min(msg.ttl, ttl)
-                msg.expires_at = now + ttl
-                heapq.heappush(self._expiry_timers, (msg.expires_at, msg.seq))
+                if msg.ttl is None:
+                    self._default_expiry.append(msg.seq)
+                else:
+                    heapq.heappush(self._ttl_timers, (now + msg.ttl, msg.seq))
         msg.state = MessageState.ACTIVE
         self._counts[MessageState.ACTIVE] += 1
         heapq.heappush(self._available, msg.seq)
@@ -447,7 +545,7 @@ class MessageQueue:
     def _lock(self, msg: StoredMessage, now: float) -> None:
         token = uuid.uuid4()
         msg.lock_token = token
-        msg.locked_until = now + self.settings.lock_duration
+        msg.locked_until = round(now, 3) + self.settings.lock_duration
         self._locks[token] = msg
         self._set_state(msg, MessageState.LOCKED)
         heapq.heappush(self._lock_timers, (msg.locked_until, msg.seq))
@@ -471,7 +569,8 @@ class MessageQueue:
         if msg.deferred:
             self._set_state(msg, MessageState.DEFERRED)
             return
-        if msg.expires_at is not None and msg.expires_at <= self._clock():
+        expires = self.expires_at(msg)
+        if expires is not None and expires <= self._clock():
             self._set_state(msg, MessageState.ACTIVE)
             self._expire(msg)
             return
@@ -479,10 +578,17 @@ class MessageQueue:
         heapq.heappush(self._available, msg.seq)
 
     def _remove(self, msg: StoredMessage) -> None:
-        self._drop_lock(msg)
-        del self._messages[msg.seq]
-        self._counts[msg.state] -= 1
-        self.size_bytes -= msg.size
+        self._remove_entry(msg.seq, msg)
+
+    def _remove_entry(self, seq: int, entry: StoredMessage | bytes) -> None:
+        del self._messages[seq]
+        if isinstance(entry, StoredMessage):
+            self._drop_lock(entry)
+            self._counts[entry.state] -= 1
+            self.size_bytes -= entry.size
+        else:
+            self._counts[MessageState.ACTIVE] -= 1
+            self.size_bytes -= len(entry)
 
     def _expire(self, msg: StoredMessage) -> None:
         if self.settings.dead_letter_on_expiration and self.dead_letter_queue is not None:
@@ -497,11 +603,8 @@ class MessageQueue:
         assert dlq is not None  # callers check; a dead-letter queue never dead-letters
         self._remove(msg)
         msg.seq = dlq._take_seq()
-        msg.dead_letter_reason = reason
-        msg.dead_letter_description = description
-        msg.dead_letter_source = self.name
-        msg.expires_at = None
+        msg.dead_letter = (reason, description, self.name)
         msg.deferred = False
         dlq._messages[msg.seq] = msg
         dlq.size_bytes += msg.size
-        dlq._activate(msg, self._clock(), fresh=False)
+        dlq._activate(msg, self._now(), fresh=False)

@@ -45,11 +45,7 @@ def make_queue(clock: FakeClock, **settings: object) -> MessageQueue:
 
 def test_sequence_numbers_start_at_one_and_the_dead_letter_queue_has_its_own(clock: FakeClock) -> None:
     q = make_queue(clock)
-    first = q.enqueue(b"a")
-    second = q.enqueue(b"b")
-    assert first is not None
-    assert second is not None
-    assert (first.seq, second.seq) == (1, 2)
+    assert (q.enqueue(b"a"), q.enqueue(b"b")) == (1, 2)
     msg = q.lock_next()
     assert msg is not None
     assert msg.lock_token is not None
@@ -196,9 +192,11 @@ def test_ttl_expiry(clock: FakeClock, dead_letter: bool, expected: QueueCounts) 
 
 def test_message_ttl_cannot_exceed_the_queue_default(clock: FakeClock) -> None:
     q = make_queue(clock, default_ttl=10.0)
-    msg = q.enqueue(b"a", ttl=1000.0)
+    seq = q.enqueue(b"a", ttl=1000.0)
+    assert seq is not None
+    msg = q.get(seq)
     assert msg is not None
-    assert msg.expires_at == clock.now + 10.0
+    assert q.expires_at(msg) == clock.now + 10.0
 
 
 def test_expired_message_is_not_delivered_even_before_the_timer(clock: FakeClock) -> None:
@@ -224,14 +222,16 @@ def test_a_locked_message_expires_when_its_lock_ends(clock: FakeClock) -> None:
 
 def test_scheduled_messages_activate_on_time_and_can_be_cancelled(clock: FakeClock) -> None:
     q = make_queue(clock)
-    keep = q.enqueue(b"a", scheduled_at=clock.now + 60)
+    keep_seq = q.enqueue(b"a", scheduled_at=clock.now + 60)
     cancel = q.enqueue(b"b", scheduled_at=clock.now + 60)
-    assert keep is not None
+    assert keep_seq is not None
     assert cancel is not None
+    keep = q.get(keep_seq)
+    assert keep is not None
     assert keep.visible_state is MessageState.SCHEDULED
     assert q.counts() == QueueCounts(scheduled=2)
     assert q.lock_next() is None
-    q.cancel_scheduled([cancel.seq, 999])
+    q.cancel_scheduled([cancel, 999])
     clock.advance(60)
     assert q.tick() is True
     assert q.counts() == QueueCounts(active=1)
@@ -409,13 +409,13 @@ def test_conservation_every_message_is_in_exactly_one_place(  # noqa: C901 - one
     scheduled: list[int] = []
     for op, arg in ops:
         if op in ("send", "send_dup"):
-            msg = q.enqueue(b"m", message_id="dup" if op == "send_dup" else None, ttl=float(arg) + 1)
-            stored += msg is not None
+            seq = q.enqueue(b"m", message_id="dup" if op == "send_dup" else None, ttl=float(arg) + 1)
+            stored += seq is not None
         elif op == "schedule":
-            msg = q.enqueue(b"m", scheduled_at=clock.now + arg)
-            assert msg is not None
+            seq = q.enqueue(b"m", scheduled_at=clock.now + arg)
+            assert seq is not None
             stored += 1
-            scheduled.append(msg.seq)
+            scheduled.append(seq)
         elif op in ("lock", "lock_rad"):
             msg = q.lock_next(receive_and_delete=op == "lock_rad")
             if msg is not None and op == "lock_rad":
