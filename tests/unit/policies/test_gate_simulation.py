@@ -1,0 +1,88 @@
+"""The gate simulation (bench/gate_simulation.py): its server model, its clock, and the tuned targets.
+
+The targets are checked in virtual time, so they are deterministic figures, not timed assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import ModuleType
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emulators.acs_email.quota import QuotaConfig, QuotaLimiter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    per_minute=st.integers(min_value=1, max_value=8),
+    per_hour=st.integers(min_value=1, max_value=20),
+    gaps=st.lists(st.sampled_from([0.0, 0.3, 1.0, 7.5, 30.0, 59.9, 60.0, 600.0]), min_size=1, max_size=80),
+)
+def test_the_simulated_quota_answers_exactly_like_the_emulator(
+    gate_sim: ModuleType, per_minute: int, per_hour: int, gaps: list[float]
+) -> None:
+    clock = Clock()
+    emulator = QuotaLimiter(QuotaConfig(sends_per_minute=per_minute, sends_per_hour=per_hour), clock=clock)
+    model = gate_sim.SlidingQuota(per_minute, per_hour, clock)
+    for gap in gaps:
+        clock.now += gap
+        assert model.try_acquire() == emulator.try_acquire("send")
+
+
+def test_the_virtual_clock_loop_sleeps_without_real_time(gate_sim: ModuleType) -> None:
+    async def main() -> float:
+        await asyncio.gather(asyncio.sleep(3600), asyncio.sleep(1800))
+        return asyncio.get_running_loop().time()
+
+    with asyncio.Runner(loop_factory=gate_sim.VirtualClockLoop) as runner:
+        assert runner.run(main()) == pytest.approx(3600.0)
+
+
+def test_the_virtual_clock_loop_reports_a_deadlock(gate_sim: ModuleType) -> None:
+    async def main() -> None:
+        await asyncio.get_running_loop().create_future()
+
+    with (
+        asyncio.Runner(loop_factory=gate_sim.VirtualClockLoop) as runner,
+        pytest.raises(RuntimeError, match="deadlock"),
+    ):
+        runner.run(main())
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_a_three_minute_burst_drains_at_the_quota_with_few_429s(gate_sim: ModuleType, workers: int) -> None:
+    result = gate_sim.simulate(gate_sim.Scenario(f"q600-w{workers}", 600, 36_000, workers, 1800))
+    assert result["utilisation"] >= 0.95, result
+    assert result["throttled_share"] <= 0.02, result
+    if workers == 1:
+        assert result["throttled"] == 0, result
+
+
+def test_a_lone_replica_at_the_azure_default_quota_is_never_throttled(gate_sim: ModuleType) -> None:
+    # 30/min and 100/h: 250 events need the hour window to slide twice.
+    result = gate_sim.simulate(gate_sim.Scenario("default", 30, 100, 1, 250, latency=(0.05, 1.5)))
+    assert result["throttled"] == 0, result
+    assert result["utilisation"] >= 0.99, result
+
+
+def test_replicas_leaving_mid_spike_leave_no_quota_unused(gate_sim: ModuleType) -> None:
+    scenario = gate_sim.Scenario("leave", 1200, 72_000, 4, 6000, changes=((90.0, -3),))
+    result = gate_sim.simulate(scenario)
+    assert result["utilisation"] >= 0.95, result
+    assert result["throttled_share"] <= 0.02, result
+
+
+def test_the_simulation_is_deterministic(gate_sim: ModuleType) -> None:
+    scenario = gate_sim.Scenario("again", 600, 36_000, 2, 900, seed=7)
+    assert gate_sim.simulate(scenario) == gate_sim.simulate(scenario)
