@@ -225,6 +225,7 @@ async def run_demo(
     from emulators.servicebus import ServiceBusEmulator
     from postbus.logs import configure_logging
     from postbus.settings import load_settings
+    from postbus.telemetry import configure_telemetry
     from producers.publisher import Publisher
     from producers.simulate import broken_bodies, holiday_spike
 
@@ -251,6 +252,7 @@ async def run_demo(
         procs, logs = _start_workers(workers, env, run_dir)
         try:
             settings = load_settings(servicebus_connection_string=sb.connection_string)
+            configure_telemetry(settings)
             published_at: dict[str, float] = {}
             t0 = time.monotonic()
             async with Publisher.from_settings(settings) as publisher:

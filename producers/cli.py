@@ -31,6 +31,7 @@ from postbus.errors import InvalidEvent, PostbusError
 from postbus.events import parse_event
 from postbus.logs import configure_logging
 from postbus.settings import Settings, load_settings
+from postbus.telemetry import configure_telemetry
 from producers.jsonl import GoodLine, parse_send_at, read_jsonl
 from producers.outgoing import EventLike, ScheduledEvent
 from producers.publisher import Publisher, PublishError
@@ -282,6 +283,7 @@ def _settings() -> Settings:
     settings = load_settings()
     settings.require_servicebus("postbus publish")
     configure_logging(level=settings.log_level, fmt=settings.log_format)
+    configure_telemetry(settings)
     return settings
 
 

@@ -7,7 +7,8 @@ connection is touched, so a bad event in a list of thousands stops the call befo
     [p.message_id for p in prepared]    # ["o-1", "o-2", "r-1"]
 
 ``properties_hook`` is the seam for telemetry: it returns extra application properties for one event
-(a later issue adds ``traceparent``/``tracestate``/``Diagnostic-Id`` there).
+(the publisher puts ``traceparent``/``tracestate``/``Diagnostic-Id`` there through
+``postbus.telemetry.PublishTrace``).
 """
 
 from __future__ import annotations

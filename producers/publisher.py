@@ -33,6 +33,7 @@ from postbus.errors import PostbusError, SettingsError
 from postbus.events import WireMessage
 from postbus.logs import get_logger
 from postbus.settings import Settings, env_name
+from postbus.telemetry import PublishTrace, current_telemetry
 from producers.outgoing import EventLike, Prepared, PropertiesHook, prepare, prepare_raw
 
 if TYPE_CHECKING:
@@ -139,8 +140,17 @@ class _Core:
         #: Messages sent over this publisher's lifetime.
         self.messages_sent = 0
 
-    def _prepare(self, events: Iterable[EventLike], send_at: datetime | None) -> list[Prepared]:
-        return prepare(events, send_at=send_at, properties_hook=self._properties_hook)
+    def _prepare(
+        self, events: Iterable[EventLike], send_at: datetime | None
+    ) -> tuple[list[Prepared], PublishTrace]:
+        # One producer span per event; its context travels in the message's application properties.
+        spans = current_telemetry().publishing(self.queue)
+        try:
+            prepared = prepare(events, send_at=send_at, properties_hook=spans.hook(self._properties_hook))
+        except BaseException as exc:
+            spans.finish((), exc)
+            raise
+        return prepared, spans
 
     def _learn_limit(self, link_limit: int) -> int:
         """The batch size to ask for: what the caller set, at most the link's limit less the headroom."""
@@ -309,7 +319,7 @@ class Publisher(_Core):
         (their own ``send_at`` wins over the keyword). An invalid item raises ``InvalidEvent``
         naming its index and field, and nothing is sent.
         """
-        return await self._send(self._prepare(events, send_at))
+        return await self._send(*self._prepare(events, send_at))
 
     async def publish_raw(
         self, wires: Iterable[WireMessage], *, send_at: datetime | None = None
@@ -339,7 +349,7 @@ class Publisher(_Core):
             self._learn_limit((await sender.create_message_batch()).max_size_in_bytes)
         return await sender.create_message_batch(self._batch_limit)
 
-    async def _send(self, prepared: Sequence[Prepared]) -> list[str]:
+    async def _send(self, prepared: Sequence[Prepared], spans: PublishTrace | None = None) -> list[str]:
         started = time.perf_counter()
         if not prepared:
             return []
@@ -363,8 +373,12 @@ class Publisher(_Core):
                     self.messages_sent += len(batch.message_ids)
             except PublishError as error:
                 self._logged(started, prepared, len(batches), len(sent), error)
+                if spans is not None:
+                    spans.finish(sent, error)
                 raise
         self._logged(started, prepared, len(batches), len(sent))
+        if spans is not None:
+            spans.finish(sent)
         return [item.message_id for item in prepared]
 
 
@@ -485,7 +499,7 @@ class SyncPublisher(_Core):
 
     def publish_many(self, events: Iterable[EventLike], *, send_at: datetime | None = None) -> list[str]:
         """See :meth:`Publisher.publish_many`."""
-        return self._send(self._prepare(events, send_at))
+        return self._send(*self._prepare(events, send_at))
 
     def publish_raw(self, wires: Iterable[WireMessage], *, send_at: datetime | None = None) -> list[str]:
         """For tests and demos: send wire messages exactly as given, without validating the body."""
@@ -512,7 +526,7 @@ class SyncPublisher(_Core):
             self._learn_limit(sender.create_message_batch().max_size_in_bytes)
         return sender.create_message_batch(self._batch_limit)
 
-    def _send(self, prepared: Sequence[Prepared]) -> list[str]:
+    def _send(self, prepared: Sequence[Prepared], spans: PublishTrace | None = None) -> list[str]:
         started = time.perf_counter()
         if not prepared:
             return []
@@ -536,6 +550,10 @@ class SyncPublisher(_Core):
                     self.messages_sent += len(batch.message_ids)
             except PublishError as error:
                 self._logged(started, prepared, len(batches), len(sent), error)
+                if spans is not None:
+                    spans.finish(sent, error)
                 raise
         self._logged(started, prepared, len(batches), len(sent))
+        if spans is not None:
+            spans.finish(sent)
         return [item.message_id for item in prepared]

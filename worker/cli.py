@@ -11,6 +11,7 @@ import typer
 
 from postbus.logs import configure_logging, get_logger
 from postbus.settings import Settings, load_settings
+from postbus.telemetry import configure_telemetry
 
 __all__ = ["app"]
 
@@ -42,6 +43,7 @@ def worker(
     settings.require_acs("the worker")
     settings.require_senders("the worker")
     configure_logging(level=settings.log_level, fmt=settings.log_format)
+    configure_telemetry(settings)
     asyncio.run(_run(settings))
 
 

@@ -19,6 +19,7 @@ from uuid import UUID, uuid5
 from postbus.errors import InvalidEvent
 from postbus.events import MAX_REQUEST_BYTES, DecodedMessage, NotificationEvent, decode
 from postbus.settings import Settings
+from postbus.telemetry import Telemetry, current_telemetry
 from worker.errors import (
     AmbiguousSend,
     PermanentError,
@@ -118,8 +119,10 @@ class Pipeline:
         gate: SendGate,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._settings = settings
+        self._telemetry = telemetry or current_telemetry()
         self._renderer = renderer
         self._mailer = mailer
         self._gate = gate
@@ -149,9 +152,10 @@ class Pipeline:
             description = f"sender alias {event.sender!r} is not allowed (known: {known})"
             return Processed(DeadLetter("SenderNotAllowed", description), decoded)
         try:
-            rendered = self._renderer.render(
-                event.type, locale=event.locale, data=event.data, tenant=event.tenant
-            )
+            with self._telemetry.render(event.type):
+                rendered = self._renderer.render(
+                    event.type, locale=event.locale, data=event.data, tenant=event.tenant
+                )
         except PermanentError as exc:
             return Processed(DeadLetter(exc.reason, str(exc)), decoded)
         payload = build_payload(
@@ -180,8 +184,11 @@ class Pipeline:
         while tries < quick_tries:
             await self._gate.acquire()
             try:
-                result = await self._mailer.send(payload, operation_id=operation_id)
+                with self._telemetry.acs_send(operation_id=operation_id) as call:
+                    result = await self._mailer.send(payload, operation_id=operation_id)
+                    call.result = result.value
             except ThrottledError as exc:
+                self._telemetry.record_throttle()
                 self._gate.on_throttled(exc.retry_after)
                 throttle_waited += exc.retry_after
                 if throttle_waited > MAX_INLINE_THROTTLE_WAIT:
@@ -198,7 +205,13 @@ class Pipeline:
                     await asyncio.sleep(self._rng.uniform(0, QUICK_RETRY_DELAY * 2**tries))
                 continue
             self._gate.on_accepted()
-            return Sent(operation_id) if result is SendResult.ACCEPTED else AlreadySent(operation_id)
+            if result is SendResult.ACCEPTED:
+                event = decoded.event
+                self._telemetry.record_accepted(
+                    decoded.first_enqueued, event_type=event.type, tenant=event.tenant
+                )
+                return Sent(operation_id)
+            return AlreadySent(operation_id)
         assert last is not None
         return self._delayed_retry(decoded, last)
 

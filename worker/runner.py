@@ -21,6 +21,7 @@ from azure.servicebus.exceptions import ServiceBusError
 
 from postbus.logs import get_logger, recipient_domain
 from postbus.settings import Settings
+from postbus.telemetry import BREAKER_STATE_CODES, Processing, Telemetry, current_telemetry
 from worker.breaker import CircuitBreaker
 from worker.bus import ServiceBusPort, SettlementFailed, delivery_from, servicebus_client
 from worker.health import HealthServer, HealthStatus
@@ -84,8 +85,10 @@ class Worker:
         mailer: Mailer | None = None,
         gate: SendGate | None = None,
         breaker: CircuitBreaker | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._settings = settings
+        self._telemetry = telemetry
         self._renderer = renderer
         self._mailer = mailer
         self._gate = gate or gate_for_quota(settings.quota_per_minute, settings.quota_per_hour)
@@ -121,7 +124,14 @@ class Worker:
 
             self._renderer = TemplateRenderer(user_dir=settings.templates_dir)
         mailer = self._mailer or AcsMailer.from_settings(settings)
-        pipeline = Pipeline(settings=settings, renderer=self._renderer, mailer=mailer, gate=self._gate)
+        telemetry = self._telemetry = self._telemetry or current_telemetry()
+        pipeline = Pipeline(
+            settings=settings, renderer=self._renderer, mailer=mailer, gate=self._gate, telemetry=telemetry
+        )
+        unwatch = telemetry.watch(
+            send_rate=lambda: self._gate.rate,
+            breaker_state=lambda: BREAKER_STATE_CODES[self._breaker.state.value],
+        )
         health = HealthServer(port=settings.health_port, status=self.health) if settings.health_port else None
         if health is not None:
             await health.start()
@@ -143,6 +153,7 @@ class Worker:
                     await self._receive_loop(stop, receiver, renewer, port, pipeline)
                     await self._drain(port)
         finally:
+            unwatch()
             self._connected = False
             if self._mailer is None:
                 await mailer.close()
@@ -227,22 +238,32 @@ class Worker:
             return
         renewer.register(receiver, message, max_lock_renewal_duration=MAX_LOCK_RENEWAL)
         delivery = delivery_from(message)
-        try:
-            processed = await pipeline.process(delivery)
-        except asyncio.CancelledError:
-            await asyncio.shield(self._abandon(port, message))
-            raise
-        self._record_breaker(processed, probe=probe)
-        settle_error = ""
-        try:
-            await settle(port, message, processed)
-        except SettlementFailed as exc:
-            settle_error = str(exc)
-        outcome = _outcome_name(processed)
-        self.counts[outcome] += 1
-        self._log_line(
-            processed, delivery.message_id, delivery.delivery_count, started, outcome, settle_error
-        )
+        telemetry = self._telemetry or current_telemetry()
+        # Everything from here to the log line runs inside the consumer span, so the line carries its ids.
+        with telemetry.processing(
+            queue=self._settings.queue,
+            properties=delivery.application_properties,
+            message_id=delivery.message_id,
+            delivery_count=delivery.delivery_count,
+        ) as processing:
+            try:
+                processed = await pipeline.process(delivery)
+            except asyncio.CancelledError:
+                await asyncio.shield(self._abandon(port, message))
+                raise
+            self._record_breaker(processed, probe=probe)
+            settle_error = ""
+            try:
+                await settle(port, message, processed)
+            except SettlementFailed as exc:
+                settle_error = str(exc)
+            outcome = _outcome_name(processed)
+            self.counts[outcome] += 1
+            fields = self._log_fields(
+                processed, delivery.message_id, delivery.delivery_count, started, outcome, settle_error
+            )
+            _finish(processing, fields)
+            log.info("message processed", **fields)
 
     def _record_breaker(self, processed: Processed, *, probe: bool) -> None:
         match processed.outcome:
@@ -276,15 +297,15 @@ class Worker:
             grace_seconds=self._settings.shutdown_grace_seconds,
         )
 
-    def _log_line(
-        self,
+    @staticmethod
+    def _log_fields(
         processed: Processed,
         message_id: str,
         delivery_count: int,
         started: float,
         outcome: str,
         settle_error: str,
-    ) -> None:
+    ) -> dict[str, Any]:
         event = processed.event
         fields: dict[str, Any] = {
             "outcome": outcome,
@@ -313,4 +334,19 @@ class Worker:
                 pass
         if settle_error:
             fields["settle_error"] = settle_error
-        log.info("message processed", **fields)
+        return fields
+
+
+def _finish(processing: Processing, fields: dict[str, Any]) -> None:
+    """Record the canonical line's verdict on the consumer span and in the metrics."""
+    processing.finish(
+        outcome=fields["outcome"],
+        event_id=fields.get("event_id"),
+        event_type=fields.get("type", ""),
+        tenant=fields.get("tenant", ""),
+        attempt=fields.get("attempt"),
+        reason=fields.get("reason"),
+        operation_id=fields.get("operation_id"),
+        recipient_domain=fields.get("recipient_domain"),
+        error=fields.get("settle_error"),
+    )
