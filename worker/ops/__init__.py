@@ -1,0 +1,53 @@
+"""Operations tooling: dead-letter list/replay/purge, ACS status lookups and the preflight doctor.
+
+The CLI (``worker.ops.cli``) is a thin layer over these modules, which tests and other tools can
+call directly::
+
+    from worker.ops import DeadLetterQueue, ReplayOptions, Selection, replay
+
+    async with DeadLetterQueue(settings) as dlq, AcsStatusClient.from_settings(settings) as acs:
+        summary = await replay(dlq, acs, options=ReplayOptions(selection=Selection.parse(
+            reasons=["RetriesExhausted"]), rate=5.0), namespace=settings.operation_namespace)
+"""
+
+from __future__ import annotations
+
+from worker.ops.acs import AcsRefused, AcsStatusClient, OperationInfo, OperationLookup
+from worker.ops.deadletters import DeadLetterEntry, DeadLetterPort, DeadLetterQueue, entry_from, sweep
+from worker.ops.doctor import Check, DoctorOptions, run_doctor
+from worker.ops.errors import BadInput, OpsError
+from worker.ops.filters import Selection, parse_instant, parse_rate
+from worker.ops.purge import PurgeSummary, purge
+from worker.ops.replay import ReplayItem, ReplayOptions, ReplaySummary, replay, replay_message_id, replay_wire
+from worker.ops.status import StatusRow, event_status, operation_status
+
+__all__ = [
+    "AcsRefused",
+    "AcsStatusClient",
+    "BadInput",
+    "Check",
+    "DeadLetterEntry",
+    "DeadLetterPort",
+    "DeadLetterQueue",
+    "DoctorOptions",
+    "OperationInfo",
+    "OperationLookup",
+    "OpsError",
+    "PurgeSummary",
+    "ReplayItem",
+    "ReplayOptions",
+    "ReplaySummary",
+    "Selection",
+    "StatusRow",
+    "entry_from",
+    "event_status",
+    "operation_status",
+    "parse_instant",
+    "parse_rate",
+    "purge",
+    "replay",
+    "replay_message_id",
+    "replay_wire",
+    "run_doctor",
+    "sweep",
+]

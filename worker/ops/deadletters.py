@@ -1,0 +1,388 @@
+"""The dead-letter subqueue: what one dead-lettered message says, and safe access to the queue.
+
+:class:`DeadLetterEntry` is the SDK-free view of one dead-lettered message (it tolerates bodies
+that never decoded: ``InvalidEvent`` dead-letters are exactly those). :class:`DeadLetterQueue` is
+the Service Bus adapter of the ``dlq`` commands, the only module here that catches
+``azure.servicebus`` exceptions, and :func:`sweep` visits each matching message once under a
+peek-lock, handing it to a callback that settles it or leaves it; whatever it leaves is abandoned
+at the end (also on cancellation), so it stays in the dead-letter queue::
+
+    async with DeadLetterQueue(settings) as dlq:
+        async for entry in dlq.browse(selection, limit=50):     # peek: no locks, no side effects
+            ...
+        await sweep(dlq, selection=selection, limit=10, stop=stop, handle=handler)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final, Protocol, Self
+
+from postbus.errors import InvalidEvent
+from postbus.events import (
+    PROP_ATTEMPT,
+    PROP_FIRST_ENQUEUED,
+    DecodedMessage,
+    NotificationEvent,
+    WireMessage,
+    from_servicebus_message,
+    to_servicebus_message,
+)
+from postbus.logs import get_logger, mask_address, redact
+from postbus.settings import Settings
+from worker.ops.errors import OpsError
+from worker.ops.filters import Selection
+from worker.pipeline import PROP_GENERATION
+
+__all__ = [
+    "DEFAULT_WAIT_SECONDS",
+    "DeadLetterEntry",
+    "DeadLetterPort",
+    "DeadLetterQueue",
+    "entry_from",
+    "masked_event",
+    "sweep",
+]
+
+log = get_logger(__name__)
+
+#: How long a receive waits for more messages before the sweep decides the subqueue is exhausted.
+DEFAULT_WAIT_SECONDS: Final = 2.0
+#: Held locks are renewed for this long; a sweep that runs longer lets them lapse (nothing is lost).
+MAX_LOCK_RENEWAL: Final = 3600.0
+_BATCH: Final = 16
+_SETTLE_TIMEOUT: Final = 15.0
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _int(value: object) -> int:
+    try:
+        return max(0, int(_text(value)))
+    except ValueError:
+        return 0
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _body(message: Any) -> bytes:
+    body = message.body
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode()
+    return b"".join(body) if body is not None else b""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterEntry:
+    """One dead-lettered message, readable whether or not its body is a valid event.
+
+    ``enqueued_at`` is when the failing attempt entered the queue: Service Bus records no
+    dead-letter time, and the worker dead-letters within one processing of a delivery, so it is
+    the closest instant the broker keeps. ``attempt`` counts delayed retries of this generation
+    and ``generation`` replays (``postbus-replay``).
+    """
+
+    sequence_number: int
+    message_id: str
+    event_id: str
+    type: str
+    tenant: str
+    reason: str
+    description: str
+    attempt: int
+    generation: int
+    delivery_count: int
+    enqueued_at: datetime | None
+    first_enqueued_at: datetime | None
+    decoded: DecodedMessage | None = None
+    decode_error: str | None = None
+    body: bytes = field(default=b"", repr=False)
+
+    @property
+    def event(self) -> NotificationEvent | None:
+        return self.decoded.event if self.decoded else None
+
+    def to_json(self, *, body: bool = False) -> dict[str, Any]:
+        """A JSON-ready dict; the body (masked) only when asked for."""
+        out: dict[str, Any] = {
+            "sequence_number": self.sequence_number,
+            "message_id": self.message_id,
+            "event_id": self.event_id,
+            "type": self.type,
+            "tenant": self.tenant,
+            "reason": self.reason,
+            "description": redact(self.description),
+            "attempt": self.attempt,
+            "generation": self.generation,
+            "delivery_count": self.delivery_count,
+            "enqueued_at": self.enqueued_at.isoformat() if self.enqueued_at else None,
+            "first_enqueued_at": self.first_enqueued_at.isoformat() if self.first_enqueued_at else None,
+        }
+        if self.decode_error is not None:
+            out["decode_error"] = redact(self.decode_error)
+        if body:
+            out["body"] = self.masked_body()
+        return out
+
+    def masked_body(self) -> Any:
+        """The event with every recipient address masked, or the raw text (masked) if it never decoded."""
+        if self.event is not None:
+            return masked_event(self.event)
+        return redact(self.body.decode("utf-8", "replace"))
+
+
+def _mask_tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_mask_tree(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _mask_tree(item) for key, item in value.items()}
+    return value
+
+
+def masked_event(event: NotificationEvent) -> dict[str, Any]:
+    """The event as JSON with recipients masked (``j***@example.com``) and addresses in data masked."""
+    document: dict[str, Any] = json.loads(event.to_json())
+    for key in ("to", "cc", "bcc", "reply_to"):
+        for address in document.get(key, []):
+            address["address"] = mask_address(address["address"])
+    document["data"] = _mask_tree(document.get("data", {}))
+    document["headers"] = _mask_tree(document.get("headers", {}))
+    return document
+
+
+def entry_from(message: Any) -> DeadLetterEntry:
+    """Read a received (or peeked) dead-lettered SDK message."""
+    properties = {_text(k): v for k, v in (message.application_properties or {}).items()}
+    message_id = _text(message.message_id or "")
+    decoded: DecodedMessage | None = None
+    error: str | None = None
+    try:
+        decoded = from_servicebus_message(message)
+    except InvalidEvent as exc:
+        error = str(exc)
+    first: datetime | None = None
+    if decoded is not None:
+        first = decoded.first_enqueued
+    elif PROP_FIRST_ENQUEUED in properties:
+        try:
+            first = datetime.fromisoformat(_text(properties[PROP_FIRST_ENQUEUED]))
+        except ValueError:
+            first = None
+    event = decoded.event if decoded else None
+    return DeadLetterEntry(
+        sequence_number=int(message.sequence_number or 0),
+        message_id=message_id,
+        event_id=event.id if event else message_id.split("#", 1)[0],
+        type=event.type if event else _text(message.subject or ""),
+        tenant=event.tenant if event else "",
+        reason=_text(message.dead_letter_reason or ""),
+        description=_text(message.dead_letter_error_description or ""),
+        attempt=decoded.attempt if decoded else _int(properties.get(PROP_ATTEMPT, 0)),
+        generation=_int(properties.get(PROP_GENERATION, 0)),
+        delivery_count=int(message.delivery_count or 0),
+        enqueued_at=_aware(message.enqueued_time_utc),
+        first_enqueued_at=_aware(first),
+        decoded=decoded,
+        decode_error=error,
+        body=_body(message),
+    )
+
+
+class DeadLetterPort(Protocol):
+    """What :func:`sweep` and the replay need from the queue (the seam for unit tests)."""
+
+    async def receive(self, max_count: int) -> list[Any]:
+        """Peek-lock up to ``max_count`` dead-lettered messages; empty when none arrive in time."""
+        ...
+
+    async def complete(self, message: Any) -> None:
+        """Remove a locked dead-lettered message."""
+        ...
+
+    async def abandon(self, message: Any) -> None:
+        """Release a locked dead-lettered message (it stays in the dead-letter queue)."""
+        ...
+
+    async def publish(self, wire: WireMessage) -> None:
+        """Send a message to the main queue."""
+        ...
+
+
+class DeadLetterQueue:
+    """:class:`DeadLetterPort` over azure-servicebus: a peek-lock DLQ receiver and a main-queue sender.
+
+    Example::
+
+        async with DeadLetterQueue(settings) as dlq:
+            [message] = await dlq.receive(1)
+            await dlq.abandon(message)
+    """
+
+    def __init__(self, settings: Settings, *, wait_time: float = DEFAULT_WAIT_SECONDS) -> None:
+        settings.require_servicebus("the dead-letter commands")
+        self._settings = settings
+        self._queue = settings.queue
+        self._wait_time = wait_time
+        self._client: Any = None
+        self._receiver: Any = None
+        self._sender: Any = None
+        self._renewer: Any = None
+
+    async def __aenter__(self) -> Self:
+        from azure.servicebus import ServiceBusReceiveMode, ServiceBusSubQueue
+        from azure.servicebus.aio import AutoLockRenewer
+
+        from worker.bus import servicebus_client
+
+        self._client = servicebus_client(self._settings)
+        await self._client.__aenter__()
+        self._receiver = self._client.get_queue_receiver(
+            self._queue,
+            sub_queue=ServiceBusSubQueue.DEAD_LETTER,
+            receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
+            prefetch_count=0,
+        )
+        self._sender = self._client.get_queue_sender(self._queue)
+        self._renewer = AutoLockRenewer(max_lock_renewal_duration=MAX_LOCK_RENEWAL)
+        try:
+            await self._guard("open the dead-letter queue", self._receiver.__aenter__())
+        except BaseException:
+            await self._client.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for closable in (self._renewer, self._sender, self._receiver, self._client):
+            try:
+                await closable.close()
+            except Exception as error:  # closing must not hide the real outcome
+                log.debug("dlq.close_failed", error=str(error))
+
+    async def _guard(self, action: str, call: Awaitable[Any]) -> Any:
+        from azure.servicebus.exceptions import (
+            MessagingEntityNotFoundError,
+            ServiceBusAuthenticationError,
+            ServiceBusAuthorizationError,
+            ServiceBusError,
+        )
+
+        try:
+            return await call
+        except MessagingEntityNotFoundError as exc:
+            raise OpsError(f"queue {self._queue!r} does not exist in this namespace") from exc
+        except (ServiceBusAuthenticationError, ServiceBusAuthorizationError) as exc:
+            raise OpsError(f"Service Bus refused the credentials: {exc}") from exc
+        except ServiceBusError as exc:
+            raise OpsError(f"could not {action}: {redact(str(exc))}") from exc
+
+    async def browse(
+        self, selection: Selection, *, limit: int | None = None
+    ) -> AsyncIterator[DeadLetterEntry]:
+        """Matching entries in sequence order, by peeking (no locks, no delivery-count change)."""
+        found = 0
+        next_seq = 0
+        while limit is None or found < limit:
+            batch = await self._guard(
+                "peek the dead-letter queue",
+                self._receiver.peek_messages(max_message_count=100, sequence_number=next_seq),
+            )
+            if not batch:
+                return
+            for message in batch:
+                next_seq = max(next_seq, int(message.sequence_number or 0) + 1)
+                entry = entry_from(message)
+                if selection.matches(entry):
+                    found += 1
+                    yield entry
+                    if limit is not None and found >= limit:
+                        return
+
+    async def receive(self, max_count: int) -> list[Any]:
+        messages: list[Any] = await self._guard(
+            "receive from the dead-letter queue",
+            self._receiver.receive_messages(max_message_count=max_count, max_wait_time=self._wait_time),
+        )
+        for message in messages:
+            # Held messages may wait behind a slow, rate-limited replay; keep their locks.
+            self._renewer.register(self._receiver, message)
+        return messages
+
+    async def complete(self, message: Any) -> None:
+        await self._guard("complete a dead-lettered message", self._receiver.complete_message(message))
+
+    async def abandon(self, message: Any) -> None:
+        await self._guard("abandon a dead-lettered message", self._receiver.abandon_message(message))
+
+    async def publish(self, wire: WireMessage) -> None:
+        await self._guard(
+            f"publish {wire.message_id} to {self._queue!r}",
+            self._sender.send_messages(to_servicebus_message(wire)),
+        )
+
+
+Handler = Callable[[Any, DeadLetterEntry], Awaitable[bool]]
+
+
+async def sweep(
+    port: DeadLetterPort,
+    *,
+    selection: Selection,
+    limit: int | None,
+    stop: asyncio.Event,
+    handle: Handler,
+) -> int:
+    """Visit each matching dead-lettered message once, under its peek-lock; returns how many were handled.
+
+    ``handle(message, entry)`` returns True when it settled the message (completed it). Every
+    message it leaves, every non-matching one and everything received after ``stop`` is set or
+    the limit is reached stays locked until the end, then is abandoned: it remains in the
+    dead-letter queue, and holding it keeps the sweep from seeing it twice. On cancellation the
+    message in hand is abandoned too, so an interrupted sweep loses nothing.
+    """
+    held: list[Any] = []
+    handled = 0
+    try:
+        while not stop.is_set() and (limit is None or handled < limit):
+            batch = await port.receive(_BATCH if limit is None else max(1, min(_BATCH, limit - handled)))
+            if not batch:
+                break
+            for message in batch:
+                held.append(message)
+                if stop.is_set() or (limit is not None and handled >= limit):
+                    continue
+                entry = entry_from(message)
+                if not selection.matches(entry):
+                    continue
+                handled += 1
+                if await handle(message, entry):
+                    held.remove(message)
+    finally:
+        await _release(port, held)
+    return handled
+
+
+async def _release(port: DeadLetterPort, held: list[Any]) -> None:
+    """Abandon what the sweep holds; a failure only means the lock lapses later (nothing is lost)."""
+    for message in held:
+        try:
+            async with asyncio.timeout(_SETTLE_TIMEOUT):
+                await port.abandon(message)
+        except (OpsError, TimeoutError) as exc:
+            log.warning("dlq.abandon_failed", error=str(exc))

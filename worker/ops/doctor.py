@@ -1,0 +1,406 @@
+"""``postbus doctor``: a preflight checklist, each check with its result and the fix for a failure.
+
+Checks run in order and never raise: a broken setting becomes a failed row, and checks that need
+it are skipped. Nothing sends an email: ACS credentials are proven by a status read of a random
+operation id, which must answer 404 (401 means the key is wrong)::
+
+    checks = await run_doctor(load_result, options=DoctorOptions())
+    failed = [c for c in checks if c.status == "fail"]
+
+Queue properties come from Azure's management API (``ServiceBusAdministrationClient``) when it is
+reachable, or from the Service Bus emulator's admin endpoint (``GET /queues``) when its URL is
+given; the emulator does not serve Azure's management API, so without that URL the check is
+skipped rather than failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final, Literal
+
+from pydantic import TypeAdapter, ValidationError
+
+from postbus.errors import PostbusError, SettingsError
+from postbus.events import Address
+from postbus.logs import redact
+from postbus.settings import Settings, env_name
+from worker.ops.acs import AcsRefused, AcsStatusClient
+from worker.ops.errors import OpsError
+
+__all__ = [
+    "EXPECTED_QUEUE",
+    "Check",
+    "CheckStatus",
+    "DoctorOptions",
+    "QueueExpectations",
+    "run_doctor",
+]
+
+CheckStatus = Literal["pass", "fail", "warn", "skip"]
+
+_TIMEOUT: Final = 20.0
+_DURATION: Final = TypeAdapter(timedelta)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One row of the checklist."""
+
+    name: str
+    status: CheckStatus
+    detail: str
+    fix: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"check": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}
+
+
+@dataclass(frozen=True, slots=True)
+class QueueExpectations:
+    """Queue properties Postbus relies on (infra/modules/messaging.bicep sets exactly these)."""
+
+    #: Producer re-sends and replays are dropped by message id; it cannot be enabled later.
+    duplicate_detection: bool = True
+    min_duplicate_window: timedelta = timedelta(minutes=10)
+    #: Abandons during a systemic outage spend deliveries; too few dead-letter good messages.
+    min_max_delivery_count: int = 10
+    #: The lock must outlast one send (timeout 30 s) between renewals.
+    min_lock_duration: timedelta = timedelta(seconds=30)
+
+
+EXPECTED_QUEUE: Final = QueueExpectations()
+
+
+@dataclass(frozen=True, slots=True)
+class DoctorOptions:
+    """Where to look beyond the settings: the emulator's admin URL, and the ``--azure`` target."""
+
+    servicebus_admin_url: str | None = None
+    azure: Any = None  # worker.ops.azure_checks.AzureTarget
+    expectations: QueueExpectations = EXPECTED_QUEUE
+
+
+Loaded = Settings | SettingsError
+
+
+async def run_doctor(loaded: Loaded, *, options: DoctorOptions | None = None) -> list[Check]:
+    """Run every check; ``loaded`` is the settings, or the error loading them raised."""
+    options = options or DoctorOptions()
+    if isinstance(loaded, SettingsError):
+        return [Check("settings", "fail", str(loaded), "set or correct the variable named above")]
+    settings = loaded
+    checks = [Check("settings", "pass", f"loaded; queue {settings.queue!r}")]
+    checks += await _servicebus_checks(settings, options)
+    checks.append(await _guarded("ACS credentials", _acs_credentials(settings)))
+    checks.append(_senders(settings))
+    checks.append(await asyncio.to_thread(_templates, settings))
+    checks.append(_telemetry(settings))
+    if options.azure is not None:
+        from worker.ops.azure_checks import azure_checks
+
+        checks += await asyncio.to_thread(azure_checks, settings, options.azure)
+    return checks
+
+
+async def _guarded(name: str, check: Awaitable[Check]) -> Check:
+    try:
+        async with asyncio.timeout(_TIMEOUT + 10):
+            return await check
+    except TimeoutError:
+        return Check(name, "fail", "no answer in time", "check the endpoint and the network path to it")
+
+
+# -- Service Bus ---------------------------------------------------------------------------------
+
+
+def _is_emulator(settings: Settings) -> bool:
+    secret = settings.servicebus_connection_string
+    return secret is not None and "usedevelopmentemulator=true" in secret.get_secret_value().lower()
+
+
+async def _servicebus_checks(settings: Settings, options: DoctorOptions) -> list[Check]:
+    try:
+        settings.require_servicebus("the worker")
+    except SettingsError as exc:
+        fix = f"set {env_name('servicebus_connection_string')} (or the namespace for managed identity)"
+        return [Check("Service Bus queue", "fail", str(exc), fix)]
+    queue_check, dlq_check = await _queue_reachable(settings)
+    checks = [queue_check]
+    if dlq_check is not None:
+        checks.append(dlq_check)
+    if queue_check.status == "pass":
+        checks.append(await _guarded("queue properties", _queue_properties(settings, options)))
+    return checks
+
+
+async def _queue_reachable(settings: Settings) -> tuple[Check, Check | None]:
+    from azure.servicebus import ServiceBusSubQueue
+    from azure.servicebus.aio import ServiceBusClient
+    from azure.servicebus.exceptions import (
+        MessagingEntityNotFoundError,
+        ServiceBusAuthenticationError,
+        ServiceBusAuthorizationError,
+        ServiceBusError,
+    )
+
+    name = "Service Bus queue"
+    kwargs: dict[str, Any] = {"retry_total": 1, "retry_backoff_factor": 0.2}
+    credential: Any = None
+    if settings.servicebus_connection_string is not None:
+        client = ServiceBusClient.from_connection_string(
+            settings.servicebus_connection_string.get_secret_value(), **kwargs
+        )
+    else:
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+        client = ServiceBusClient(settings.servicebus_namespace or "", credential, **kwargs)
+    try:
+        async with asyncio.timeout(_TIMEOUT), client:
+            async with client.get_queue_receiver(settings.queue) as receiver:
+                await receiver.peek_messages(max_message_count=1)
+            async with client.get_queue_receiver(
+                settings.queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER
+            ) as dead_letters:
+                waiting = await dead_letters.peek_messages(max_message_count=1)
+    except MessagingEntityNotFoundError:
+        fix = "create the queue (infra/modules/messaging.bicep, or the emulator's Config.json) or fix POSTBUS_QUEUE"
+        return Check(name, "fail", f"queue {settings.queue!r} does not exist", fix), None
+    except (ServiceBusAuthenticationError, ServiceBusAuthorizationError) as exc:
+        fix = "check the SAS key in the connection string, or the identity's 'Azure Service Bus Data Owner' role"
+        return Check(name, "fail", f"credentials refused: {redact(str(exc))[:300]}", fix), None
+    except (ServiceBusError, OSError, TimeoutError) as exc:
+        detail = f"not reachable: {type(exc).__name__}: {redact(str(exc))[:300]}"
+        return Check(name, "fail", detail, "check the namespace host, port and network path"), None
+    finally:
+        if credential is not None:
+            await credential.close()
+    dlq = (
+        Check(
+            "dead-letter queue",
+            "warn",
+            "dead-lettered messages are waiting",
+            "inspect them with `postbus dlq list --summary`, then replay or purge",
+        )
+        if waiting
+        else Check("dead-letter queue", "pass", "empty")
+    )
+    return Check(name, "pass", f"reachable; queue {settings.queue!r} exists"), dlq
+
+
+async def _queue_properties(settings: Settings, options: DoctorOptions) -> Check:
+    name = "queue properties"
+    properties: dict[str, Any] | None
+    if options.servicebus_admin_url:
+        properties = await asyncio.to_thread(
+            _emulator_properties, options.servicebus_admin_url, settings.queue
+        )
+        source = "emulator admin endpoint"
+    elif _is_emulator(settings):
+        return Check(
+            name,
+            "skip",
+            "skipped: management API not reachable (the Service Bus emulator does not serve it)",
+            "pass --servicebus-admin http://host:port (the emulator's admin endpoint) to check its Config.json",
+        )
+    else:
+        try:
+            properties = await _azure_properties(settings)
+        except _Unreachable as exc:
+            return Check(name, "skip", f"skipped: management API not reachable ({exc})", "")
+        source = "Service Bus management API"
+    if properties is None:
+        return Check(name, "fail", f"queue {settings.queue!r} not found by the {source}", "create the queue")
+    problems = _property_problems(properties, options.expectations)
+    if problems:
+        return Check(
+            name,
+            "fail",
+            "; ".join(problems),
+            "recreate or update the queue as in infra/modules/messaging.bicep "
+            "(duplicate detection can only be set when the queue is created)",
+        )
+    return Check(
+        name, "pass", f"duplicate detection, delivery count and lock duration as expected ({source})"
+    )
+
+
+class _Unreachable(Exception):
+    pass
+
+
+def _emulator_properties(admin_url: str, queue: str) -> dict[str, Any] | None:
+    url = admin_url.rstrip("/") + "/queues"
+    if not url.startswith(("http://", "https://")):
+        raise OpsError(f"--servicebus-admin {admin_url!r}: expected an http(s) URL")
+    try:
+        with urllib.request.urlopen(url, timeout=_TIMEOUT) as response:  # noqa: S310 (scheme checked above)
+            document = json.loads(response.read())
+    except (OSError, ValueError) as exc:
+        raise OpsError(f"emulator admin endpoint {url} did not answer: {exc}") from exc
+    for name, props in document.items():
+        if name.lower() == queue.lower():
+            return {
+                "requires_duplicate_detection": bool(props.get("RequiresDuplicateDetection")),
+                "duplicate_detection_history_time_window": _DURATION.validate_python(
+                    props.get("DuplicateDetectionHistoryTimeWindow", "PT0S")
+                ),
+                "max_delivery_count": int(props.get("MaxDeliveryCount", 0)),
+                "lock_duration": _DURATION.validate_python(props.get("LockDuration", "PT0S")),
+                "requires_session": bool(props.get("RequiresSession")),
+            }
+    return None
+
+
+async def _azure_properties(settings: Settings) -> dict[str, Any] | None:
+    from azure.core.exceptions import AzureError, ResourceNotFoundError
+    from azure.servicebus.aio.management import ServiceBusAdministrationClient
+
+    credential: Any = None
+    if settings.servicebus_connection_string is not None:
+        admin = ServiceBusAdministrationClient.from_connection_string(
+            settings.servicebus_connection_string.get_secret_value(), retry_total=0
+        )
+    else:
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+        admin = ServiceBusAdministrationClient(settings.servicebus_namespace or "", credential, retry_total=0)
+    try:
+        async with asyncio.timeout(_TIMEOUT), admin:
+            queue = await admin.get_queue(settings.queue)
+    except ResourceNotFoundError:
+        return None
+    except (AzureError, OSError, TimeoutError, ValueError) as exc:
+        raise _Unreachable(f"{type(exc).__name__}: {redact(str(exc))[:200]}") from exc
+    finally:
+        if credential is not None:
+            await credential.close()
+    return {
+        "requires_duplicate_detection": bool(queue.requires_duplicate_detection),
+        "duplicate_detection_history_time_window": queue.duplicate_detection_history_time_window
+        or timedelta(0),
+        "max_delivery_count": int(queue.max_delivery_count or 0),
+        "lock_duration": queue.lock_duration or timedelta(0),
+        "requires_session": bool(queue.requires_session),
+    }
+
+
+def _property_problems(props: dict[str, Any], expected: QueueExpectations) -> list[str]:
+    problems: list[str] = []
+    if expected.duplicate_detection and not props["requires_duplicate_detection"]:
+        problems.append("duplicate detection is off")
+    elif props["duplicate_detection_history_time_window"] < expected.min_duplicate_window:
+        problems.append(
+            f"duplicate window {props['duplicate_detection_history_time_window']} < {expected.min_duplicate_window}"
+        )
+    if props["max_delivery_count"] < expected.min_max_delivery_count:
+        problems.append(f"MaxDeliveryCount {props['max_delivery_count']} < {expected.min_max_delivery_count}")
+    if props["lock_duration"] < expected.min_lock_duration:
+        problems.append(f"LockDuration {props['lock_duration']} < {expected.min_lock_duration}")
+    if props["requires_session"]:
+        problems.append("sessions are required (Postbus does not use sessions)")
+    return problems
+
+
+# -- ACS ----------------------------------------------------------------------------------------
+
+
+async def _acs_credentials(settings: Settings) -> Check:
+    name = "ACS credentials"
+    try:
+        client = AcsStatusClient.from_settings(settings, purpose="sending email")
+    except SettingsError as exc:
+        return Check(
+            name, "fail", str(exc), f"set {env_name('acs_endpoint')} and {env_name('acs_access_key')}"
+        )
+    probe = str(uuid.uuid4())
+    try:
+        async with client:
+            info = await client.lookup(probe)
+    except AcsRefused as exc:
+        return Check(
+            name,
+            "fail",
+            str(exc),
+            "use the resource's current access key (az communication list-key) or grant the identity access",
+        )
+    except OpsError as exc:
+        return Check(name, "fail", str(exc), "check the ACS endpoint and the network path to it")
+    if info is not None:
+        return Check(name, "warn", f"ACS reported a random operation id as {info.status}", "")
+    return Check(name, "pass", "accepted (a status read of a random operation id answered 404; nothing sent)")
+
+
+def _senders(settings: Settings) -> Check:
+    name = "sender aliases"
+    if not settings.senders:
+        return Check(
+            name,
+            "fail",
+            "no sender aliases configured",
+            f"set {env_name('senders')} to alias -> address JSON",
+        )
+    bad: list[str] = []
+    for alias, address in sorted(settings.senders.items()):
+        try:
+            Address.model_validate(address)
+        except ValidationError:
+            bad.append(f"{alias}: {address!r}")
+    if bad:
+        return Check(name, "fail", "not valid addresses: " + ", ".join(bad), f"correct {env_name('senders')}")
+    domains = sorted({address.rpartition("@")[2].lower() for address in settings.senders.values()})
+    return Check(
+        name,
+        "pass",
+        f"{len(settings.senders)} aliases on {', '.join(domains)} (domains are checked against ACS with --azure)",
+    )
+
+
+def _templates(settings: Settings) -> Check:
+    from worker.rendering import TemplateRenderer
+
+    name = "templates"
+    try:
+        renderer = TemplateRenderer(user_dir=settings.templates_dir)
+    except PostbusError as exc:
+        return Check(name, "fail", str(exc), f"fix {env_name('templates_dir')}")
+    failures: list[str] = []
+    rendered = 0
+    for event_type in renderer.types():
+        try:
+            data = renderer.sample_data(event_type)
+            for locale in renderer.locales(event_type):
+                renderer.render(event_type, locale=locale, data=data, tenant="doctor")
+                rendered += 1
+        except PostbusError as exc:
+            failures.append(str(exc))
+    if failures:
+        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+        return Check(
+            name,
+            "fail",
+            "; ".join(failures[:3]) + more,
+            "fix the template or its sample.json; preview with `postbus templates render <type> --locale <locale>`",
+        )
+    return Check(name, "pass", f"{rendered} type/locale pairs of {len(renderer.types())} types render")
+
+
+def _telemetry(settings: Settings) -> Check:
+    name = "telemetry"
+    if settings.applicationinsights_connection_string is not None:
+        return Check(name, "pass", "Azure Monitor (Application Insights)")
+    if settings.otel_exporter_otlp_endpoint:
+        return Check(name, "pass", f"OTLP to {settings.otel_exporter_otlp_endpoint}")
+    return Check(
+        name,
+        "warn",
+        "no destination: traces, metrics and logs are not exported",
+        "set APPLICATIONINSIGHTS_CONNECTION_STRING (Azure Monitor) or OTEL_EXPORTER_OTLP_ENDPOINT",
+    )

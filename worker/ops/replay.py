@@ -1,0 +1,246 @@
+"""Replay dead-lettered events as a new send generation, safely and at a chosen pace.
+
+For each matching dead-lettered message, under its peek-lock:
+
+1. if it never decoded, leave it (replaying cannot help; fix and republish it by hand);
+2. unless ``force``, look up the ACS operation of its generation; if ACS has it (running or
+   succeeded), leave it and report it as skipped: that email went out already;
+3. publish generation ``N + 1`` to the main queue, and only then complete the dead-letter copy;
+   if publishing fails, abandon it, so it stays in the dead-letter queue.
+
+Generation ``N + 1`` has a fresh attempt budget (``postbus-attempt = 0``), a fresh
+``postbus-first-enqueued`` (the retry age limit counts from it), ``postbus-replay = N + 1`` (the
+worker derives a new ACS operation id from it), every non-Postbus property (trace context) kept,
+and message id ``<event id>#r<N + 1>``. Event ids cannot contain ``#``, so this never collides
+with the first attempt (``<id>``) or a delayed retry (``<id>#<attempt>``), and a replay that is
+published twice (an interrupted run, then a re-run) is dropped by duplicate detection. A message
+that is published but not completed (interrupted in between) is replayed again by the next run
+with the same message id and the same operation id, so ACS still sends it once.
+
+Example::
+
+    async with DeadLetterQueue(settings) as dlq, AcsStatusClient.from_settings(settings) as acs:
+        summary = await replay(dlq, acs, options=ReplayOptions(selection=sel, rate=5.0),
+                               namespace=settings.operation_namespace)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+from uuid import UUID
+
+from postbus.events import PROP_LAST_ERROR, WireMessage, encode
+from postbus.logs import get_logger
+from worker.ops.acs import OperationLookup
+from worker.ops.deadletters import DeadLetterEntry, DeadLetterPort, sweep
+from worker.ops.errors import OpsError
+from worker.ops.filters import Selection
+from worker.pipeline import PROP_GENERATION, PROP_THROTTLED, operation_id_for
+
+__all__ = [
+    "Action",
+    "Pacer",
+    "ReplayItem",
+    "ReplayOptions",
+    "ReplaySummary",
+    "replay",
+    "replay_message_id",
+    "replay_wire",
+]
+
+log = get_logger(__name__)
+
+Action = Literal["replayed", "skipped", "failed", "would-replay"]
+
+_POSTBUS_PREFIX: Final = "postbus-"
+# Properties a new generation must not inherit: they describe the previous generation's attempts.
+_DROPPED: Final = frozenset({PROP_LAST_ERROR, PROP_THROTTLED, PROP_GENERATION})
+
+
+def replay_message_id(event_id: str, generation: int) -> str:
+    """``<event id>#r<generation>``: distinct from ``<id>`` and ``<id>#<attempt>``, stable across re-runs."""
+    if generation < 1:
+        raise ValueError("a replay generation starts at 1")
+    return f"{event_id}#r{generation}"
+
+
+def replay_wire(entry: DeadLetterEntry, *, generation: int, now: datetime) -> WireMessage:
+    """The queue message that replays ``entry`` as ``generation``."""
+    decoded = entry.decoded
+    if decoded is None:
+        raise ValueError("only a decodable event can be replayed")
+    kept = {
+        key: value
+        for key, value in decoded.application_properties.items()
+        if not key.startswith(_POSTBUS_PREFIX) and key not in _DROPPED
+    }
+    kept[PROP_GENERATION] = generation
+    wire = encode(decoded.event, attempt=0, first_enqueued=now, extra_properties=kept)
+    return replace(wire, message_id=replay_message_id(decoded.event.id, generation))
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    """What to replay and how: ``rate`` in messages per second (``None``: as fast as the queue takes them)."""
+
+    selection: Selection = field(default_factory=Selection)
+    limit: int | None = None
+    rate: float | None = None
+    dry_run: bool = False
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayItem:
+    """What happened to one matching dead-lettered message."""
+
+    sequence_number: int
+    event_id: str
+    generation: int  # the generation that was dead-lettered
+    action: Action
+    detail: str = ""
+    message_id: str = ""  # of the replay, when one was (or would be) published
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sequence_number": self.sequence_number,
+            "event_id": self.event_id,
+            "generation": self.generation,
+            "action": self.action,
+            "detail": self.detail,
+            "message_id": self.message_id,
+        }
+
+
+@dataclass(slots=True)
+class ReplaySummary:
+    """Every item in order, with counts by action."""
+
+    items: list[ReplayItem] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(item.action for item in self.items)
+
+    def to_json(self) -> dict[str, Any]:
+        counts = self.counts
+        return {
+            "replayed": counts["replayed"],
+            "skipped": counts["skipped"],
+            "failed": counts["failed"],
+            "would_replay": counts["would-replay"],
+            "interrupted": self.interrupted,
+            "items": [item.to_json() for item in self.items],
+        }
+
+
+class Pacer:
+    """Spaces calls at ``rate`` per second: call ``n`` starts no earlier than ``start + n / rate``.
+
+    Waiting ends early when ``stop`` is set, so an interrupt is not held up by the pace.
+    """
+
+    def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = 1.0 / rate if rate else 0.0
+        self._clock = clock
+        self._next: float | None = None
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        now = self._clock()
+        if self._next is None or not self._interval:
+            self._next = now + self._interval
+            return
+        delay = self._next - now
+        self._next = max(self._next, now) + self._interval
+        if delay > 0:
+            try:
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+            except TimeoutError:
+                pass
+
+
+async def replay(
+    port: DeadLetterPort,
+    lookup: OperationLookup | None,
+    *,
+    options: ReplayOptions,
+    namespace: UUID,
+    stop: asyncio.Event | None = None,
+    on_item: Callable[[ReplayItem], None] | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> ReplaySummary:
+    """Replay the matching dead-lettered messages; see the module docstring for the guarantees.
+
+    ``lookup`` may be ``None`` only with ``force`` (nothing is checked against ACS). Setting
+    ``stop`` finishes the message in hand and releases the rest; cancelling the task releases
+    everything not yet completed.
+    """
+    if lookup is None and not options.force:
+        raise OpsError("replay needs ACS to check for already-sent events (configure ACS, or pass --force)")
+    stop = stop or asyncio.Event()
+    summary = ReplaySummary()
+    pacer = Pacer(options.rate)
+
+    def record(item: ReplayItem) -> None:
+        summary.items.append(item)
+        log.info(
+            "dlq.replay", action=item.action, event_id=item.event_id, sequence_number=item.sequence_number
+        )
+        if on_item is not None:
+            on_item(item)
+
+    async def handle(message: Any, entry: DeadLetterEntry) -> bool:
+        def item(action: Action, detail: str = "", message_id: str = "") -> ReplayItem:
+            return ReplayItem(
+                entry.sequence_number, entry.event_id, entry.generation, action, detail, message_id
+            )
+
+        if entry.decoded is None:
+            record(item("failed", f"not a valid event, left in the dead-letter queue: {entry.decode_error}"))
+            return False
+        if not options.force or not options.dry_run:
+            await pacer.wait(stop)
+        if not options.force and lookup is not None:
+            operation_id = operation_id_for(entry.event_id, namespace=namespace, generation=entry.generation)
+            try:
+                info = await lookup.lookup(operation_id)
+            except OpsError as exc:
+                record(item("failed", f"ACS status lookup failed, left in the dead-letter queue: {exc}"))
+                return False
+            if info is not None and info.accepted:
+                record(item("skipped", f"ACS already has operation {operation_id} ({info.status})"))
+                return False
+        wire = replay_wire(entry, generation=entry.generation + 1, now=now())
+        if options.dry_run:
+            record(item("would-replay", f"as generation {entry.generation + 1}", wire.message_id))
+            return False
+        try:
+            await port.publish(wire)
+        except OpsError as exc:
+            record(item("failed", f"publish failed, left in the dead-letter queue: {exc}"))
+            return False  # sweep abandons it
+        try:
+            await port.complete(message)
+        except OpsError as exc:
+            # Published but still dead-lettered: a re-run publishes the same message id (dropped by
+            # duplicate detection) and the same operation id (ACS sends it once).
+            record(
+                item("replayed", f"dead-letter copy not removed ({exc}); a re-run is safe", wire.message_id)
+            )
+            return False
+        record(item("replayed", f"as generation {entry.generation + 1}", wire.message_id))
+        return True
+
+    try:
+        await sweep(port, selection=options.selection, limit=options.limit, stop=stop, handle=handle)
+    finally:
+        summary.interrupted = stop.is_set()
+    return summary
