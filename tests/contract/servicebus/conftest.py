@@ -22,6 +22,9 @@ CONFIG = EmulatorConfig.from_queues(
         },
         "drop-expired": {"LockDuration": "PT2S", "DeadLetteringOnMessageExpiration": False},
         "long": {"LockDuration": "PT1M"},
+        # The async AutoLockRenewer checks once a second and renews at 75% of whole lock seconds:
+        # a 2 s lock can lapse between two checks, a 3 s lock cannot.
+        "renew": {"LockDuration": "PT3S"},
     }
 )
 
