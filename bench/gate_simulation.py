@@ -15,7 +15,7 @@ or leave mid-run (KEDA scaling out and in).
 Prints one JSON object per scenario (``--json`` prints a single JSON list)::
 
     .venv/bin/python bench/gate_simulation.py                 # the tuning matrix of docs/throttling.md
-    .venv/bin/python bench/gate_simulation.py --quick         # a smaller matrix
+    .venv/bin/python bench/gate_simulation.py --matrix robust  # seeds, W = 8, slow ACS, scaling
     .venv/bin/python bench/gate_simulation.py --per-minute 600 --workers 4 --minutes 5
 """
 
@@ -112,7 +112,7 @@ class Scenario:
     backlog: int
     concurrency: int = 16
     latency: tuple[float, float] = (0.005, 0.100)
-    changes: tuple[tuple[float, int], ...] = ()
+    changes: tuple[tuple[float, int], ...] = ()  # (at seconds, +n/-n processes)
     seed: int = 1
     tuning: dict[str, float] = field(default_factory=dict)
     sample_every: float = 60.0
@@ -242,6 +242,9 @@ class _Run:
             "throttled_share": round(throttled / attempts, 4) if attempts else 0.0,
             "episodes": sum(p.gate.throttle_episodes for p in procs),
             "accepted_per_process": accepted,
+            "meets_targets": bool(
+                self.last_accept and ideal / self.last_accept >= 0.95 and throttled <= 0.02 * attempts
+            ),
             "jain_fairness": round(sum(accepted) ** 2 / (len(accepted) * sum(a * a for a in accepted)), 3),
             "shares": [[round(t), [round(x, 3) for x in row]] for t, row in self.shares],
             "tuning": s.tuning,
@@ -258,20 +261,56 @@ async def _run(scenario: Scenario) -> dict[str, Any]:
     return await _Run(scenario).run()
 
 
-def matrix(*, quick: bool = False, tuning: dict[str, float] | None = None) -> list[Scenario]:
-    """The scenarios behind docs/throttling.md: several-minute drains, W = 1, 2, 4, joins and leaves."""
-    tune = tuning or {}
-    minutes = 3 if quick else 5
-    quotas = [600, 1200] if quick else [600, 1200, 6000]
-    out = [Scenario(f"q{q}-w{w}", q, 60 * q, w, q * minutes, tuning=tune) for q in quotas for w in (1, 2, 4)]
-    out += [Scenario(f"azure-default-w{w}", 30, 100, w, 100, tuning=tune) for w in (1, 2, 4)]
-    if not quick:
-        out += [Scenario(f"azure-default-hours-w{w}", 30, 100, w, 250, tuning=tune) for w in (1, 4)]
-        out += [
-            Scenario("q1200-join-2to4", 1200, 72_000, 2, 1200 * 6, changes=((120.0, 2),), tuning=tune),
-            Scenario("q1200-leave-4to2", 1200, 72_000, 4, 1200 * 6, changes=((120.0, -2),), tuning=tune),
+def matrix(kind: str = "default", tuning: dict[str, float] | None = None) -> list[Scenario]:
+    """The scenarios behind docs/throttling.md.
+
+    ``default``: five-minute drains at 600, 1,200 and 6,000/min for W = 1, 2, 4, the Azure default
+    quota (30/min, 100/h), and replicas joining and leaving mid-spike. ``quick``: a smaller set.
+    ``robust``: other seeds, W = 8, slow and heavy-tailed ACS latency, scaling 1 -> 4 -> 1, 120/min.
+    """
+    t = tuning or {}
+    if kind == "quick":
+        return [Scenario(f"q{q}-w{w}", q, 60 * q, w, q * 3, tuning=t) for q in (600, 1200) for w in (1, 2, 4)]
+    if kind == "robust":
+        out = [
+            Scenario(f"q{q}-w8-seed{seed}", q, 60 * q, 8, 5 * q, seed=seed, tuning=t)
+            for q in (600, 6000)
+            for seed in (1, 2, 3)
         ]
-    return out
+        out += [
+            Scenario(
+                f"q{q}-w{w}-latency{lo}-{hi}s",
+                q,
+                60 * q,
+                w,
+                5 * q,
+                latency=(lo, hi),
+                concurrency=256,
+                tuning=t,
+            )
+            for lo, hi in ((0.2, 0.5), (0.2, 2.0))
+            for q in (600, 6000)
+            for w in (1, 2, 4)
+        ]
+        return [
+            *out,
+            Scenario(
+                "q1200-join-1to4", 1200, 72_000, 1, 7200, changes=((60, 1), (120, 1), (180, 1)), tuning=t
+            ),
+            Scenario("q1200-leave-4to1", 1200, 72_000, 4, 7200, changes=((90, -3),), tuning=t),
+            Scenario("q120-w4", 120, 7200, 4, 600, tuning=t),
+            Scenario("q600-w4-concurrency2", 600, 36_000, 4, 3000, concurrency=2, tuning=t),
+        ]
+    out = [
+        Scenario(f"q{q}-w{w}", q, 60 * q, w, q * 5, tuning=t) for q in (600, 1200, 6000) for w in (1, 2, 4)
+    ]
+    out += [Scenario(f"azure-default-w{w}", 30, 100, w, 100, tuning=t) for w in (1, 2, 4)]
+    out += [Scenario(f"azure-default-hours-w{w}", 30, 100, w, 250, tuning=t) for w in (1, 4)]
+    return [
+        *out,
+        Scenario("q1200-join-2to4", 1200, 72_000, 2, 7200, changes=((120, 2),), tuning=t),
+        Scenario("q1200-leave-4to2", 1200, 72_000, 4, 7200, changes=((120, -2),), tuning=t),
+    ]
 
 
 def run(scenarios: list[Scenario]) -> list[dict[str, Any]]:
@@ -280,7 +319,7 @@ def run(scenarios: list[Scenario]) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smaller matrix")
+    parser.add_argument("--matrix", choices=["default", "quick", "robust"], default="default")
     parser.add_argument("--per-minute", type=int, help="one scenario with this per-minute quota")
     parser.add_argument("--per-hour", type=int, default=0, help="with --per-minute (default 60 x per-minute)")
     parser.add_argument("--workers", type=int, default=2)
@@ -305,7 +344,7 @@ def main() -> None:
             )
         ]
     else:
-        scenarios = matrix(quick=args.quick, tuning=tuning)
+        scenarios = matrix(args.matrix, tuning)
     started = time.perf_counter()
     results = []
     for scenario in scenarios:
