@@ -86,3 +86,29 @@ def test_replicas_leaving_mid_spike_leave_no_quota_unused(gate_sim: ModuleType) 
 def test_the_simulation_is_deterministic(gate_sim: ModuleType) -> None:
     scenario = gate_sim.Scenario("again", 600, 36_000, 2, 900, seed=7)
     assert gate_sim.simulate(scenario) == gate_sim.simulate(scenario)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    per_minute=st.integers(min_value=1, max_value=60),
+    extra_hour=st.integers(min_value=0, max_value=120),
+    slowest=st.floats(min_value=0.001, max_value=3.0),
+    concurrency=st.integers(min_value=1, max_value=32),
+    seed=st.integers(min_value=0, max_value=10_000),
+)
+def test_a_lone_replica_is_never_throttled_whatever_the_quota_and_latency(
+    gate_sim: ModuleType, per_minute: int, extra_hour: int, slowest: float, concurrency: int, seed: int
+) -> None:
+    per_hour = per_minute + extra_hour
+    scenario = gate_sim.Scenario(
+        "lone",
+        per_minute,
+        per_hour,
+        1,
+        min(3 * per_minute, per_hour + 5),
+        concurrency=concurrency,
+        latency=(0.0, slowest),
+        seed=seed,
+    )
+    result = gate_sim.simulate(scenario)
+    assert result["throttled"] == 0, result

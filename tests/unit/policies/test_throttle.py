@@ -11,9 +11,12 @@ import itertools
 import math
 import random
 from collections.abc import Callable, Coroutine
+from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from worker.throttle import AimdGate, AimdTuning, SendGate, UnlimitedGate, gate_for_quota
 
@@ -353,3 +356,54 @@ def test_the_share_stays_within_its_bounds(run_virtual: Run) -> None:
     low, high = run_virtual(main())
     assert low == pytest.approx(1 / 30)  # at least one send per minute
     assert high == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    per_minute=st.integers(min_value=1, max_value=120),
+    cancel_at=st.lists(
+        st.one_of(st.none(), st.floats(min_value=0.0, max_value=30.0)), min_size=1, max_size=24
+    ),
+)
+def test_permits_go_in_arrival_order_and_cancelled_waiters_take_none(
+    gate_sim: ModuleType, per_minute: int, cancel_at: list[float | None]
+) -> None:
+    async def main() -> tuple[list[int], list[int], int]:
+        gate = make_gate(per_minute)
+        granted: list[int] = []
+        taken = 0
+        take = gate._take
+
+        def counting_take(now: float) -> None:
+            nonlocal taken
+            taken += 1
+            take(now)
+
+        gate._take = counting_take  # type: ignore[method-assign]
+
+        async def waiter(i: int) -> None:
+            await gate.acquire()
+            granted.append(i)
+
+        tasks = []
+        for i in range(len(cancel_at)):
+            tasks.append(asyncio.create_task(waiter(i)))
+            await asyncio.sleep(0)
+
+        async def canceller(i: int, at: float) -> None:
+            await asyncio.sleep(at)
+            tasks[i].cancel()
+
+        cancellers = [
+            asyncio.create_task(canceller(i, at)) for i, at in enumerate(cancel_at) if at is not None
+        ]
+        await asyncio.gather(*tasks, *cancellers, return_exceptions=True)
+        cancelled = [i for i, t in enumerate(tasks) if t.cancelled()]
+        return granted, cancelled, taken
+
+    with asyncio.Runner(loop_factory=gate_sim.VirtualClockLoop) as runner:
+        granted, cancelled, taken = runner.run(main())
+    assert granted == sorted(granted)
+    assert set(granted).isdisjoint(cancelled)
+    assert len(granted) + len(cancelled) == len(cancel_at)
+    assert taken == len(granted)  # no permit was taken for a waiter that was then cancelled
