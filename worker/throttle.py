@@ -187,6 +187,7 @@ class _FifoGate:
         self._sleep = sleep
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._wake: asyncio.Future[None] | None = None
+        self._blocked_on_verdict = False
         self._paused_until = 0.0
 
     @property
@@ -217,6 +218,10 @@ class _FifoGate:
                 self._waiters[0].set_result(None)
 
     async def _nap(self, delay: float) -> None:
+        if not self._blocked_on_verdict:
+            # Only a verdict can shorten a wait, and only one that frees a slot of the mirror.
+            await self._sleep(delay)
+            return
         wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._wake = wake
         sleeper = asyncio.ensure_future(self._sleep(delay))
@@ -307,7 +312,6 @@ class AimdGate(_FifoGate):
         self._hold_until = -math.inf
         self._grown_at = clock()
         self._pending: deque[float] = deque()  # permit times of sends without a verdict, oldest first
-        self._blocked_on_verdict = False
         self._tokens = self._bucket_size()
         self._refilled_at = clock()
         self.throttle_episodes = 0
