@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from postbus.settings import Settings, load_settings
 from producers.publisher import Publisher
 from tests.support import SENDERS, eventually
 from tests.unit.telemetry.capture import Captured, captured_telemetry
+from worker.breaker import CircuitBreaker
 from worker.rendering import TemplateRenderer
 from worker.runner import Worker
 
@@ -301,3 +303,63 @@ async def test_no_secret_and_no_full_recipient_address_reaches_a_log_line_span_o
         assert not _LEAKS.search(text), text
         assert RECIPIENT not in text
     assert "message processed" in log_stream.getvalue()
+
+
+RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "runbook.md"
+
+
+def _runbook_queries() -> str:
+    return "\n".join(re.findall(r"```kusto\n(.*?)```", RUNBOOK.read_text(encoding="utf-8"), flags=re.S))
+
+
+async def test_the_runbook_queries_only_names_the_pipeline_emits(
+    worker: Worker, publisher: Publisher, acs: EmailEmulator, captured: Captured
+) -> None:
+    # Given a run with a sent event, a delayed retry, a dead-letter, a 429, and a breaker opening and closing
+    await publisher.publish(_event("r-sent"))
+    acs.faults.fail_statuses = (503,)
+    await eventually(lambda: _processed(captured, "r-sent"))
+    acs.faults.fail_rate = 1.0
+    await publisher.publish(_event("r-retry"))
+    await eventually(lambda: _processed(captured, "r-retry"))
+    acs.faults.fail_rate = 0.0
+    await publisher.publish(_event("r-dead", sender="nobody"))
+    await eventually(lambda: _processed(captured, "r-dead"))
+    await eventually(lambda: len(_processed(captured, "r-retry")) >= 2)
+    acs.faults.throttle_next(1, retry_after=1)
+    await publisher.publish(_event("r-throttled"))
+    await eventually(lambda: _processed(captured, "r-throttled"))
+    now = [0.0]
+    breaker = CircuitBreaker(cooldown=1.0, max_cooldown=2.0, clock=lambda: now[0])
+    breaker.record_failure("ACS refused access (403)")
+    now[0] = 5.0
+    breaker.record_success()
+    # When the names are collected from what was recorded
+    records = captured.log_records()
+    spans = captured.spans()
+    metric_points = captured.metrics()
+    bodies = {str(record.body) for record in records}
+    dimensions = {key for record in records for key in (record.attributes or {})}
+    dimensions |= {key for span in spans for key in (span.attributes or {})}
+    dimensions |= {key for point in metric_points for key in point.attributes}
+    metric_names = {point.name for point in metric_points}
+    span_names = {span.name for span in spans}
+    outcomes = {str((record.attributes or {}).get("outcome")) for record in records}
+    # Then every name a runbook query reads is one of them
+    queries = _runbook_queries()
+    keys = set(re.findall(r"customDimensions\.(\w+)", queries))
+    keys |= set(re.findall(r'customDimensions\["([^"]+)"\]', queries))
+    assert keys, "no customDimensions in the runbook?"
+    assert keys - dimensions == set()
+    quoted_postbus = set(re.findall(r'"(postbus\.[\w.]+)"', queries)) - keys
+    assert quoted_postbus, "no metric names in the runbook?"
+    assert quoted_postbus - metric_names == set()
+    messages = set(re.findall(r'message == "([^"]+)"', queries))
+    for group in re.findall(r"message in \(([^)]*)\)", queries):
+        messages |= set(re.findall(r'"([^"]+)"', group))
+    assert messages - bodies == set()
+    named = set(re.findall(r'name == "([^"]+)"', queries)) - quoted_postbus
+    assert named - span_names == set()
+    for prefix in re.findall(r'name startswith "([^"]+)"', queries):
+        assert any(name.startswith(prefix) for name in span_names), prefix
+    assert set(re.findall(r'customDimensions\.outcome\) == "(\w+)"', queries)) - outcomes == set()
