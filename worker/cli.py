@@ -54,7 +54,16 @@ async def _run(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _stopper(stop, signum))
+    # `kill -USR1 <pid>` logs where every task is waiting: the first question about a stuck worker.
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     await Worker(settings).run(stop)
+
+
+def _dump_tasks() -> None:
+    log = get_logger("postbus.worker")
+    for task in asyncio.all_tasks():
+        frames = [f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}" for f in task.get_stack(limit=12)]
+        log.warning("task stack", task=task.get_name(), coro=repr(task.get_coro()), frames=frames)
 
 
 def _stopper(stop: asyncio.Event, signum: int) -> Callable[[], None]:
