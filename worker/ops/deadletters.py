@@ -55,7 +55,9 @@ log = get_logger(__name__)
 DEFAULT_WAIT_SECONDS: Final = 2.0
 #: Held locks are renewed for this long; a sweep that runs longer lets them lapse (nothing is lost).
 MAX_LOCK_RENEWAL: Final = 3600.0
-_BATCH: Final = 16
+# One message per receive: a larger request leaves link credit behind, and messages that arrive on it
+# after the call returned sit locked in the SDK's buffer where an interrupted sweep cannot release them.
+_BATCH: Final = 1
 _SETTLE_TIMEOUT: Final = 15.0
 
 
@@ -205,6 +207,10 @@ def entry_from(message: Any) -> DeadLetterEntry:
 
 class DeadLetterPort(Protocol):
     """What :func:`sweep` and the replay need from the queue (the seam for unit tests)."""
+
+    def browse(self, selection: Selection, *, limit: int | None = None) -> AsyncIterator[DeadLetterEntry]:
+        """Matching entries without locking anything (peek)."""
+        ...
 
     async def receive(self, max_count: int) -> list[Any]:
         """Peek-lock up to ``max_count`` dead-lettered messages; empty when none arrive in time."""

@@ -240,7 +240,14 @@ async def replay(
         return True
 
     try:
-        await sweep(port, selection=options.selection, limit=options.limit, stop=stop, handle=handle)
+        if options.dry_run:
+            # Peek only: a dry run locks nothing and leaves even delivery counts as they were.
+            async for entry in port.browse(options.selection, limit=options.limit):
+                if stop.is_set():
+                    break
+                await handle(None, entry)
+        else:
+            await sweep(port, selection=options.selection, limit=options.limit, stop=stop, handle=handle)
     finally:
         summary.interrupted = stop.is_set()
     return summary
