@@ -12,6 +12,7 @@ attempt; batches are unpacked (see ``codec``).
 
 from __future__ import annotations
 
+import functools
 import threading
 import uuid
 from collections.abc import Callable
@@ -71,6 +72,28 @@ class _Consumers:
     next: int = 0
 
 
+def _guarded(method: Callable[[Broker, Any], None]) -> Callable[[Broker, Any], None]:
+    """Keep the reactor alive when handling one event fails: log it and close that connection.
+
+    An exception escaping a handler would leave the event on proton's queue and stop the broker.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Broker, event: Any) -> None:
+        try:
+            method(self, event)
+        except Exception:
+            log.exception("servicebus.handler_failed", handler=method.__name__)
+            conn = getattr(event, "connection", None)
+            if conn is not None and conn.state & _ACTIVE:
+                conn.condition = Condition(
+                    "amqp:internal-error", "emulator error; see its log", _tracking_info()
+                )
+                conn.close()
+
+    return wrapper
+
+
 def _tracking_info() -> Any:
     # The SDK indexes error info unconditionally: an error without it makes send_messages hang.
     return {symbol("com.microsoft:tracking-id"): str(uuid.uuid4())}
@@ -90,6 +113,7 @@ class Broker(Handler):
 
     # ------------------------------------------------------------------ connection lifecycle
 
+    @_guarded
     def on_connection_bound(self, event: Any) -> None:
         transport = event.transport
         transport.max_frame_size = MAX_FRAME_SIZE
@@ -98,29 +122,34 @@ class Broker(Handler):
         sasl.allowed_mechs("ANONYMOUS")
         self.connections.add(event.connection)
 
+    @_guarded
     def on_connection_remote_open(self, event: Any) -> None:
         conn = event.connection
         if conn.state & Endpoint.LOCAL_UNINIT:
             conn.container = "postbus-servicebus-emulator"
             conn.open()
 
+    @_guarded
     def on_connection_remote_close(self, event: Any) -> None:
         conn = event.connection
         self._forget_connection(conn)
         if conn.state & _ACTIVE:
             conn.close()
 
+    @_guarded
     def on_transport_closed(self, event: Any) -> None:
         conn = event.connection
         if conn is not None:
             self._forget_connection(conn)
             conn.free()
 
+    @_guarded
     def on_session_remote_open(self, event: Any) -> None:
         session = event.session
         if session.state & Endpoint.LOCAL_UNINIT:
             session.open()
 
+    @_guarded
     def on_session_remote_close(self, event: Any) -> None:
         session = event.session
         for link_state in list(self._links.values()):
@@ -143,11 +172,13 @@ class Broker(Handler):
             if transport is not None:
                 transport.close_tail()
                 transport.close_head()
-        log.info("servicebus.connections_dropped", count=len(dropped))
+        if dropped:
+            log.info("servicebus.connections_dropped", count=len(dropped))
         return len(dropped)
 
     # ------------------------------------------------------------------ links
 
+    @_guarded
     def on_link_remote_open(self, event: Any) -> None:
         link = event.link
         if not link.state & Endpoint.LOCAL_UNINIT:
@@ -197,6 +228,7 @@ class Broker(Handler):
         link.close()
         log.warning("servicebus.entity_not_found", address=address)
 
+    @_guarded
     def on_link_remote_close(self, event: Any) -> None:
         link = event.link
         self._forget_link(link)
@@ -210,6 +242,7 @@ class Broker(Handler):
             if consumers is not None and state in consumers.links:
                 consumers.links.remove(state)
 
+    @_guarded
     def on_link_flow(self, event: Any) -> None:
         link = event.link
         state = self._links.get(link)
@@ -222,6 +255,7 @@ class Broker(Handler):
 
     # ------------------------------------------------------------------ deliveries
 
+    @_guarded
     def on_delivery(self, event: Any) -> None:
         delivery = event.delivery
         link = delivery.link

@@ -47,7 +47,7 @@ class Faults:
 
     def fail_next_sends(self, n: int) -> None:
         """Reject the next ``n`` message transfers with ``com.microsoft:server-busy``."""
-        self._emulator._call(lambda _broker: setattr(self._state, "fail_sends", max(0, n)))
+        self._state.fail_sends = max(0, n)  # an int store is atomic; also works before start()
 
     @property
     def settle_delay(self) -> float:
@@ -153,6 +153,8 @@ class ServiceBusEmulator:
         """Start listening; returns once connections are accepted."""
         if self._thread is not None:
             raise RuntimeError("emulator already started")
+        self._ready.clear()
+        self._stopping = False
         handler = _ReactorHandler(self, namespace=self.namespace, lock=self._lock, faults=self._fault_state)
         self._handler = handler
         self._thread = threading.Thread(
@@ -209,6 +211,7 @@ class ServiceBusEmulator:
     # ------------------------------------------------------------------ reactor thread
 
     def _run(self, handler: _ReactorHandler) -> None:
+        self._error = None  # from a previous start(); read by start() only after _ready is set
         try:
             container = Container(handler)
             handler.container = container
