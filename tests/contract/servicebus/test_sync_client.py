@@ -24,6 +24,7 @@ from azure.servicebus.exceptions import (
 )
 
 from emulators.servicebus import ServiceBusEmulator
+from emulators.servicebus.broker import Broker
 
 from .conftest import FAST_RETRY
 
@@ -177,11 +178,6 @@ def test_iterator_receive_stops_after_max_wait_time(emulator: ServiceBusEmulator
             got.append(str(msg))
             receiver.complete_message(msg)
         assert got == ["m0", "m1", "m2"]
-
-
-def test_empty_queue_returns_after_max_wait_time(emulator: ServiceBusEmulator) -> None:
-    with _client(emulator) as client, client.get_queue_receiver("long") as receiver:
-        assert receiver.receive_messages(max_message_count=1, max_wait_time=0.5) == []
 
 
 def test_competing_receivers_never_share_a_locked_message(emulator: ServiceBusEmulator) -> None:
@@ -424,3 +420,26 @@ def test_settle_delay_slows_but_keeps_settlement(emulator: ServiceBusEmulator) -
         (msg,) = receiver.receive_messages(max_message_count=1, max_wait_time=5)
         receiver.complete_message(msg)
     assert emulator.counts("long").total == 0
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_failing_handler_closes_one_connection_and_the_broker_keeps_serving(
+    emulator: ServiceBusEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a broker bug that fires once while a message is being enqueued
+    original = Broker._on_send
+    calls = {"n": 0}
+
+    def flaky(self: Broker, *args: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("injected bug")
+        original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Broker, "_on_send", flaky)
+    # When a client sends, Then its connection is closed, the SDK retries, and the send succeeds
+    with _client(emulator, **FAST_RETRY) as client, client.get_queue_sender("long") as sender:
+        sender.send_messages(ServiceBusMessage("survives"))
+    assert calls["n"] == 2
+    assert emulator.counts("long").active == 1
+    gc.collect()
