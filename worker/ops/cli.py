@@ -31,7 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from postbus.errors import SettingsError
-from postbus.logs import redact
+from postbus.logs import configure_logging, redact
 from postbus.settings import Settings, load_settings
 from worker.ops.errors import BadInput
 from worker.ops.filters import Selection, parse_rate
@@ -94,7 +94,15 @@ def _echo_json(document: Any) -> None:
 
 
 def _settings() -> Settings:
-    return load_settings()
+    settings = load_settings()
+    # Per-message log lines would bury the table and the progress bar; warnings and errors still show.
+    _quiet_logs(settings)
+    return settings
+
+
+def _quiet_logs(settings: Settings) -> None:
+    level = "debug" if settings.log_level == "debug" else "warning"
+    configure_logging(level=level, fmt=settings.log_format)
 
 
 # -- dlq list ------------------------------------------------------------------------------------
@@ -450,7 +458,7 @@ def doctor(
         )
     loaded: Settings | SettingsError
     try:
-        loaded = load_settings()
+        loaded = _settings()
     except SettingsError as exc:
         loaded = exc
     options = DoctorOptions(servicebus_admin_url=servicebus_admin, azure=target)

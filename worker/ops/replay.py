@@ -167,6 +167,106 @@ class Pacer:
                 pass
 
 
+class _Replay:
+    """One replay run: the per-message steps, each a small method."""
+
+    def __init__(
+        self,
+        port: DeadLetterPort,
+        lookup: OperationLookup | None,
+        *,
+        options: ReplayOptions,
+        namespace: UUID,
+        stop: asyncio.Event,
+        on_item: Callable[[ReplayItem], None] | None,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.port = port
+        self.lookup = lookup
+        self.options = options
+        self.namespace = namespace
+        self.stop = stop
+        self.on_item = on_item
+        self.now = now
+        self.summary = ReplaySummary()
+        self.pacer = Pacer(options.rate)
+
+    def record(self, entry: DeadLetterEntry, action: Action, detail: str = "", message_id: str = "") -> None:
+        item = ReplayItem(entry.sequence_number, entry.event_id, entry.generation, action, detail, message_id)
+        self.summary.items.append(item)
+        log.info("dlq.replay", action=action, event_id=item.event_id, sequence_number=item.sequence_number)
+        if self.on_item is not None:
+            self.on_item(item)
+
+    async def already_sent(self, entry: DeadLetterEntry) -> bool | None:
+        """True when ACS has this generation's operation; ``None`` when it could not be told."""
+        if self.options.force or self.lookup is None:
+            return False
+        operation_id = operation_id_for(entry.event_id, namespace=self.namespace, generation=entry.generation)
+        try:
+            info = await self.lookup.lookup(operation_id)
+        except OpsError as exc:
+            self.record(entry, "failed", f"ACS status lookup failed, left in the dead-letter queue: {exc}")
+            return None
+        if info is not None and info.accepted:
+            self.record(entry, "skipped", f"ACS already has operation {operation_id} ({info.status})")
+            return True
+        return False
+
+    async def handle(self, message: Any, entry: DeadLetterEntry) -> bool:
+        """Replay one message; True when its dead-letter copy was completed."""
+        if entry.decoded is None:
+            self.record(
+                entry, "failed", f"not a valid event, left in the dead-letter queue: {entry.decode_error}"
+            )
+            return False
+        if not self.options.force or not self.options.dry_run:  # a status read or a publish follows
+            await self.pacer.wait(self.stop)
+        if await self.already_sent(entry) is not False:
+            return False
+        generation = entry.generation + 1
+        wire = replay_wire(entry, generation=generation, now=self.now())
+        if self.options.dry_run:
+            self.record(entry, "would-replay", f"as generation {generation}", wire.message_id)
+            return False
+        try:
+            await self.port.publish(wire)
+        except OpsError as exc:
+            self.record(entry, "failed", f"publish failed, left in the dead-letter queue: {exc}")
+            return False  # the sweep abandons it
+        try:
+            await self.port.complete(message)
+        except OpsError as exc:
+            # Published but still dead-lettered: a re-run publishes the same message id (dropped by
+            # duplicate detection) and the same operation id (ACS sends it once).
+            detail = f"dead-letter copy not removed ({exc}); a re-run is safe"
+            self.record(entry, "replayed", detail, wire.message_id)
+            return False
+        self.record(entry, "replayed", f"as generation {generation}", wire.message_id)
+        return True
+
+    async def run(self) -> ReplaySummary:
+        options = self.options
+        try:
+            if options.dry_run:
+                # Peek only: a dry run locks nothing and leaves even delivery counts as they were.
+                async for entry in self.port.browse(options.selection, limit=options.limit):
+                    if self.stop.is_set():
+                        break
+                    await self.handle(None, entry)
+            else:
+                await sweep(
+                    self.port,
+                    selection=options.selection,
+                    limit=options.limit,
+                    stop=self.stop,
+                    handle=self.handle,
+                )
+        finally:
+            self.summary.interrupted = self.stop.is_set()
+        return self.summary
+
+
 async def replay(
     port: DeadLetterPort,
     lookup: OperationLookup | None,
@@ -185,69 +285,13 @@ async def replay(
     """
     if lookup is None and not options.force:
         raise OpsError("replay needs ACS to check for already-sent events (configure ACS, or pass --force)")
-    stop = stop or asyncio.Event()
-    summary = ReplaySummary()
-    pacer = Pacer(options.rate)
-
-    def record(item: ReplayItem) -> None:
-        summary.items.append(item)
-        log.info(
-            "dlq.replay", action=item.action, event_id=item.event_id, sequence_number=item.sequence_number
-        )
-        if on_item is not None:
-            on_item(item)
-
-    async def handle(message: Any, entry: DeadLetterEntry) -> bool:
-        def item(action: Action, detail: str = "", message_id: str = "") -> ReplayItem:
-            return ReplayItem(
-                entry.sequence_number, entry.event_id, entry.generation, action, detail, message_id
-            )
-
-        if entry.decoded is None:
-            record(item("failed", f"not a valid event, left in the dead-letter queue: {entry.decode_error}"))
-            return False
-        if not options.force or not options.dry_run:
-            await pacer.wait(stop)
-        if not options.force and lookup is not None:
-            operation_id = operation_id_for(entry.event_id, namespace=namespace, generation=entry.generation)
-            try:
-                info = await lookup.lookup(operation_id)
-            except OpsError as exc:
-                record(item("failed", f"ACS status lookup failed, left in the dead-letter queue: {exc}"))
-                return False
-            if info is not None and info.accepted:
-                record(item("skipped", f"ACS already has operation {operation_id} ({info.status})"))
-                return False
-        wire = replay_wire(entry, generation=entry.generation + 1, now=now())
-        if options.dry_run:
-            record(item("would-replay", f"as generation {entry.generation + 1}", wire.message_id))
-            return False
-        try:
-            await port.publish(wire)
-        except OpsError as exc:
-            record(item("failed", f"publish failed, left in the dead-letter queue: {exc}"))
-            return False  # sweep abandons it
-        try:
-            await port.complete(message)
-        except OpsError as exc:
-            # Published but still dead-lettered: a re-run publishes the same message id (dropped by
-            # duplicate detection) and the same operation id (ACS sends it once).
-            record(
-                item("replayed", f"dead-letter copy not removed ({exc}); a re-run is safe", wire.message_id)
-            )
-            return False
-        record(item("replayed", f"as generation {entry.generation + 1}", wire.message_id))
-        return True
-
-    try:
-        if options.dry_run:
-            # Peek only: a dry run locks nothing and leaves even delivery counts as they were.
-            async for entry in port.browse(options.selection, limit=options.limit):
-                if stop.is_set():
-                    break
-                await handle(None, entry)
-        else:
-            await sweep(port, selection=options.selection, limit=options.limit, stop=stop, handle=handle)
-    finally:
-        summary.interrupted = stop.is_set()
-    return summary
+    run = _Replay(
+        port,
+        lookup,
+        options=options,
+        namespace=namespace,
+        stop=stop or asyncio.Event(),
+        on_item=on_item,
+        now=now,
+    )
+    return await run.run()
