@@ -175,10 +175,10 @@ def _verification(domain: Any) -> Check:
     problems: list[str] = []
     for label, attr in VERIFICATION_RECORDS:
         record = getattr(states, attr, None) if states is not None else None
-        status = str(getattr(record, "status", None) or "missing")
-        status = status.split(".")[-1] if "." in status else status
+        raw = getattr(record, "status", None)
+        status = str(getattr(raw, "value", raw) or "missing")  # the SDK gives an enum, or a str it does not know
         if status.lower() != "verified":
-            problems.append(f"{label}: {getattr(record, 'status', None) or 'missing'}")
+            problems.append(f"{label}: {status}")
     if problems:
         return Check(
             name,
