@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -146,7 +147,7 @@ class Processing:
 
     def __enter__(self) -> Processing:
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
-        self._telemetry.inflight.add(1)
+        self._telemetry.inflight_count += 1
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
@@ -158,7 +159,7 @@ class Processing:
                     self._span.set_attribute("postbus.outcome", "cancelled")
             self._span.end()
         finally:
-            self._telemetry.inflight.add(-1)
+            self._telemetry.inflight_count -= 1
             if self._token is not None:
                 otel_context.detach(self._token)
 
@@ -371,8 +372,13 @@ class Telemetry:
         self.deadletters = meter.create_counter(
             "postbus.deadletters", unit="{message}", description="Messages dead-lettered, by reason."
         )
-        self.inflight = meter.create_up_down_counter(
-            "postbus.inflight", unit="{message}", description="Messages being processed now."
+        #: Messages being processed now; observed at collection time, so the hot path only counts.
+        self.inflight_count = 0
+        meter.create_observable_up_down_counter(
+            "postbus.inflight",
+            callbacks=[self._observe_inflight],
+            unit="{message}",
+            description="Messages being processed now.",
         )
         self.events_published = meter.create_counter(
             "postbus.events.published", unit="{event}", description="Events published to the queue."
@@ -478,6 +484,9 @@ class Telemetry:
         # "Unlimited" (no quota configured) has no number to chart.
         return [Observation(rate) for rate in rates if math.isfinite(rate)]
 
+    def _observe_inflight(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self.inflight_count)]
+
     def _observe_breaker(self, options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:
             return [Observation(watched.breaker_state()) for watched in self._watched]
@@ -502,10 +511,15 @@ _SEVERITY: Final = (
 )
 
 
+#: What every secret pattern of :func:`postbus.logs.redact` needs; most values (ids, names) have none.
+_MAY_NEED_REDACTING: Final = re.compile(r"[=@]|(?i:bearer|hmac)")
+
+
 def _attribute(value: object) -> str | int | float | bool:
     if isinstance(value, bool | int | float):
         return value
-    return redact(value if isinstance(value, str) else str(value))
+    text = value if isinstance(value, str) else str(value)
+    return redact(text) if _MAY_NEED_REDACTING.search(text) else text
 
 
 def log_fields(record: logging.LogRecord) -> tuple[str, dict[str, str | int | float | bool]]:
@@ -662,11 +676,11 @@ def configure_telemetry(
 
 
 def _local(resource: Resource) -> Telemetry:
-    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
 
     tracer_provider = TracerProvider(resource=resource)
-    meter_provider = MeterProvider(resource=resource)
+    meter_provider = MeterProvider(resource=resource, exemplar_filter=AlwaysOffExemplarFilter())
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
     return Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider, exporter="none")
