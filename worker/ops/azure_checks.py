@@ -176,7 +176,8 @@ def _verification(domain: Any) -> Check:
     for label, attr in VERIFICATION_RECORDS:
         record = getattr(states, attr, None) if states is not None else None
         raw = getattr(record, "status", None)
-        status = str(getattr(raw, "value", raw) or "missing")  # the SDK gives an enum, or a str it does not know
+        # The SDK gives a VerificationStatus enum, or the plain string for a value it does not know.
+        status = str(getattr(raw, "value", raw) or "missing")
         if status.lower() != "verified":
             problems.append(f"{label}: {status}")
     if problems:
