@@ -28,6 +28,10 @@ CONFIG = EmulatorConfig.from_queues(
     }
 )
 
+# Senders get keep_alive=0 in these tests: the SDK's keep-alive thread sleeps in 1 s steps and
+# close() joins it, which would add ~0.5 s to every sender close. (Receivers without prefetch
+# always have one; the SDK hard-codes its interval.)
+
 # Fast retries: the SDK's default back-off (1.6 s, 3.2 s, ...) would dominate fault tests.
 FAST_RETRY = {"retry_total": 3, "retry_backoff_factor": 0.05, "retry_backoff_max": 0.2}
 

@@ -29,9 +29,7 @@ AwaitUntil = Callable[..., Awaitable[None]]
 
 
 def _client(sb: ServiceBusEmulator, **kwargs: object) -> ServiceBusClient:
-    # keep_alive=0: no keep-alive thread, whose 1 s sleep otherwise delays every sender close.
-    options: dict[str, object] = {"keep_alive": 0, **kwargs}
-    return ServiceBusClient.from_connection_string(sb.connection_string, **options)
+    return ServiceBusClient.from_connection_string(sb.connection_string, **kwargs)
 
 
 async def test_async_context_manager_starts_on_a_free_port_and_counts() -> None:
@@ -48,7 +46,7 @@ async def test_async_context_manager_starts_on_a_free_port_and_counts() -> None:
 
 async def test_default_config_serves_notifications() -> None:
     async with ServiceBusEmulator() as sb, _client(sb) as client:
-        async with client.get_queue_sender("notifications") as sender:
+        async with client.get_queue_sender("notifications", keep_alive=0) as sender:
             await sender.send_messages(ServiceBusMessage("hi", message_id="same"))
             await sender.send_messages(
                 ServiceBusMessage("hi", message_id="same")
@@ -58,7 +56,7 @@ async def test_default_config_serves_notifications() -> None:
 
 async def test_send_batch_schedule_cancel_and_peek(emulator: ServiceBusEmulator) -> None:
     async with _client(emulator) as client:
-        async with client.get_queue_sender("long") as sender:
+        async with client.get_queue_sender("long", keep_alive=0) as sender:
             batch = await sender.create_message_batch()
             for i in range(3):
                 batch.add_message(ServiceBusMessage(f"m{i}"))
@@ -79,7 +77,7 @@ async def test_send_batch_schedule_cancel_and_peek(emulator: ServiceBusEmulator)
 @pytest.mark.parametrize("prefetch", [0, 20])
 async def test_peek_lock_settlements(emulator: ServiceBusEmulator, prefetch: int) -> None:
     async with _client(emulator) as client:
-        async with client.get_queue_sender("orders") as sender:
+        async with client.get_queue_sender("orders", keep_alive=0) as sender:
             await sender.send_messages(
                 [ServiceBusMessage(name) for name in ("done", "again", "dead", "later")]
             )
@@ -108,7 +106,7 @@ async def test_peek_lock_settlements(emulator: ServiceBusEmulator, prefetch: int
 
 async def test_receive_and_delete_iterator(emulator: ServiceBusEmulator) -> None:
     async with _client(emulator) as client:
-        async with client.get_queue_sender("long") as sender:
+        async with client.get_queue_sender("long", keep_alive=0) as sender:
             await sender.send_messages([ServiceBusMessage(f"m{i}") for i in range(3)])
         async with client.get_queue_receiver(
             "long", receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE, max_wait_time=1, prefetch_count=5
@@ -121,7 +119,7 @@ async def test_lock_expiry_max_delivery_and_lock_lost(
     emulator: ServiceBusEmulator, await_until: AwaitUntil
 ) -> None:
     async with _client(emulator) as client:
-        async with client.get_queue_sender("orders") as sender:
+        async with client.get_queue_sender("orders", keep_alive=0) as sender:
             await sender.send_messages(ServiceBusMessage("forgotten"))
         async with client.get_queue_receiver("orders") as receiver:
             (msg,) = await receiver.receive_messages(max_message_count=1, max_wait_time=5)
@@ -140,7 +138,7 @@ async def test_lock_expiry_max_delivery_and_lock_lost(
 
 async def test_auto_lock_renewer(emulator: ServiceBusEmulator, await_until: AwaitUntil) -> None:
     async with _client(emulator) as client:
-        async with client.get_queue_sender("renew") as sender:
+        async with client.get_queue_sender("renew", keep_alive=0) as sender:
             await sender.send_messages(ServiceBusMessage("long work"))
         async with (
             client.get_queue_receiver("renew") as receiver,
@@ -161,7 +159,7 @@ async def test_ttl_expiry_and_duplicate_detection(
     emulator: ServiceBusEmulator, await_until: AwaitUntil
 ) -> None:
     message_id = str(uuid.uuid4())
-    async with _client(emulator) as client, client.get_queue_sender("orders") as sender:
+    async with _client(emulator) as client, client.get_queue_sender("orders", keep_alive=0) as sender:
         await sender.send_messages(ServiceBusMessage("stale", time_to_live=timedelta(seconds=1)))
         await sender.send_messages([ServiceBusMessage("a", message_id=message_id)])
         await sender.send_messages([ServiceBusMessage("a", message_id=message_id)])
@@ -171,7 +169,7 @@ async def test_ttl_expiry_and_duplicate_detection(
 
 async def test_competing_async_receivers(emulator: ServiceBusEmulator) -> None:
     async with _client(emulator) as client:
-        async with client.get_queue_sender("long") as sender:
+        async with client.get_queue_sender("long", keep_alive=0) as sender:
             await sender.send_messages([ServiceBusMessage(f"m{i}") for i in range(30)])
 
         everything: list[int] = []
@@ -195,7 +193,7 @@ async def test_unknown_queue_fails_promptly(emulator: ServiceBusEmulator) -> Non
     started = time.monotonic()
     async with _client(emulator) as client:
         with pytest.raises(MessagingEntityNotFoundError, match="missing-queue"):
-            async with client.get_queue_sender("missing-queue") as sender:
+            async with client.get_queue_sender("missing-queue", keep_alive=0) as sender:
                 await sender.send_messages(ServiceBusMessage("x"))
         with pytest.raises(MessagingEntityNotFoundError, match="missing-queue"):
             async with client.get_queue_receiver("missing-queue") as receiver:
@@ -205,10 +203,16 @@ async def test_unknown_queue_fails_promptly(emulator: ServiceBusEmulator) -> Non
 
 async def test_server_busy_retried_or_raised(emulator: ServiceBusEmulator) -> None:
     emulator.faults.fail_next_sends(1)
-    async with _client(emulator, **FAST_RETRY) as client, client.get_queue_sender("long") as sender:
+    async with (
+        _client(emulator, **FAST_RETRY) as client,
+        client.get_queue_sender("long", keep_alive=0) as sender,
+    ):
         await sender.send_messages(ServiceBusMessage("retried"))
     emulator.faults.fail_next_sends(1)
-    async with _client(emulator, retry_total=0) as client, client.get_queue_sender("long") as sender:
+    async with (
+        _client(emulator, retry_total=0) as client,
+        client.get_queue_sender("long", keep_alive=0) as sender,
+    ):
         with pytest.raises(ServiceBusServerBusyError):
             await sender.send_messages(ServiceBusMessage("refused"))
     assert emulator.counts("long").active == 1
@@ -217,7 +221,10 @@ async def test_server_busy_retried_or_raised(emulator: ServiceBusEmulator) -> No
 # The SDK does not close the socket of a dropped connection; collect it here (see the sync test).
 @pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_drop_connections_async_client_recovers(emulator: ServiceBusEmulator) -> None:
-    async with _client(emulator, **FAST_RETRY) as client, client.get_queue_sender("long") as sender:
+    async with (
+        _client(emulator, **FAST_RETRY) as client,
+        client.get_queue_sender("long", keep_alive=0) as sender,
+    ):
         await sender.send_messages(ServiceBusMessage("before"))
         await asyncio.to_thread(emulator.faults.drop_connections)
         await sender.send_messages(ServiceBusMessage("after"))
@@ -228,7 +235,7 @@ async def test_drop_connections_async_client_recovers(emulator: ServiceBusEmulat
 async def test_settle_delay(emulator: ServiceBusEmulator) -> None:
     config = EmulatorConfig.from_queues({"q": {}})
     async with ServiceBusEmulator(config) as sb, _client(sb) as client:
-        async with client.get_queue_sender("q") as sender:
+        async with client.get_queue_sender("q", keep_alive=0) as sender:
             await sender.send_messages(ServiceBusMessage("x"))
         sb.faults.settle_delay = 0.2
         async with client.get_queue_receiver("q") as receiver:

@@ -44,7 +44,7 @@ def test_admin_endpoint_serves_health_counts_and_queues() -> None:
         assert sb.admin_url is not None
         assert sb.admin_url.startswith("http://127.0.0.1:")
         with ServiceBusClient.from_connection_string(sb.connection_string) as client:
-            with client.get_queue_sender("orders") as sender:
+            with client.get_queue_sender("orders", keep_alive=0) as sender:
                 sender.send_messages([ServiceBusMessage("a"), ServiceBusMessage("b")])
             with client.get_queue_receiver("orders") as receiver:
                 (msg,) = receiver.receive_messages(max_message_count=1, max_wait_time=5)
@@ -83,7 +83,7 @@ def test_cli_prints_the_connection_string_first_and_exits_cleanly_on_sigterm(tmp
         }
         with (
             ServiceBusClient.from_connection_string(first) as client,
-            client.get_queue_sender("notifications") as sender,
+            client.get_queue_sender("notifications", keep_alive=0) as sender,
         ):
             sender.send_messages(ServiceBusMessage("from another process"))
         assert _get(f"{admin_url}/counts")["notifications"]["active"] == 1

@@ -34,13 +34,11 @@ Wait = Callable[..., None]
 
 
 def _client(sb: ServiceBusEmulator, **kwargs: object) -> ServiceBusClient:
-    # keep_alive=0: no keep-alive thread, whose 1 s sleep otherwise delays every sender close.
-    options: dict[str, object] = {"keep_alive": 0, **kwargs}
-    return ServiceBusClient.from_connection_string(sb.connection_string, **options)
+    return ServiceBusClient.from_connection_string(sb.connection_string, **kwargs)
 
 
 def _send(sb: ServiceBusEmulator, queue: str, *messages: ServiceBusMessage) -> None:
-    with _client(sb) as client, client.get_queue_sender(queue) as sender:
+    with _client(sb) as client, client.get_queue_sender(queue, keep_alive=0) as sender:
         sender.send_messages(list(messages) if len(messages) > 1 else messages[0])
 
 
@@ -76,7 +74,7 @@ def test_send_single_and_receive_keeps_body_and_properties(emulator: ServiceBusE
 
 
 def test_batch_send_is_unpacked_and_respects_the_size_limit(emulator: ServiceBusEmulator) -> None:
-    with _client(emulator) as client, client.get_queue_sender("long") as sender:
+    with _client(emulator) as client, client.get_queue_sender("long", keep_alive=0) as sender:
         batch = sender.create_message_batch()
         # The link's max-message-size (256 KiB) is what create_message_batch honours
         assert batch.max_size_in_bytes == 256 * 1024
@@ -99,7 +97,7 @@ def test_batch_send_is_unpacked_and_respects_the_size_limit(emulator: ServiceBus
 
 
 def test_oversized_message_raises_message_size_exceeded(emulator: ServiceBusEmulator) -> None:
-    with _client(emulator) as client, client.get_queue_sender("long") as sender:
+    with _client(emulator) as client, client.get_queue_sender("long", keep_alive=0) as sender:
         with pytest.raises(MessageSizeExceededError):
             sender.send_messages(ServiceBusMessage(b"x" * 300_000))
         sender.send_messages(ServiceBusMessage("small"))  # the link is still usable
@@ -107,7 +105,7 @@ def test_oversized_message_raises_message_size_exceeded(emulator: ServiceBusEmul
 
 
 def test_schedule_and_cancel(emulator: ServiceBusEmulator, wait_until: Wait) -> None:
-    with _client(emulator) as client, client.get_queue_sender("long") as sender:
+    with _client(emulator) as client, client.get_queue_sender("long", keep_alive=0) as sender:
         soon = datetime.now(UTC) + timedelta(seconds=1)
         later = datetime.now(UTC) + timedelta(hours=1)
         (soon_seq,) = sender.schedule_messages(ServiceBusMessage("soon"), soon)
@@ -128,7 +126,7 @@ def test_schedule_and_cancel(emulator: ServiceBusEmulator, wait_until: Wait) -> 
 
 def test_duplicate_detection_drops_a_resend_silently(emulator: ServiceBusEmulator) -> None:
     message_id = f"order-{uuid.uuid4()}"
-    with _client(emulator) as client, client.get_queue_sender("orders") as sender:
+    with _client(emulator) as client, client.get_queue_sender("orders", keep_alive=0) as sender:
         sender.send_messages(ServiceBusMessage("first", message_id=message_id))
         sender.send_messages(ServiceBusMessage("second", message_id=message_id))
         sender.send_messages(ServiceBusMessage("other"))
@@ -365,7 +363,7 @@ def test_unknown_queue_fails_promptly_naming_the_queue(emulator: ServiceBusEmula
     with _client(emulator) as client:
         with (
             pytest.raises(MessagingEntityNotFoundError, match="no-such-queue"),
-            client.get_queue_sender("no-such-queue") as sender,
+            client.get_queue_sender("no-such-queue", keep_alive=0) as sender,
         ):
             sender.send_messages(ServiceBusMessage("x"))
         with (
@@ -378,14 +376,14 @@ def test_unknown_queue_fails_promptly_naming_the_queue(emulator: ServiceBusEmula
 
 def test_fail_next_sends_is_retried_by_the_sdk(emulator: ServiceBusEmulator) -> None:
     emulator.faults.fail_next_sends(2)
-    with _client(emulator, **FAST_RETRY) as client, client.get_queue_sender("long") as sender:
+    with _client(emulator, **FAST_RETRY) as client, client.get_queue_sender("long", keep_alive=0) as sender:
         sender.send_messages(ServiceBusMessage("eventually"))
     assert emulator.counts("long").active == 1
 
 
 def test_fail_next_sends_surfaces_server_busy_without_retries(emulator: ServiceBusEmulator) -> None:
     emulator.faults.fail_next_sends(1)
-    with _client(emulator, retry_total=0) as client, client.get_queue_sender("long") as sender:
+    with _client(emulator, retry_total=0) as client, client.get_queue_sender("long", keep_alive=0) as sender:
         with pytest.raises(ServiceBusServerBusyError):
             sender.send_messages(ServiceBusMessage("busy"))
         sender.send_messages(ServiceBusMessage("fine"))
@@ -397,7 +395,7 @@ def test_fail_next_sends_surfaces_server_busy_without_retries(emulator: ServiceB
 @pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
 def test_drop_connections_client_recovers(emulator: ServiceBusEmulator) -> None:
     with _client(emulator, **FAST_RETRY) as client:
-        with client.get_queue_sender("long") as sender:
+        with client.get_queue_sender("long", keep_alive=0) as sender:
             sender.send_messages(ServiceBusMessage("before"))
             assert emulator.faults.drop_connections() >= 1
             sender.send_messages(ServiceBusMessage("after"))
@@ -438,7 +436,7 @@ def test_a_failing_handler_closes_one_connection_and_the_broker_keeps_serving(
 
     monkeypatch.setattr(Broker, "_on_send", flaky)
     # When a client sends, Then its connection is closed, the SDK retries, and the send succeeds
-    with _client(emulator, **FAST_RETRY) as client, client.get_queue_sender("long") as sender:
+    with _client(emulator, **FAST_RETRY) as client, client.get_queue_sender("long", keep_alive=0) as sender:
         sender.send_messages(ServiceBusMessage("survives"))
     assert calls["n"] == 2
     assert emulator.counts("long").active == 1
