@@ -6,9 +6,9 @@ Which exporter runs is decided by the settings, once, at process start::
     telemetry.exporter
 
 * ``APPLICATIONINSIGHTS_CONNECTION_STRING`` set: the Azure Monitor distro
-  (``configure_azure_monitor``) exports traces and metrics; log records go through our own bridge
-  (:class:`OtelLogHandler`) to an ``AzureMonitorLogExporter`` so the fields of each structlog line
-  become ``customDimensions``. The distro's Azure SDK tracing is turned off: the Service Bus SDK
+  (``configure_azure_monitor``) exports traces, metrics and logs; log records reach its log pipeline
+  through our own bridge (:class:`OtelLogHandler`) so the fields of each structlog line become
+  ``customDimensions``. The distro's Azure SDK tracing is turned off: the Service Bus SDK
   would add its own ``b"traceparent"`` next to ours and open a receive span every idle second.
 * ``OTEL_EXPORTER_OTLP_ENDPOINT`` set: OTLP/HTTP exporters for traces, metrics and logs.
 * neither: real providers without processors or readers. Spans still carry trace ids (so
@@ -84,6 +84,8 @@ PROP_DIAGNOSTIC_ID: Final = "Diagnostic-Id"
 BREAKER_STATE_CODES: Final = {"closed": 0, "half_open": 1, "open": 2}
 #: Name of the root-logger handler that forwards log records to OpenTelemetry.
 LOG_HANDLER_NAME: Final = "postbus-otel"
+#: Where the Azure Monitor distro may put its own logging handler: a logger nothing writes to.
+_DISTRO_LOGGER: Final = "postbus.telemetry.unused-distro-handler"
 
 # Buckets for exporters that keep them (OTLP); Application Insights keeps count/sum/min/max only.
 _ACS_BUCKETS_MS: Final = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000)
@@ -723,31 +725,27 @@ def _otlp(settings: Settings, resource: Resource) -> Telemetry:
 
 def _azure_monitor(settings: Settings, resource: Resource) -> Telemetry:
     from azure.monitor.opentelemetry import configure_azure_monitor
-    from azure.monitor.opentelemetry.exporter import AzureMonitorLogExporter
-    from opentelemetry._logs import set_logger_provider
-    from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry._logs import get_logger_provider
 
     assert settings.applicationinsights_connection_string is not None
     connection_string = settings.applicationinsights_connection_string.get_secret_value()
     configure_azure_monitor(
         connection_string=connection_string,
         resource=resource,
-        # Our bridge below forwards structlog fields as customDimensions; the distro's handler would not.
-        disable_logging=True,
+        # The distro's own logging handler would export each structlog line as the repr of its event
+        # dict (unredacted, no customDimensions), and its ``disable_logging`` keyword is overwritten
+        # from OTEL_LOGS_EXPORTER (1.8.11). So its handler goes on a logger nothing writes to, and our
+        # bridge on the root logger feeds the distro's log pipeline instead.
+        logger_name=_DISTRO_LOGGER,
         # The Service Bus SDK's own spans would duplicate ours and add a second (bytes) traceparent.
         instrumentation_options={"azure_sdk": {"enabled": False}},
     )
-    logger_provider = SdkLoggerProvider(resource=resource)
-    logger_provider.add_log_record_processor(
-        BatchLogRecordProcessor(AzureMonitorLogExporter(connection_string=connection_string))
-    )
-    set_logger_provider(logger_provider)
+    logger_provider = get_logger_provider()
     install_log_handler(logger_provider)
     tracer_provider = trace.get_tracer_provider()
     meter_provider = metrics.get_meter_provider()
-    stoppers: list[Callable[[], object]] = [logger_provider.shutdown]
-    for provider in (tracer_provider, meter_provider):
+    stoppers: list[Callable[[], object]] = []
+    for provider in (logger_provider, tracer_provider, meter_provider):
         stop = getattr(provider, "shutdown", None)
         if callable(stop):
             stoppers.append(stop)
