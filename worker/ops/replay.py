@@ -2,7 +2,7 @@
 
 For each matching dead-lettered message, under its peek-lock:
 
-1. if it never decoded, leave it (replaying cannot help; fix and republish it by hand);
+1. if it never decoded, skip it (replaying cannot help; fix and republish it by hand);
 2. unless ``force``, look up the ACS operation of its generation; if ACS has it (running or
    succeeded), leave it and report it as skipped: that email went out already;
 3. publish generation ``N + 1`` to the main queue, and only then complete the dead-letter copy;
@@ -217,7 +217,9 @@ class _Replay:
         """Replay one message; True when its dead-letter copy was completed."""
         if entry.decoded is None:
             self.record(
-                entry, "failed", f"not a valid event, left in the dead-letter queue: {entry.decode_error}"
+                entry,
+                "skipped",
+                f"not a valid event, cannot be replayed (fix and republish it): {entry.decode_error}",
             )
             return False
         if not self.options.force or not self.options.dry_run:  # a status read or a publish follows
