@@ -96,8 +96,7 @@ def test_purge_needs_yes_and_reports_what_it_removed(
     assert code == 0
     report = json.loads(out)
     assert (report["removed"], [item["event_id"] for item in report["items"]]) == (1, ["p1"])
-    _, dead = run(queue_state(servicebus.connection_string))
-    assert event_ids(dead) == ["p2"]
+    assert servicebus.counts("notifications").dead_lettered == 1
 
 
 def test_replay_dry_run_prints_a_summary_and_changes_nothing(

@@ -56,7 +56,7 @@ async def _replay(
     settings: Settings, options: ReplayOptions, **kwargs: object
 ) -> tuple[list[ReplayItem], bool]:
     async with (
-        DeadLetterQueue(settings, wait_time=0.5) as dlq,
+        DeadLetterQueue(settings, wait_time=0.3) as dlq,
         AcsStatusClient.from_settings(settings) as acs,
     ):
         summary = await replay(dlq, acs, options=options, namespace=settings.operation_namespace, **kwargs)  # type: ignore[arg-type]
