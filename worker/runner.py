@@ -128,15 +128,15 @@ class Worker:
         pipeline = Pipeline(
             settings=settings, renderer=self._renderer, mailer=mailer, gate=self._gate, telemetry=telemetry
         )
-        unwatch = telemetry.watch(
-            send_rate=lambda: self._gate.rate,
-            breaker_state=lambda: BREAKER_STATE_CODES[self._breaker.state.value],
-        )
         health = HealthServer(port=settings.health_port, status=self.health) if settings.health_port else None
         if health is not None:
             await health.start()
         prefetch = effective_prefetch(settings)
         log.info("worker starting", queue=settings.queue, concurrency=settings.concurrency, prefetch=prefetch)
+        unwatch = telemetry.watch(
+            send_rate=lambda: self._gate.rate,
+            breaker_state=lambda: BREAKER_STATE_CODES[self._breaker.state.value],
+        )
         try:
             async with servicebus_client(settings) as client:
                 receiver = client.get_queue_receiver(
