@@ -141,7 +141,7 @@ async def fill_dead_letters(connection_string: str, items: Sequence[DeadLetter])
             )
             by_id[item.message_id] = item
     async with ServiceBusClient.from_connection_string(connection_string) as client:
-        async with client.get_queue_sender(QUEUE) as sender:
+        async with client.get_queue_sender(QUEUE, keep_alive=0) as sender:
             await sender.send_messages(messages)
         async with client.get_queue_receiver(QUEUE) as receiver:
             done = 0
