@@ -301,6 +301,9 @@ def _run_interruptible(main: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) 
             loop.add_signal_handler(signum, on_signal)
         try:
             return await task
+        except asyncio.CancelledError:
+            # The second signal: what was in hand has been abandoned; the root command prints one line.
+            raise KeyboardInterrupt from None
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
