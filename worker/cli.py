@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -62,8 +62,15 @@ async def _run(settings: Settings) -> None:
 def _dump_tasks() -> None:
     log = get_logger("postbus.worker")
     for task in asyncio.all_tasks():
-        frames = [f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}" for f in task.get_stack(limit=12)]
-        log.warning("task stack", task=task.get_name(), coro=repr(task.get_coro()), frames=frames)
+        frames: list[str] = []
+        awaited: Any = task.get_coro()
+        # Follow the await chain: a suspended task's own stack shows only its outermost frame.
+        while awaited is not None and len(frames) < 30:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                frames.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        log.warning("task stack", task=task.get_name(), frames=frames)
 
 
 def _stopper(stop: asyncio.Event, signum: int) -> Callable[[], None]:
