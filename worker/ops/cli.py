@@ -47,21 +47,36 @@ status_app = typer.Typer(add_completion=False)
 doctor_app = typer.Typer(add_completion=False)
 
 Reasons = Annotated[
-    list[str] | None, typer.Option("--reason", help="Dead-letter reason (repeatable), e.g. RetriesExhausted.")
+    list[str] | None,
+    typer.Option(
+        "--reason", metavar="REASON", help="Dead-letter reason (repeatable), e.g. RetriesExhausted."
+    ),
 ]
-Types = Annotated[list[str] | None, typer.Option("--type", help="Notification type (repeatable).")]
-Tenants = Annotated[list[str] | None, typer.Option("--tenant", help="Tenant (repeatable).")]
-EventIds = Annotated[list[str] | None, typer.Option("--event-id", help="Event id (repeatable).")]
-Since = Annotated[str | None, typer.Option(help="From this time: ISO 8601, or a duration ago (30m, 2h, 1d).")]
-Until = Annotated[str | None, typer.Option(help="Up to this time: ISO 8601, or a duration ago.")]
+Types = Annotated[
+    list[str] | None, typer.Option("--type", metavar="TYPE", help="Notification type (repeatable).")
+]
+Tenants = Annotated[list[str] | None, typer.Option("--tenant", metavar="TENANT", help="Tenant (repeatable).")]
+EventIds = Annotated[
+    list[str] | None, typer.Option("--event-id", metavar="ID", help="Event id (repeatable).")
+]
+Since = Annotated[
+    str | None,
+    typer.Option(metavar="TIME", help="From this time: ISO 8601, or a duration ago (30m, 2h, 1d)."),
+]
+Until = Annotated[
+    str | None, typer.Option(metavar="TIME", help="Up to this time: ISO 8601, or a duration ago.")
+]
 TimeField = Annotated[
     str,
     typer.Option(
+        metavar="enqueued|first-enqueued",
         help="Time --since/--until apply to: 'enqueued' (the failing attempt, ≈ dead-lettered at) "
-        "or 'first-enqueued' (the event's first publish)."
+        "or 'first-enqueued' (the event's first publish).",
     ),
 ]
-Limit = Annotated[int | None, typer.Option(min=1, help="Act on at most this many matching messages.")]
+Limit = Annotated[
+    int | None, typer.Option(min=1, metavar="N", help="Act on at most this many matching messages.")
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -192,7 +207,8 @@ def replay_command(
     time_field: TimeField = "enqueued",
     limit: Limit = None,
     rate: Annotated[
-        str | None, typer.Option(help="Pace: 5/s, 120/min, 1000/h (status reads and publishes).")
+        str | None,
+        typer.Option(metavar="RATE", help="Pace: 5/s, 120/min, 1000/h (status reads and publishes)."),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be replayed; change nothing.")
@@ -201,7 +217,10 @@ def replay_command(
         bool, typer.Option("--force", help="Replay even when ACS already accepted the earlier generation.")
     ] = False,
     wait: Annotated[
-        float, typer.Option(min=0.1, max=60, help="Seconds to wait for more dead-lettered messages.")
+        float,
+        typer.Option(
+            min=0.1, max=60, metavar="SECONDS", help="Seconds to wait for more dead-lettered messages."
+        ),
     ] = 2.0,
     as_json: AsJson = False,
 ) -> None:
@@ -362,13 +381,20 @@ async def _purge(settings: Settings, selection: Selection, limit: int | None, st
 
 @status_app.command()
 def status(
-    operation_id: Annotated[str | None, typer.Argument(help="ACS operation id (a UUID).")] = None,
+    operation_id: Annotated[
+        str | None, typer.Argument(metavar="OPERATION_ID", help="ACS operation id (a UUID).")
+    ] = None,
     event_id: Annotated[
-        str | None, typer.Option("--event-id", help="Look up every generation of this event.")
+        str | None, typer.Option("--event-id", metavar="ID", help="Look up every generation of this event.")
     ] = None,
     generations: Annotated[
         int,
-        typer.Option(min=0, max=20, help="With --event-id: replay generations to look up beyond the first."),
+        typer.Option(
+            min=0,
+            max=20,
+            metavar="N",
+            help="With --event-id: replay generations to look up beyond the first.",
+        ),
     ] = 2,
     as_json: AsJson = False,
 ) -> None:
@@ -418,30 +444,43 @@ def doctor(
     servicebus_admin: Annotated[
         str | None,
         typer.Option(
-            help="The Service Bus emulator's admin endpoint (http://host:port), to check queue properties."
+            metavar="URL",
+            help="The Service Bus emulator's admin endpoint (http://host:port), to check queue properties.",
         ),
     ] = None,
     azure: Annotated[
         bool, typer.Option("--azure", help="Also check ACS resources through Azure Resource Manager.")
     ] = False,
-    subscription: Annotated[str | None, typer.Option(help="With --azure: subscription id.")] = None,
-    resource_group: Annotated[str | None, typer.Option(help="With --azure: resource group.")] = None,
-    email_service: Annotated[str | None, typer.Option(help="With --azure: email service name.")] = None,
+    subscription: Annotated[
+        str | None, typer.Option(metavar="ID", help="With --azure: subscription id.")
+    ] = None,
+    resource_group: Annotated[
+        str | None, typer.Option(metavar="NAME", help="With --azure: resource group.")
+    ] = None,
+    email_service: Annotated[
+        str | None, typer.Option(metavar="NAME", help="With --azure: email service name.")
+    ] = None,
     communication_service: Annotated[
-        str | None, typer.Option(help="With --azure: Communication Service (default: from the ACS endpoint).")
+        str | None,
+        typer.Option(
+            metavar="NAME", help="With --azure: Communication Service (default: from the ACS endpoint)."
+        ),
     ] = None,
     arm_endpoint: Annotated[
-        str | None, typer.Option(help="With --azure: ARM endpoint (default: public Azure).")
+        str | None, typer.Option(metavar="URL", help="With --azure: ARM endpoint (default: public Azure).")
     ] = None,
     arm_token: Annotated[
         str | None,
         typer.Option(
-            help="With --azure: bearer token (az account get-access-token); default DefaultAzureCredential."
+            metavar="TOKEN",
+            help="With --azure: bearer token (az account get-access-token); default DefaultAzureCredential.",
         ),
     ] = None,
     arm_ca_bundle: Annotated[
         Path | None,
-        typer.Option(exists=True, dir_okay=False, help="With --azure: CA bundle for --arm-endpoint."),
+        typer.Option(
+            exists=True, dir_okay=False, metavar="PEM", help="With --azure: CA bundle for --arm-endpoint."
+        ),
     ] = None,
     as_json: AsJson = False,
 ) -> None:
