@@ -39,7 +39,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "templates": LazyCommand("worker.templates_cli:app", "List and preview the email templates."),
     "dlq": LazyCommand("worker.ops.cli:dlq_app", "Inspect, replay and purge dead-lettered messages."),
     "status": LazyCommand("worker.ops.cli:status_app", "Look up the ACS status of an event or operation."),
-    "doctor": LazyCommand("worker.ops.cli:doctor_app", "Preflight checks of settings, queue, ACS and templates."),
+    "doctor": LazyCommand(
+        "worker.ops.cli:doctor_app", "Preflight checks of settings, queue, ACS and templates."
+    ),
     "emulator": LazyCommand("emulators.cli:app", "Run the local Service Bus and ACS Email emulators."),
     "demo": LazyCommand("postbus.demo:app", "Run a holiday spike end to end on the embedded emulators."),
 }

@@ -362,9 +362,14 @@ class DecodedMessage:
     application_properties: dict[str, str | int]
 
 
-def retry_message_id(event_id: str, attempt: int) -> str:
-    """Message id of a delayed retry: unique per attempt, so duplicate detection does not drop it."""
-    return event_id if attempt == 0 else f"{event_id}#{attempt}"
+def retry_message_id(event_id: str, attempt: int, generation: int = 0) -> str:
+    """Message id of an attempt: unique per attempt and replay generation, so duplicate detection keeps it.
+
+    ``<id>``, ``<id>#<attempt>`` for the first generation; ``<id>#r<g>``, ``<id>#r<g>#<attempt>``
+    after a dead-letter replay. Event ids cannot contain ``#``, so the forms never collide.
+    """
+    base = event_id if generation == 0 else f"{event_id}#r{generation}"
+    return base if attempt == 0 else f"{base}#{attempt}"
 
 
 def _timestamp(value: datetime) -> str:
@@ -375,6 +380,7 @@ def encode(
     event: NotificationEvent,
     *,
     attempt: int = 0,
+    generation: int = 0,
     first_enqueued: datetime | None = None,
     extra_properties: Mapping[str, str | int] | None = None,
 ) -> WireMessage:
@@ -390,7 +396,7 @@ def encode(
         properties.update(extra_properties)
     return WireMessage(
         body=event.to_json(),
-        message_id=retry_message_id(event.id, attempt),
+        message_id=retry_message_id(event.id, attempt, generation),
         subject=event.type,
         application_properties=properties,
     )

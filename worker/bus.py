@@ -121,3 +121,7 @@ class ServiceBusPort:
             raise SettlementFailed(f"{action} failed, lock lost: {exc}", lock_lost=True) from exc
         except ServiceBusError as exc:
             raise SettlementFailed(f"{action} failed: {exc}", lock_lost=False) from exc
+        except ValueError as exc:
+            # The SDK raises ValueError once its handler has shut down (e.g. after a dropped
+            # connection); the lock is unusable and the message comes back when it expires.
+            raise SettlementFailed(f"{action} failed, receiver closed: {exc}", lock_lost=True) from exc

@@ -39,6 +39,8 @@ log = get_logger("postbus.worker")
 MAX_LOCK_RENEWAL: Final = 300.0
 #: A prefetched message whose lock ends sooner than this is left to expire and come back.
 MIN_LOCK_LEFT: Final = timedelta(seconds=2)
+#: In-flight work gets this long to settle on the old links before a reconnect replaces them.
+RECONNECT_GRACE: Final = 5.0
 #: How long one receive call waits for messages (bounds how fast the loop notices a stop).
 RECEIVE_WAIT: Final = 1.0
 
@@ -138,20 +140,28 @@ class Worker:
             breaker_state=lambda: BREAKER_STATE_CODES[self._breaker.state.value],
         )
         try:
-            async with servicebus_client(settings) as client:
-                receiver = client.get_queue_receiver(
-                    settings.queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK, prefetch_count=prefetch
-                )
-                sender = client.get_queue_sender(settings.queue)
-                async with (
-                    receiver,
-                    sender,
-                    AutoLockRenewer(max_lock_renewal_duration=MAX_LOCK_RENEWAL) as renewer,
-                ):
-                    port = ServiceBusPort(receiver, sender)
-                    self._connected = True
-                    await self._receive_loop(stop, receiver, renewer, port, pipeline)
-                    await self._drain(port)
+            async with (
+                servicebus_client(settings) as client,
+                AutoLockRenewer(max_lock_renewal_duration=MAX_LOCK_RENEWAL) as renewer,
+            ):
+                while not stop.is_set():
+                    # A receiver the SDK has shut down (after a dropped connection, say) stays dead:
+                    # every call on it fails. So each pass opens fresh links and, when receiving
+                    # breaks, lets in-flight work settle before opening new ones.
+                    receiver = client.get_queue_receiver(
+                        settings.queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK, prefetch_count=prefetch
+                    )
+                    sender = client.get_queue_sender(settings.queue)
+                    async with receiver, sender:
+                        port = ServiceBusPort(receiver, sender)
+                        self._connected = True
+                        await self._receive_loop(stop, receiver, renewer, port, pipeline)
+                        self._connected = False
+                        await self._drain(port, final=stop.is_set())
+                    if not stop.is_set():
+                        self.counts["reconnects"] += 1
+                        log.warning("reconnecting to the queue", reconnects=self.counts["reconnects"])
+                        await self._wait_for(stop, asyncio.sleep(RECEIVE_WAIT))
         finally:
             unwatch()
             self._connected = False
@@ -187,18 +197,17 @@ class Worker:
                     continue
             try:
                 messages = await receiver.receive_messages(max_message_count=free, max_wait_time=RECEIVE_WAIT)
-            except ServiceBusError as exc:
-                # The SDK reconnects on the next call; a broken namespace shows in the log, not a crash.
+            except (ServiceBusError, ValueError) as exc:
+                # The SDK has already retried; its handler may now be shut down for good: reconnect.
                 log.warning("receive failed", error=str(exc))
-                await self._wait_for(stop, asyncio.sleep(RECEIVE_WAIT))
                 if probing:
                     self._breaker.release_probe()
-                continue
+                return
             if probing and not messages:
                 self._breaker.release_probe()
             for message in messages:
                 task = asyncio.create_task(
-                    self._handle(message, receiver, renewer, port, pipeline, probe=probing)
+                    self._handle_safely(message, receiver, renewer, port, pipeline, probe=probing)
                 )
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
@@ -214,6 +223,16 @@ class Worker:
             for future in (work, stopper):
                 if not future.done():
                     future.cancel()
+
+    async def _handle_safely(self, message: ServiceBusReceivedMessage, *args: Any, probe: bool) -> None:
+        """Run :meth:`_handle`; a bug or an SDK surprise costs one message's lock, never the worker."""
+        try:
+            await self._handle(message, *args, probe=probe)
+        except Exception:
+            self.counts["failed"] += 1
+            log.exception("message handling failed", message_id=message.message_id)
+            if probe:
+                self._breaker.release_probe()
 
     async def _handle(
         self,
@@ -281,16 +300,27 @@ class Worker:
         except SettlementFailed as exc:
             log.warning("abandon failed", message_id=message.message_id, error=str(exc))
 
-    async def _drain(self, port: ServiceBusPort) -> None:
-        """Let in-flight messages finish within the grace period; abandon the rest."""
+    async def _drain(self, port: ServiceBusPort, *, final: bool = True) -> None:
+        """Let in-flight messages finish within the grace period; abandon the rest.
+
+        Before a reconnect (``final`` false) the same applies: the old links are about to close,
+        and what they could not settle comes back when its lock expires.
+        """
         inflight = set(self._inflight)
+        grace = (
+            self._settings.shutdown_grace_seconds
+            if final
+            else min(self._settings.shutdown_grace_seconds, RECONNECT_GRACE)
+        )
         if inflight:
-            _, pending = await asyncio.wait(inflight, timeout=self._settings.shutdown_grace_seconds)
+            _, pending = await asyncio.wait(inflight, timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
-            self.counts["abandoned_on_shutdown"] += len(pending)
+            self.counts["abandoned_on_shutdown" if final else "abandoned_on_reconnect"] += len(pending)
+        if not final:
+            return
         log.info(
             "worker stopped",
             **{name: count for name, count in sorted(self.counts.items())},

@@ -26,11 +26,13 @@ def retry_copy(processed: Processed, retry: RetryLater, *, now: datetime) -> Wir
     throttled = int(properties.get(PROP_THROTTLED, 0)) + (0 if retry.spend_attempt else 1)
     kept = {key: value for key, value in properties.items() if not key.startswith("postbus-")}
     extra: dict[str, str | int] = {**kept, PROP_THROTTLED: throttled, PROP_LAST_ERROR: retry.error[:500]}
-    if PROP_GENERATION in properties:
-        extra[PROP_GENERATION] = properties[PROP_GENERATION]
+    generation = int(properties.get(PROP_GENERATION, 0))
+    if generation:
+        extra[PROP_GENERATION] = generation
     return encode(
         decoded.event,
         attempt=decoded.attempt + 1,
+        generation=generation,
         first_enqueued=decoded.first_enqueued or now,
         extra_properties=extra,
     )

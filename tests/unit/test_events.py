@@ -153,6 +153,13 @@ def test_wire_message_carries_the_contract_properties() -> None:
 def test_first_attempt_uses_the_event_id_so_duplicate_detection_drops_resends() -> None:
     assert retry_message_id("order-1", 0) == "order-1"
     assert retry_message_id("order-1", 2) == "order-1#2"
+    # a replayed generation's retries never collide with the first generation's
+    assert retry_message_id("order-1", 0, 1) == "order-1#r1"
+    assert retry_message_id("order-1", 1, 1) == "order-1#r1#1"
+    ids = {
+        retry_message_id("order-1", attempt, generation) for attempt in range(5) for generation in range(3)
+    }
+    assert len(ids) == 15
     assert encode(parse_event(_valid())).message_id == "order-1001"
 
 

@@ -30,12 +30,12 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 from uuid import UUID
 
-from postbus.events import PROP_LAST_ERROR, WireMessage, encode
+from postbus.events import PROP_LAST_ERROR, WireMessage, encode, retry_message_id
 from postbus.logs import get_logger
 from worker.ops.acs import OperationLookup
 from worker.ops.deadletters import DeadLetterEntry, DeadLetterPort, sweep
@@ -67,7 +67,7 @@ def replay_message_id(event_id: str, generation: int) -> str:
     """``<event id>#r<generation>``: distinct from ``<id>`` and ``<id>#<attempt>``, stable across re-runs."""
     if generation < 1:
         raise ValueError("a replay generation starts at 1")
-    return f"{event_id}#r{generation}"
+    return retry_message_id(event_id, 0, generation)
 
 
 def replay_wire(entry: DeadLetterEntry, *, generation: int, now: datetime) -> WireMessage:
@@ -81,8 +81,7 @@ def replay_wire(entry: DeadLetterEntry, *, generation: int, now: datetime) -> Wi
         if not key.startswith(_POSTBUS_PREFIX) and key not in _DROPPED
     }
     kept[PROP_GENERATION] = generation
-    wire = encode(decoded.event, attempt=0, first_enqueued=now, extra_properties=kept)
-    return replace(wire, message_id=replay_message_id(decoded.event.id, generation))
+    return encode(decoded.event, attempt=0, generation=generation, first_enqueued=now, extra_properties=kept)
 
 
 @dataclass(frozen=True, slots=True)

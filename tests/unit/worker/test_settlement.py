@@ -104,6 +104,13 @@ async def test_a_throttled_retry_is_counted_apart_from_the_budget() -> None:
     assert copy.message_id == "evt-7#4"  # still unique, so duplicate detection keeps it
 
 
+async def test_a_replayed_generation_retries_under_its_own_message_ids() -> None:
+    retry = RetryLater(1.0, "Transient", "503")
+    copy = retry_copy(_processed(retry, attempt=0, **{"postbus-replay": 2}), retry, now=FIRST)
+    assert copy.message_id == "evt-7#r2#1"
+    assert copy.application_properties["postbus-replay"] == 2
+
+
 async def test_a_retry_that_cannot_be_scheduled_abandons_the_original() -> None:
     port = RecordingPort(fail_schedule=True)
     with pytest.raises(SettlementFailed):

@@ -1,0 +1,181 @@
+"""Conservation under faults: every event is sent exactly once or dead-lettered with a reason.
+
+Workers run as real ``postbus worker`` processes (so SIGTERM and SIGKILL are real); both emulators
+run in the test process. Locks are short here (5 s) so that work held by a killed worker comes
+back quickly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulators.acs_email import EmailEmulator
+from emulators.servicebus import EmulatorConfig, ServiceBusEmulator
+from postbus.demo import DemoReport, account, dead_letters, worker_env
+from postbus.events import parse_event
+from postbus.settings import load_settings
+from producers.publisher import Publisher
+from producers.simulate import broken_bodies, holiday_spike
+from tests.support import WorkerProcess, eventually
+from worker.mailer import EVENT_ID_HEADER
+
+pytestmark = pytest.mark.slow
+
+QUEUE = {
+    "notifications": {
+        "MaxDeliveryCount": 10,
+        "LockDuration": "PT5S",
+        "RequiresDuplicateDetection": True,
+        "DuplicateDetectionHistoryTimeWindow": "PT10M",
+        "DeadLetteringOnMessageExpiration": True,
+        "DefaultMessageTimeToLive": "P1D",
+    }
+}
+FAST_RETRIES = {"retry_backoff_base_seconds": "0.2", "retry_backoff_cap_seconds": "2"}
+
+
+@pytest.fixture
+async def servicebus() -> AsyncIterator[ServiceBusEmulator]:
+    async with ServiceBusEmulator(config=EmulatorConfig.from_queues(QUEUE)) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def acs() -> AsyncIterator[EmailEmulator]:
+    async with EmailEmulator() as emulator:
+        yield emulator
+
+
+def _env(sb: ServiceBusEmulator, acs: EmailEmulator, **extra: str) -> dict[str, str]:
+    return worker_env(sb, acs, quota=0, concurrency=8, **{**FAST_RETRIES, **extra})
+
+
+async def _publish(sb: ServiceBusEmulator, events: list[Any], raw: list[Any] | None = None) -> None:
+    async with Publisher.from_settings(load_settings(servicebus_connection_string=sb.connection_string)) as p:
+        await p.publish_many(events)
+        if raw:
+            await p.publish_raw(raw)
+
+
+def _order(event_id: str) -> Any:
+    from worker.rendering import TemplateRenderer
+
+    data = TemplateRenderer().sample_data("order.confirmation")
+    return parse_event(
+        {
+            "id": event_id,
+            "type": "order.confirmation",
+            "to": ["jane@example.com"],
+            "sender": "orders",
+            "data": data,
+        }
+    )
+
+
+def _sent_ids(acs: EmailEmulator) -> Counter[str]:
+    return Counter(mail.headers.get(EVENT_ID_HEADER, "") for mail in acs.mailbox.messages())
+
+
+async def test_sigterm_with_messages_in_flight_loses_none(
+    servicebus: ServiceBusEmulator, acs: EmailEmulator, tmp_path: Path
+) -> None:
+    # Given a worker busy with slow sends and a grace period shorter than they take
+    acs.faults.latency_ms = 1500
+    first = WorkerProcess(_env(servicebus, acs, shutdown_grace_seconds="0.3"), tmp_path / "first.log")
+    await _publish(servicebus, [_order(f"order-{i}") for i in range(24)])
+    await eventually(lambda: servicebus.counts("notifications").locked >= 8, within=30)
+    # When it is told to stop
+    exit_code = await asyncio.to_thread(first.terminate)
+    # Then it exits cleanly, having abandoned what it could not finish, and nothing is lost
+    assert exit_code == 0, first.log()
+    assert "worker stopped" in first.log()
+    assert "abandoned_on_shutdown" in first.log()
+    acs.faults.latency_ms = 0
+    second = WorkerProcess(_env(servicebus, acs), tmp_path / "second.log")
+    try:
+        await eventually(lambda: servicebus.counts("notifications").total == 0, within=60)
+    finally:
+        await asyncio.to_thread(second.terminate)
+    assert _sent_ids(acs) == Counter({f"order-{i}": 1 for i in range(24)})
+    assert servicebus.counts("notifications").dead_lettered == 0
+
+
+async def test_a_crash_between_send_and_complete_yields_one_email(
+    servicebus: ServiceBusEmulator, acs: EmailEmulator, tmp_path: Path
+) -> None:
+    # Given a worker whose completions are slow to be confirmed
+    servicebus.faults.settle_delay = 3.0
+    first = WorkerProcess(_env(servicebus, acs), tmp_path / "first.log")
+    await _publish(servicebus, [_order("order-crash")])
+    # When it is killed after ACS accepted the email but before Service Bus took the completion
+    await eventually(lambda: len(acs.mailbox) == 1, within=30)
+    await asyncio.to_thread(first.kill)
+    servicebus.faults.settle_delay = 0.0
+    # Then the redelivered message is recognised as already sent
+    second = WorkerProcess(_env(servicebus, acs), tmp_path / "second.log")
+    try:
+        await eventually(lambda: servicebus.counts("notifications").total == 0, within=60)
+    finally:
+        await asyncio.to_thread(second.terminate)
+    assert _sent_ids(acs) == Counter({"order-crash": 1})
+    assert "already_sent" in second.log()
+    assert servicebus.counts("notifications").dead_lettered == 0
+
+
+async def test_two_workers_under_faults_send_every_event_once_or_dead_letter_it(
+    servicebus: ServiceBusEmulator, acs: EmailEmulator, tmp_path: Path
+) -> None:
+    # Given 2,000 events, ACS failing 10% of sends with 5xx, 429 bursts and latency jitter
+    spike = holiday_spike(2000, seed=11, start=datetime.now(UTC), invalid_ratio=0.01, lead_seconds=3)
+    broken = broken_bodies(10, seed=11)
+    expected = {item.event.id: item.expect for item in spike} | {
+        wire.message_id: "InvalidEvent" for wire in broken
+    }
+    acs.faults.fail_rate = 0.1
+    acs.faults.latency_ms = 5
+    acs.faults.jitter_ms = 20
+    workers = [WorkerProcess(_env(servicebus, acs), tmp_path / f"worker-{n}.log") for n in range(2)]
+    stop_bursts = asyncio.Event()
+
+    async def throttle_bursts() -> None:
+        # A handful of 429 bursts during the run (endless bursts would starve the last message forever).
+        for _ in range(8):
+            if stop_bursts.is_set():
+                return
+            acs.faults.throttle_next(5, retry_after=1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop_bursts.wait(), timeout=3)
+
+    bursts = asyncio.create_task(throttle_bursts())
+    try:
+        await _publish(servicebus, list(spike), broken)
+        # When one Service Bus connection drop and one SIGKILL hit mid-run
+        await eventually(lambda: len(acs.mailbox) >= 400, within=60)
+        servicebus.faults.drop_connections()
+        await eventually(lambda: len(acs.mailbox) >= 900, within=60)
+        await asyncio.to_thread(workers[0].kill)
+
+        def drained() -> bool:
+            counts = servicebus.counts("notifications")
+            settled = len(acs.mailbox) + counts.dead_lettered >= len(expected)
+            return settled and counts.active + counts.scheduled + counts.locked + counts.deferred == 0
+
+        await eventually(drained, within=90)
+    finally:
+        stop_bursts.set()
+        await bursts
+        await asyncio.to_thread(workers[1].terminate)
+    # Then every event id is in the mailbox exactly once or dead-lettered with its reason, and nothing else
+    report = DemoReport(published=len(expected))
+    sent = [mail.headers.get(EVENT_ID_HEADER, "") for mail in acs.mailbox.messages()]
+    account(report, expected, sent, await dead_letters(servicebus))
+    assert report.problems == [], report.problems[:10]
+    assert acs.stats()["throttled"] > 0
