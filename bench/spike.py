@@ -1,0 +1,128 @@
+"""The holiday spike: a burst of B events against an ACS quota Q shared by W worker processes.
+
+For each W, both emulators start embedded in this process, W real ``postbus worker`` processes
+share the queue and the ACS emulator's sliding-window quota, and the burst is published at once.
+Prints one JSON object: per W the drain time against the ideal B/Q, quota utilisation (achieved
+send rate / Q), 429s as a share of send attempts, and lost and duplicate counts.
+
+    .venv/bin/python bench/spike.py [--burst 1200] [--quota 1200] [--workers 1 2 4]
+
+Targets (issue 6): utilisation >= 0.95 for every W, 429s <= 2% of attempts, zero lost, zero duplicates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from emulators.acs_email import EmailEmulator, QuotaConfig
+from emulators.servicebus import ServiceBusEmulator
+from postbus.demo import worker_env
+from postbus.logs import configure_logging
+from postbus.settings import load_settings
+from producers.publisher import Publisher
+from producers.simulate import checkout_spike
+
+EVENT_ID_HEADER = "X-Postbus-Event-Id"
+
+
+def _start(count: int, env: dict[str, str], logs: Path) -> list[tuple[subprocess.Popen[bytes], Any]]:
+    started = []
+    for n in range(count):
+        log = (logs / f"worker-{n}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "postbus.cli", "worker"], env=env, stdout=log, stderr=log
+        )
+        started.append((proc, log))
+    return started
+
+
+def _stop(workers: list[tuple[subprocess.Popen[bytes], Any]]) -> None:
+    for proc, _ in workers:
+        proc.terminate()
+    for proc, log in workers:
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+async def run_once(*, burst: int, quota: int, workers: int, seed: int, logs: Path) -> dict[str, Any]:
+    """One spike with ``workers`` processes; returns its figures."""
+    events = [item.event for item in checkout_spike(burst, seed=seed, start=datetime.now(UTC))]
+    async with (
+        ServiceBusEmulator() as sb,
+        EmailEmulator(quota=QuotaConfig(sends_per_minute=quota)) as acs,
+    ):
+        procs = _start(workers, worker_env(sb, acs, quota=quota, concurrency=16), logs)
+        try:
+            # let every worker connect before the burst, so start-up is not counted as drain time
+            await asyncio.sleep(3)
+            settings = load_settings(servicebus_connection_string=sb.connection_string)
+            async with Publisher.from_settings(settings) as publisher:
+                t0 = time.monotonic()
+                await publisher.publish_many(events)
+            deadline = t0 + burst / quota * 60 * 3 + 60
+            while len(acs.mailbox) < burst and time.monotonic() < deadline:  # noqa: ASYNC110 - the emulator thread offers no notification
+                await asyncio.sleep(0.1)
+            mails = acs.mailbox.messages()
+            first = min((m.received_at for m in mails), default=None)
+            last = max((m.received_at for m in mails), default=None)
+            stats = acs.stats()
+        finally:
+            await asyncio.to_thread(_stop, procs)
+    ids = Counter(m.headers.get(EVENT_ID_HEADER, "") for m in mails)
+    drain = (last - first).total_seconds() if first and last else float("inf")
+    # The window spans burst-1 intervals between the first and the last acceptance.
+    ideal = (burst - 1) / quota * 60
+    accepted = int(stats.get("accepted", 0) or 0)
+    throttled = int(stats.get("throttled", 0) or 0)
+    return {
+        "workers": workers,
+        "burst": burst,
+        "quota_per_minute": quota,
+        "drain_seconds": round(drain, 2),
+        "ideal_drain_seconds": round(ideal, 2),
+        "utilisation": round(ideal / drain, 4) if drain else None,
+        "send_attempts": accepted + throttled,
+        "throttled": throttled,
+        "throttled_share": round(throttled / max(1, accepted + throttled), 4),
+        "lost": sum(1 for e in events if ids.get(e.id, 0) == 0),
+        "duplicates": sum(count - 1 for count in ids.values() if count > 1),
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--burst", type=int, default=1200)
+    parser.add_argument("--quota", type=int, default=1200, help="ACS sends per minute")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--seed", type=int, default=3)
+    args = parser.parse_args()
+    configure_logging(level="warning", fmt="json")
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="postbus-spike-") as tmp:
+        for count in args.workers:
+            logs = Path(tmp) / f"w{count}"
+            logs.mkdir()
+            runs.append(
+                await run_once(burst=args.burst, quota=args.quota, workers=count, seed=args.seed, logs=logs)
+            )
+    print(json.dumps({"benchmark": "spike", "runs": runs}, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
