@@ -75,7 +75,10 @@ def test_masked_address_never_contains_the_local_part_beyond_its_first_letter(lo
 
 
 def test_addresses_in_free_text_are_masked() -> None:
-    assert redact("to.0.address: not valid: 'jane.doe@contoso.com'") == "to.0.address: not valid: 'j***@contoso.com'"
+    assert (
+        redact("to.0.address: not valid: 'jane.doe@contoso.com'")
+        == "to.0.address: not valid: 'j***@contoso.com'"
+    )
     assert redact("sent to j***@contoso.com") == "sent to j***@contoso.com"
 
 
