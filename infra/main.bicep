@@ -64,8 +64,9 @@ param customSenderUsernames array = []
 @description('Sender aliases the events may use (alias -> username on the sending domain).')
 param senderAliases object = {
   orders: 'DoNotReply'
-  bookings: 'DoNotReply'
-  cases: 'DoNotReply'
+  returns: 'DoNotReply'
+  care: 'DoNotReply'
+  permits: 'DoNotReply'
 }
 
 @description('Worker role on the Communication Service: the built-in Communication and Email Service Owner, or a custom role limited to the three actions ACS documents for Entra-authenticated sending (created here, at subscription scope).')

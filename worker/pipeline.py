@@ -43,7 +43,7 @@ __all__ = [
     "operation_id_for",
 ]
 
-#: Delayed retries caused by throttling; they do not count against the attempt budget.
+#: Delayed retries that spend no attempt (throttling, a systemic outage): not counted in the budget.
 PROP_THROTTLED: Final = "postbus-throttled"
 #: Send generation after a dead-letter replay; each generation gets its own ACS operation id.
 PROP_GENERATION: Final = "postbus-replay"
@@ -80,6 +80,7 @@ class Processed:
     outcome: Outcome
     decoded: DecodedMessage | None = None
     operation_id: str | None = None
+    delivery_count: int = 0
 
     @property
     def event(self) -> NotificationEvent | None:
@@ -170,7 +171,7 @@ class Pipeline:
             event.id, namespace=self._settings.operation_namespace, generation=generation
         )
         outcome = await self._send(payload, operation_id, decoded, redelivered=delivery.delivery_count > 0)
-        return Processed(outcome, decoded, operation_id)
+        return Processed(outcome, decoded, operation_id, delivery.delivery_count)
 
     async def _send(
         self, payload: Mapping[str, Any], operation_id: str, decoded: DecodedMessage, *, redelivered: bool

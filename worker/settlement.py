@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from postbus.events import PROP_LAST_ERROR, WireMessage, encode
 from worker.bus import SettlementFailed, SettlementPort
 from worker.outcome import AlreadySent, DeadLetter, RetryLater, Sent, Systemic
 from worker.pipeline import PROP_GENERATION, PROP_THROTTLED, Processed
 
-__all__ = ["retry_copy", "settle"]
+__all__ = ["SYSTEMIC_ABANDONS", "SYSTEMIC_RETRY_DELAY", "retry_copy", "settle"]
+
+#: Deliveries a message may be abandoned for during an outage before it is parked as a copy.
+SYSTEMIC_ABANDONS: Final = 3
+#: When a parked message comes back (the breaker decides when sending resumes).
+SYSTEMIC_RETRY_DELAY: Final = 60.0
 
 
 def retry_copy(processed: Processed, retry: RetryLater, *, now: datetime) -> WireMessage:
@@ -56,5 +61,11 @@ async def settle(port: SettlementPort, message: Any, processed: Processed) -> No
             await port.complete(message)
         case DeadLetter(reason=reason, description=description):
             await port.dead_letter(message, reason=reason, description=description)
-        case Systemic():
-            await port.abandon(message)
+        case Systemic(error=error):
+            if processed.decoded is None or processed.delivery_count + 1 < SYSTEMIC_ABANDONS:
+                await port.abandon(message)
+                return
+            # Abandons count towards MaxDeliveryCount; a long outage must not dead-letter a good
+            # message, so after a few abandons it waits as a fresh copy instead.
+            retry = RetryLater(SYSTEMIC_RETRY_DELAY, "Systemic", error, spend_attempt=False)
+            await settle(port, message, Processed(retry, processed.decoded, processed.operation_id))

@@ -31,8 +31,9 @@ param senderUsernames array = []
 @description('Sender aliases the events may name (alias -> username); each becomes <username>@<sending domain> in POSTBUS_SENDERS.')
 param senderAliases object = {
   orders: 'DoNotReply'
-  bookings: 'DoNotReply'
-  cases: 'DoNotReply'
+  returns: 'DoNotReply'
+  care: 'DoNotReply'
+  permits: 'DoNotReply'
 }
 
 @description('Principal id of the worker identity that sends email.')

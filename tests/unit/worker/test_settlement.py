@@ -76,6 +76,20 @@ async def test_systemic_abandons() -> None:
     assert port.calls == [("abandon", "msg")]
 
 
+async def test_a_long_outage_parks_the_message_instead_of_burning_delivery_attempts() -> None:
+    # Given a message already abandoned twice for a systemic failure
+    port = RecordingPort()
+    processed = _processed(Systemic("401"))
+    processed = Processed(processed.outcome, processed.decoded, processed.operation_id, delivery_count=2)
+    # When it fails systemically again
+    await settle(port, "msg", processed)
+    # Then it becomes a scheduled copy that spends no attempt, so MaxDeliveryCount never dead-letters it
+    (kind, (wire, _at)), second = port.calls
+    assert kind == "schedule"
+    assert second == ("complete", "msg")
+    assert wire.application_properties[PROP_THROTTLED] == 1
+
+
 async def test_retry_schedules_a_copy_then_completes_the_original() -> None:
     port = RecordingPort()
     before = datetime.now(UTC)
