@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 import time
@@ -22,6 +23,20 @@ from emulators.servicebus.queue import QueueCounts
 __all__ = ["Faults", "ServiceBusEmulator"]
 
 log = structlog.get_logger(__name__)
+
+
+class _PeerGone(logging.Filter):
+    """Drop proton's error line for a client that hung up mid-write: normal when a client exits."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            message.startswith("Couldn't send")
+            and ("ConnectionResetError" in message or "BrokenPipeError" in message)
+        )
+
+
+logging.getLogger("proton").addFilter(_PeerGone())
 T = TypeVar("T")
 
 _START_TIMEOUT = 10.0
