@@ -10,6 +10,7 @@ line.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,7 @@ from worker.pipeline import Pipeline, Processed, Renderer
 from worker.settlement import settle
 from worker.throttle import SendGate, gate_for_quota
 
-__all__ = ["Worker", "effective_prefetch"]
+__all__ = ["Worker", "effective_prefetch", "holding_limit"]
 
 log = get_logger("postbus.worker")
 
@@ -41,19 +42,33 @@ MAX_LOCK_RENEWAL: Final = 300.0
 MIN_LOCK_LEFT: Final = timedelta(seconds=2)
 #: In-flight work gets this long to settle on the old links before a reconnect replaces them.
 RECONNECT_GRACE: Final = 5.0
+#: Seconds of paced sends a process holds messages for (see :func:`holding_limit`).
+HOLD_SECONDS: Final = 2.0
 #: How long one receive call waits for messages (bounds how fast the loop notices a stop).
 RECEIVE_WAIT: Final = 1.0
 
 
 def effective_prefetch(settings: Settings) -> int:
-    """Prefetch, bounded so that buffered messages do not outlive their locks while sends wait for quota.
+    """Prefetch, bounded when a quota paces the sends.
 
-    A buffered message's lock is not renewed until a handler takes it; at the configured quota,
-    about half a minute of sends is what a one-minute lock can safely hold.
+    A buffered message's lock is not renewed until a handler takes it, and a replica's share of a
+    shared quota can be small; a deep buffer would also keep messages from replicas that have
+    quota to spare at the end of a spike. One round of handlers' worth is enough.
     """
-    if settings.quota_per_minute <= 0:
+    if settings.quota_per_minute <= 0 and settings.quota_per_hour <= 0:
         return settings.prefetch
-    return min(settings.prefetch, max(settings.concurrency, settings.quota_per_minute // 2))
+    return min(settings.prefetch, settings.concurrency)
+
+
+def holding_limit(rate: float, concurrency: int) -> int:
+    """How many messages this process should hold at once when its sends are paced at ``rate``/s.
+
+    Messages held beyond a couple of seconds of sends just wait for permits while other replicas,
+    whose share of the quota is idle, could send them.
+    """
+    if not math.isfinite(rate):
+        return concurrency
+    return max(1, min(concurrency, math.ceil(rate * HOLD_SECONDS)))
 
 
 def _outcome_name(processed: Processed) -> str:
@@ -189,7 +204,7 @@ class Worker:
                     continue
                 free = 1
             else:
-                free = concurrency - len(self._inflight)
+                free = holding_limit(self._gate.rate, concurrency) - len(self._inflight)
                 if free <= 0:
                     await self._wait_for(
                         stop, asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
