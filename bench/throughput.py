@@ -10,9 +10,13 @@ latency per send. Then, side by side in the same run:
 CPU is the consumer process's own user+system time between its first and last accepted email,
 divided by the emails in between. Prints one JSON object.
 
-    .venv/bin/python bench/throughput.py [--events 3000] [--naive-events 20] [--concurrency 64]
+    .venv/bin/python bench/throughput.py [--events 3000] [--naive-events 20] [--concurrency 256]
 
 Targets (issue 6): >= 300 sends/s per process, <= 2 ms CPU per message, >= 20x the naive consumer.
+
+The worker is latency-bound, not CPU-bound, here: against the emulators a message spends about half
+a second in the Service Bus receive and settle round trips on top of the 100 ms send, so sends/s
+grows with ``--concurrency`` (64: ~150/s, 128: ~240/s, 256: ~390/s) while CPU per message stays flat.
 """
 
 from __future__ import annotations
@@ -152,7 +156,7 @@ async def main() -> None:
     )
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--naive-events", type=int, default=20)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=256)
     args = parser.parse_args()
     configure_logging(level="warning", fmt="json")
     postbus = await _run_postbus(args.events, args.concurrency)
