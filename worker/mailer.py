@@ -54,6 +54,7 @@ __all__ = [
     "OperationStatus",
     "SendResult",
     "build_payload",
+    "email_client",
     "parse_connection_string",
     "retry_after_seconds",
 ]
@@ -212,6 +213,40 @@ def translate(exc: BaseException) -> ProcessingError:
     return TransientError(f"ACS call failed: {type(exc).__name__}: {exc}")
 
 
+def email_client(settings: Settings, *, purpose: str, read_timeout: float) -> tuple[EmailClient, Any]:
+    """The async ``EmailClient`` Postbus uses, and the credential to close with it (or ``None``).
+
+    Endpoint + key, a connection string (parsed here, keeping an ``http://`` emulator endpoint), or
+    DefaultAzureCredential. The SDK's retries are off: callers decide about resends themselves.
+    """
+    settings.require_acs(purpose)
+    credential: Any
+    owned: Any = None
+    if settings.acs_connection_string is not None:
+        endpoint, key = parse_connection_string(settings.acs_connection_string.get_secret_value())
+        credential = AzureKeyCredential(key)
+    elif settings.acs_access_key is not None:
+        endpoint = settings.acs_endpoint or ""
+        credential = AzureKeyCredential(settings.acs_access_key.get_secret_value())
+    else:
+        from azure.identity.aio import DefaultAzureCredential
+
+        endpoint = settings.acs_endpoint or ""
+        credential = owned = DefaultAzureCredential()
+    client = EmailClient(
+        endpoint,
+        credential,
+        retry_total=0,
+        # Otherwise aiohttp looks up proxy variables and ~/.netrc in a thread for every
+        # request: a quarter of the worker's CPU at a few hundred sends per second.
+        use_env_settings=False,
+        connection_timeout=min(10.0, read_timeout),
+        read_timeout=read_timeout,
+        logging_enable=False,
+    )
+    return client, owned
+
+
 class AcsMailer:
     """:class:`Mailer` over the async ACS Email SDK (aiohttp transport).
 
@@ -230,30 +265,8 @@ class AcsMailer:
     @classmethod
     def from_settings(cls, settings: Settings) -> AcsMailer:
         """Build the client from endpoint + key, connection string, or DefaultAzureCredential."""
-        settings.require_acs("sending email")
-        credential: Any
-        owned: Any = None
-        if settings.acs_connection_string is not None:
-            endpoint, key = parse_connection_string(settings.acs_connection_string.get_secret_value())
-            credential = AzureKeyCredential(key)
-        elif settings.acs_access_key is not None:
-            endpoint = settings.acs_endpoint or ""
-            credential = AzureKeyCredential(settings.acs_access_key.get_secret_value())
-        else:
-            from azure.identity.aio import DefaultAzureCredential
-
-            endpoint = settings.acs_endpoint or ""
-            credential = owned = DefaultAzureCredential()
-        client = EmailClient(
-            endpoint,
-            credential,
-            retry_total=0,
-            # Otherwise aiohttp looks up proxy variables and ~/.netrc in a thread for every
-            # request: a quarter of the worker's CPU at a few hundred sends per second.
-            use_env_settings=False,
-            connection_timeout=min(10.0, settings.send_timeout_seconds),
-            read_timeout=settings.send_timeout_seconds,
-            logging_enable=False,
+        client, owned = email_client(
+            settings, purpose="sending email", read_timeout=settings.send_timeout_seconds
         )
         return cls(client, timeout=settings.send_timeout_seconds, credential=owned)
 

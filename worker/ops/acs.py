@@ -17,13 +17,12 @@ from types import TracebackType
 from typing import Any, Final, Protocol, Self
 
 from azure.communication.email.aio import EmailClient
-from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import AzureError
 from azure.core.rest import HttpRequest
 
 from postbus.logs import redact
 from postbus.settings import Settings
-from worker.mailer import API_VERSION, parse_connection_string
+from worker.mailer import API_VERSION, email_client
 from worker.ops.errors import OpsError
 
 __all__ = ["AcsRefused", "AcsStatusClient", "OperationInfo", "OperationLookup"]
@@ -67,28 +66,7 @@ class AcsStatusClient:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, purpose: str = "ACS status lookups") -> AcsStatusClient:
-        settings.require_acs(purpose)
-        credential: Any
-        owned: Any = None
-        if settings.acs_connection_string is not None:
-            endpoint, key = parse_connection_string(settings.acs_connection_string.get_secret_value())
-            credential = AzureKeyCredential(key)
-        elif settings.acs_access_key is not None:
-            endpoint = settings.acs_endpoint or ""
-            credential = AzureKeyCredential(settings.acs_access_key.get_secret_value())
-        else:
-            from azure.identity.aio import DefaultAzureCredential
-
-            endpoint = settings.acs_endpoint or ""
-            credential = owned = DefaultAzureCredential()
-        client = EmailClient(
-            endpoint,
-            credential,
-            retry_total=0,
-            connection_timeout=10.0,
-            read_timeout=_TIMEOUT,
-            logging_enable=False,
-        )
+        client, owned = email_client(settings, purpose=purpose, read_timeout=_TIMEOUT)
         return cls(client, credential=owned)
 
     async def __aenter__(self) -> Self:
