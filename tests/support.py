@@ -51,9 +51,19 @@ class WorkerProcess:
         )
 
     def terminate(self, *, within: float = 40.0) -> int:
-        """SIGTERM and wait for the graceful exit; returns the exit code."""
+        """SIGTERM and wait for the graceful exit; returns the exit code (a hang is killed and fails)."""
+        if self.proc.poll() is not None:
+            return self._wait(0)
         self.proc.send_signal(signal.SIGTERM)
-        return self._wait(within)
+        try:
+            return self._wait(within)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            tail = "\n".join(self.log().splitlines()[-20:])
+            raise AssertionError(
+                f"worker did not stop within {within} s after SIGTERM; log tail:\n{tail}"
+            ) from None
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, locks simply expire."""
@@ -61,10 +71,16 @@ class WorkerProcess:
         self._wait(10.0)
 
     def _wait(self, within: float) -> int:
-        try:
-            return self.proc.wait(timeout=within)
-        finally:
-            self._log.close()
+        code = self.proc.wait(timeout=within)
+        self._log.close()
+        return code
+
+    def reap(self) -> None:
+        """Make sure the process is gone (test teardown)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._log.close()
 
     def log(self) -> str:
         """What the worker wrote so far."""

@@ -7,6 +7,7 @@ stable ACS operation id keeps that redelivery from sending a second email.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from worker.pipeline import Delivery
 
 __all__ = [
     "MAX_DESCRIPTION",
+    "SETTLE_TIMEOUT",
     "ServiceBusPort",
     "SettlementFailed",
     "SettlementPort",
@@ -28,6 +30,8 @@ __all__ = [
     "servicebus_client",
 ]
 
+#: Longest wait for Service Bus to confirm one settlement.
+SETTLE_TIMEOUT = 15.0
 #: Dead-letter descriptions are for humans; keep them well inside the property size limits.
 MAX_DESCRIPTION = 1024
 
@@ -116,7 +120,15 @@ class ServiceBusPort:
     @staticmethod
     async def _settle(action: str, call: Any) -> None:
         try:
-            await call
+            # The SDK waits up to a minute for an unanswered settlement and then retries through
+            # $management; a handler must not sit that long. The lock expires and the message comes
+            # back, and its operation id keeps the redelivery from sending twice.
+            async with asyncio.timeout(SETTLE_TIMEOUT):
+                await call
+        except TimeoutError as exc:
+            raise SettlementFailed(
+                f"{action} not confirmed within {SETTLE_TIMEOUT:.0f} s", lock_lost=True
+            ) from exc
         except (MessageLockLostError, MessageAlreadySettled) as exc:
             raise SettlementFailed(f"{action} failed, lock lost: {exc}", lock_lost=True) from exc
         except ServiceBusError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from producers.simulate import broken_bodies, holiday_spike
 from tests.support import WorkerProcess, eventually
 from worker.mailer import EVENT_ID_HEADER
 
-pytestmark = pytest.mark.slow
+# A bounded run: about a minute on an idle 2-core machine; the timeout only stops a hang.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 QUEUE = {
     "notifications": {
@@ -52,6 +53,21 @@ async def servicebus() -> AsyncIterator[ServiceBusEmulator]:
 async def acs() -> AsyncIterator[EmailEmulator]:
     async with EmailEmulator() as emulator:
         yield emulator
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start worker processes that are always reaped, whatever the test did."""
+    started: list[WorkerProcess] = []
+
+    def start(env: dict[str, str], name: str) -> WorkerProcess:
+        worker = WorkerProcess(env, tmp_path / f"{name}.log")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.reap()
 
 
 def _env(sb: ServiceBusEmulator, acs: EmailEmulator, **extra: str) -> dict[str, str]:
@@ -85,11 +101,11 @@ def _sent_ids(acs: EmailEmulator) -> Counter[str]:
 
 
 async def test_sigterm_with_messages_in_flight_loses_none(
-    servicebus: ServiceBusEmulator, acs: EmailEmulator, tmp_path: Path
+    servicebus: ServiceBusEmulator, acs: EmailEmulator, spawn: Callable[..., WorkerProcess]
 ) -> None:
     # Given a worker busy with slow sends and a grace period shorter than they take
     acs.faults.latency_ms = 1500
-    first = WorkerProcess(_env(servicebus, acs, shutdown_grace_seconds="0.3"), tmp_path / "first.log")
+    first = spawn(_env(servicebus, acs, shutdown_grace_seconds="0.3"), "first")
     await _publish(servicebus, [_order(f"order-{i}") for i in range(24)])
     await eventually(lambda: servicebus.counts("notifications").locked >= 8, within=30)
     # When it is told to stop
@@ -99,7 +115,7 @@ async def test_sigterm_with_messages_in_flight_loses_none(
     assert "worker stopped" in first.log()
     assert "abandoned_on_shutdown" in first.log()
     acs.faults.latency_ms = 0
-    second = WorkerProcess(_env(servicebus, acs), tmp_path / "second.log")
+    second = spawn(_env(servicebus, acs), "second")
     try:
         await eventually(lambda: servicebus.counts("notifications").total == 0, within=60)
     finally:
@@ -109,18 +125,18 @@ async def test_sigterm_with_messages_in_flight_loses_none(
 
 
 async def test_a_crash_between_send_and_complete_yields_one_email(
-    servicebus: ServiceBusEmulator, acs: EmailEmulator, tmp_path: Path
+    servicebus: ServiceBusEmulator, acs: EmailEmulator, spawn: Callable[..., WorkerProcess]
 ) -> None:
     # Given a worker whose completions are slow to be confirmed
     servicebus.faults.settle_delay = 3.0
-    first = WorkerProcess(_env(servicebus, acs), tmp_path / "first.log")
+    first = spawn(_env(servicebus, acs), "first")
     await _publish(servicebus, [_order("order-crash")])
     # When it is killed after ACS accepted the email but before Service Bus took the completion
     await eventually(lambda: len(acs.mailbox) == 1, within=30)
     await asyncio.to_thread(first.kill)
     servicebus.faults.settle_delay = 0.0
     # Then the redelivered message is recognised as already sent
-    second = WorkerProcess(_env(servicebus, acs), tmp_path / "second.log")
+    second = spawn(_env(servicebus, acs), "second")
     try:
         await eventually(lambda: servicebus.counts("notifications").total == 0, within=60)
     finally:
@@ -131,7 +147,7 @@ async def test_a_crash_between_send_and_complete_yields_one_email(
 
 
 async def test_two_workers_under_faults_send_every_event_once_or_dead_letter_it(
-    servicebus: ServiceBusEmulator, acs: EmailEmulator, tmp_path: Path
+    servicebus: ServiceBusEmulator, acs: EmailEmulator, spawn: Callable[..., WorkerProcess]
 ) -> None:
     # Given 2,000 events, ACS failing 10% of sends with 5xx, 429 bursts and latency jitter
     spike = holiday_spike(2000, seed=11, start=datetime.now(UTC), invalid_ratio=0.01, lead_seconds=3)
@@ -142,7 +158,7 @@ async def test_two_workers_under_faults_send_every_event_once_or_dead_letter_it(
     acs.faults.fail_rate = 0.1
     acs.faults.latency_ms = 5
     acs.faults.jitter_ms = 20
-    workers = [WorkerProcess(_env(servicebus, acs), tmp_path / f"worker-{n}.log") for n in range(2)]
+    workers = [spawn(_env(servicebus, acs), f"worker-{n}") for n in range(2)]
     stop_bursts = asyncio.Event()
 
     async def throttle_bursts() -> None:
