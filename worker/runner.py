@@ -10,6 +10,7 @@ line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import Counter
@@ -32,7 +33,7 @@ from worker.pipeline import Pipeline, Processed, Renderer
 from worker.settlement import settle
 from worker.throttle import SendGate, gate_for_quota
 
-__all__ = ["Worker", "effective_prefetch", "holding_limit"]
+__all__ = ["LoopHeartbeat", "Worker", "effective_prefetch", "holding_limit"]
 
 log = get_logger("postbus.worker")
 
@@ -44,6 +45,8 @@ MIN_LOCK_LEFT: Final = timedelta(seconds=2)
 RECONNECT_GRACE: Final = 5.0
 #: Seconds of paced sends a process holds messages for (see :func:`holding_limit`).
 HOLD_SECONDS: Final = 2.0
+#: Period of the event-loop heartbeat that tells a waiting receive from a spinning one.
+HEARTBEAT_SECONDS: Final = 0.1
 #: How long one receive call waits for messages (bounds how fast the loop notices a stop).
 RECEIVE_WAIT: Final = 1.0
 
@@ -69,6 +72,35 @@ def holding_limit(rate: float, concurrency: int) -> int:
     if not math.isfinite(rate):
         return concurrency
     return max(1, min(concurrency, math.ceil(rate * HOLD_SECONDS)))
+
+
+class LoopHeartbeat:
+    """Counts event-loop turns, to tell a receive that waited from one that spun without yielding.
+
+    After some connection failures the SDK's receive loop polls a dead connection without ever
+    suspending: the call returns after its wait time, but nothing else in the process ran
+    meanwhile, not even the SIGTERM handler. A receive that took its full wait while this counter
+    did not move is that case, and the worker replaces its links.
+    """
+
+    def __init__(self) -> None:
+        self.beats = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LoopHeartbeat:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            self.beats += 1
 
 
 def _outcome_name(processed: Processed) -> str:
@@ -170,7 +202,8 @@ class Worker:
                     async with receiver, sender:
                         port = ServiceBusPort(receiver, sender)
                         self._connected = True
-                        await self._receive_loop(stop, receiver, renewer, port, pipeline)
+                        async with LoopHeartbeat() as heartbeat:
+                            await self._receive_loop(stop, receiver, renewer, port, pipeline, heartbeat)
                         self._connected = False
                         await self._drain(port, final=stop.is_set())
                     if not stop.is_set():
@@ -193,6 +226,7 @@ class Worker:
         renewer: AutoLockRenewer,
         port: ServiceBusPort,
         pipeline: Pipeline,
+        heartbeat: LoopHeartbeat,
     ) -> None:
         concurrency = self._settings.concurrency
         while not stop.is_set():
@@ -210,11 +244,18 @@ class Worker:
                         stop, asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
                     )
                     continue
+            beats, asked = heartbeat.beats, time.monotonic()
             try:
                 messages = await receiver.receive_messages(max_message_count=free, max_wait_time=RECEIVE_WAIT)
             except (ServiceBusError, ValueError) as exc:
                 # The SDK has already retried; its handler may now be shut down for good: reconnect.
                 log.warning("receive failed", error=str(exc))
+                if probing:
+                    self._breaker.release_probe()
+                return
+            if not messages and heartbeat.beats == beats and time.monotonic() - asked >= RECEIVE_WAIT / 2:
+                self.counts["stalled_receives"] += 1
+                log.warning("receiver stopped yielding to the event loop; reconnecting")
                 if probing:
                     self._breaker.release_probe()
                 return

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from postbus.settings import load_settings
-from worker.runner import HOLD_SECONDS, effective_prefetch, holding_limit
+from worker.runner import HEARTBEAT_SECONDS, HOLD_SECONDS, LoopHeartbeat, effective_prefetch, holding_limit
 
 
 def test_unpaced_workers_keep_their_prefetch() -> None:
@@ -34,3 +36,17 @@ def test_holding_follows_the_rate_within_bounds(rate: float, concurrency: int) -
     if rate * HOLD_SECONDS <= concurrency:
         assert held >= rate * HOLD_SECONDS
         assert held <= max(1, math.ceil(rate * HOLD_SECONDS))
+
+
+async def test_the_heartbeat_tells_a_waiting_call_from_one_that_spins() -> None:
+    async with LoopHeartbeat() as heartbeat:
+        # a call that waits lets the event loop run: the heartbeat moves
+        before = heartbeat.beats
+        await asyncio.sleep(HEARTBEAT_SECONDS * 3)
+        assert heartbeat.beats > before
+        # a call that polls without ever suspending (what the SDK does on a dead connection) starves it
+        before = heartbeat.beats
+        deadline = time.monotonic() + HEARTBEAT_SECONDS * 3
+        while time.monotonic() < deadline:
+            pass
+        assert heartbeat.beats == before
