@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -31,36 +29,13 @@ from typing import Any
 
 from emulators.acs_email import EmailEmulator, QuotaConfig
 from emulators.servicebus import ServiceBusEmulator
-from postbus.demo import worker_env
+from postbus.demo import start_workers, stop_workers, worker_env
 from postbus.logs import configure_logging
 from postbus.settings import load_settings
 from producers.publisher import Publisher
 from producers.simulate import checkout_spike
 
 EVENT_ID_HEADER = "X-Postbus-Event-Id"
-
-
-def _start(count: int, env: dict[str, str], logs: Path) -> list[tuple[subprocess.Popen[bytes], Any]]:
-    started = []
-    for n in range(count):
-        log = (logs / f"worker-{n}.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "postbus.cli", "worker"], env=env, stdout=log, stderr=log
-        )
-        started.append((proc, log))
-    return started
-
-
-def _stop(workers: list[tuple[subprocess.Popen[bytes], Any]]) -> None:
-    for proc, _ in workers:
-        proc.terminate()
-    for proc, log in workers:
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 async def run_once(*, burst: int, quota: int, workers: int, seed: int, logs: Path) -> dict[str, Any]:
@@ -70,7 +45,7 @@ async def run_once(*, burst: int, quota: int, workers: int, seed: int, logs: Pat
         ServiceBusEmulator() as sb,
         EmailEmulator(quota=QuotaConfig(sends_per_minute=quota)) as acs,
     ):
-        procs = _start(workers, worker_env(sb, acs, quota=quota, concurrency=16), logs)
+        procs, handles = start_workers(workers, worker_env(sb, acs, quota=quota, concurrency=16), logs)
         try:
             # let every worker connect before the burst, so start-up is not counted as drain time
             await asyncio.sleep(3)
@@ -86,7 +61,7 @@ async def run_once(*, burst: int, quota: int, workers: int, seed: int, logs: Pat
             last = max((m.received_at for m in mails), default=None)
             stats = acs.stats()
         finally:
-            await asyncio.to_thread(_stop, procs)
+            await asyncio.to_thread(stop_workers, procs, handles)
     ids = Counter(m.headers.get(EVENT_ID_HEADER, "") for m in mails)
     drain = (last - first).total_seconds() if first and last else float("inf")
     timeline: list[int] = []

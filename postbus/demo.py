@@ -30,7 +30,16 @@ if TYPE_CHECKING:
     from emulators.acs_email import EmailEmulator
     from emulators.servicebus import ServiceBusEmulator
 
-__all__ = ["DemoReport", "account", "app", "dead_letters", "run_demo", "worker_env"]
+__all__ = [
+    "DemoReport",
+    "account",
+    "app",
+    "dead_letters",
+    "run_demo",
+    "start_workers",
+    "stop_workers",
+    "worker_env",
+]
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -181,7 +190,7 @@ def account(
             report.problems.append(f"{key}: not published by the demo")
 
 
-def _start_workers(
+def start_workers(
     count: int, env: dict[str, str], run_dir: Path
 ) -> tuple[list[subprocess.Popen[bytes]], list[Any]]:
     """Start ``count`` real ``postbus worker`` processes, each logging to its own file."""
@@ -195,7 +204,7 @@ def _start_workers(
     return procs, logs
 
 
-def _stop_workers(procs: list[subprocess.Popen[bytes]], logs: list[Any]) -> None:
+def stop_workers(procs: list[subprocess.Popen[bytes]], logs: list[Any]) -> None:
     """SIGTERM, then wait for the graceful shutdown (kill only if it hangs)."""
     for proc in procs:
         proc.send_signal(signal.SIGTERM)
@@ -204,6 +213,7 @@ def _stop_workers(procs: list[subprocess.Popen[bytes]], logs: list[Any]) -> None
             proc.wait(timeout=40)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
     for log in logs:
         log.close()
 
@@ -249,7 +259,7 @@ async def run_demo(
             f"ACS quota {quota}/min (ideal drain {len(expected) / quota * 60:.0f} s)"
         )
         env = worker_env(sb, acs, quota=quota, concurrency=concurrency)
-        procs, logs = _start_workers(workers, env, run_dir)
+        procs, logs = start_workers(workers, env, run_dir)
         try:
             settings = load_settings(servicebus_connection_string=sb.connection_string)
             configure_telemetry(settings)
@@ -280,7 +290,7 @@ async def run_demo(
             report.throttled = throttled if isinstance(throttled, int) else 0
             account(report, expected, sent_ids, await dead_letters(sb))
         finally:
-            await asyncio.to_thread(_stop_workers, procs, logs)
+            await asyncio.to_thread(stop_workers, procs, logs)
     _print_summary(console, report, quota=quota, total=len(expected), run_dir=run_dir)
     return report
 
