@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["SENDERS", "WorkerProcess", "eventually"]
+if TYPE_CHECKING:
+    from worker.runner import Worker
+
+__all__ = ["SENDERS", "WorkerProcess", "eventually", "running"]
 
 SENDERS = {
     "orders": "orders@shop.example.com",
@@ -35,6 +39,21 @@ async def eventually(condition: Callable[[], Any], *, within: float = 20.0, inte
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within} s")
         await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[Worker]:
+    """Run ``worker`` on this event loop until the block ends; enter once it is ready."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await eventually(lambda: worker.ready or task.done())
+        if task.done():
+            task.result()  # it failed to start: raise why
+        yield worker
+    finally:
+        stop.set()
+        await task
 
 
 class WorkerProcess:

@@ -6,7 +6,6 @@ SDKs over real sockets.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,7 +14,7 @@ from emulators.acs_email import EmailEmulator
 from emulators.servicebus import ServiceBusEmulator
 from postbus.settings import Settings, load_settings
 from producers.publisher import Publisher
-from tests.support import SENDERS, eventually
+from tests.support import SENDERS, running
 from worker.runner import Worker
 
 
@@ -51,15 +50,8 @@ def settings(servicebus: ServiceBusEmulator, acs: EmailEmulator) -> Settings:
 
 @pytest.fixture
 async def worker(settings: Settings) -> AsyncIterator[Worker]:
-    stop = asyncio.Event()
-    running = Worker(settings)
-    task = asyncio.create_task(running.run(stop))
-    await eventually(lambda: running.ready or task.done())
-    if task.done():
-        task.result()
-    yield running
-    stop.set()
-    await task
+    async with running(Worker(settings)) as started:
+        yield started
 
 
 @pytest.fixture

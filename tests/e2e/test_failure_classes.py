@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from emulators.acs_email import EmailEmulator
 from emulators.servicebus import ServiceBusEmulator
 from postbus.events import parse_event
 from postbus.settings import Settings
 from producers.publisher import Publisher
-from tests.support import eventually
+from tests.support import eventually, running
 from worker.mailer import EVENT_ID_HEADER
 from worker.rendering import TemplateRenderer
 from worker.runner import Worker
@@ -33,23 +29,6 @@ def _event(event_id: str) -> Any:
     )
 
 
-async def _start(settings: Settings) -> tuple[Worker, asyncio.Event, asyncio.Task[Any]]:
-    stop = asyncio.Event()
-    worker = Worker(settings)
-    task = asyncio.create_task(worker.run(stop))
-    await eventually(lambda: worker.ready or task.done())
-    return worker, stop, task
-
-
-@pytest.fixture
-async def stopped() -> AsyncIterator[list[tuple[asyncio.Event, asyncio.Task[Any]]]]:
-    running: list[tuple[asyncio.Event, asyncio.Task[Any]]] = []
-    yield running
-    for stop, _task in running:
-        stop.set()
-    await asyncio.gather(*(task for _, task in running))
-
-
 async def test_throttling_pauses_sends_and_every_event_is_sent_once(
     worker: Worker, publisher: Publisher, acs: EmailEmulator, servicebus: ServiceBusEmulator
 ) -> None:
@@ -65,20 +44,19 @@ async def test_throttling_pauses_sends_and_every_event_is_sent_once(
 
 
 async def test_an_ambiguous_timeout_is_resent_with_the_same_operation_and_stored_once(
-    settings: Settings, publisher: Publisher, acs: EmailEmulator, servicebus: ServiceBusEmulator, stopped: Any
+    settings: Settings, publisher: Publisher, acs: EmailEmulator, servicebus: ServiceBusEmulator
 ) -> None:
-    worker, stop, task = await _start(settings.model_copy(update={"send_timeout_seconds": 0.5}))
-    stopped.append((stop, task))
-    acs.faults.stall_next(1)
-    await publisher.publish(_event("order-stall"))
-    await eventually(lambda: servicebus.counts("notifications").total == 0, within=30)
+    async with running(Worker(settings.model_copy(update={"send_timeout_seconds": 0.5}))) as worker:
+        acs.faults.stall_next(1)
+        await publisher.publish(_event("order-stall"))
+        await eventually(lambda: servicebus.counts("notifications").total == 0, within=30)
     (mail,) = acs.mailbox.messages()
     assert mail.headers[EVENT_ID_HEADER] == "order-stall"
     assert worker.counts["sent"] + worker.counts["already_sent"] == 1
 
 
 async def test_systemic_failures_open_the_breaker_and_never_dead_letter(
-    settings: Settings, publisher: Publisher, acs: EmailEmulator, servicebus: ServiceBusEmulator, stopped: Any
+    settings: Settings, publisher: Publisher, acs: EmailEmulator, servicebus: ServiceBusEmulator
 ) -> None:
     # Given a worker whose ACS key is wrong
     broken = settings.model_copy(
@@ -87,24 +65,19 @@ async def test_systemic_failures_open_the_breaker_and_never_dead_letter(
             "breaker_cooldown_seconds": 30.0,
         }
     )
-    worker, stop, task = await _start(broken)
-    stopped.append((stop, task))
-    await publisher.publish(_event("order-key"))
-    # Then the message is abandoned, the breaker opens and the worker reports not ready
-    await eventually(lambda: worker.counts["abandoned"] >= 1)
-    assert not worker.ready
-    status = worker.health()
-    assert status.detail["breaker"] == "open"
-    assert "401" in status.detail["last_error"]
-    counts = servicebus.counts("notifications")
-    assert counts.dead_lettered == 0
-    assert counts.total == 1
+    async with running(Worker(broken)) as worker:
+        await publisher.publish(_event("order-key"))
+        # Then the message is abandoned, the breaker opens and the worker reports not ready
+        await eventually(lambda: worker.counts["abandoned"] >= 1)
+        assert not worker.ready
+        status = worker.health()
+        assert status.detail["breaker"] == "open"
+        assert "401" in status.detail["last_error"]
+        counts = servicebus.counts("notifications")
+        assert counts.dead_lettered == 0
+        assert counts.total == 1
     # When a correctly configured worker takes over, the event is sent once
-    stop.set()
-    await task
-    stopped.clear()
-    healthy, stop2, task2 = await _start(settings)
-    stopped.append((stop2, task2))
-    (mail,) = await eventually(lambda: acs.mailbox.messages(), within=30)
-    assert mail.headers[EVENT_ID_HEADER] == "order-key"
-    assert healthy.ready
+    async with running(Worker(settings)) as healthy:
+        (mail,) = await eventually(lambda: acs.mailbox.messages(), within=30)
+        assert mail.headers[EVENT_ID_HEADER] == "order-key"
+        assert healthy.ready

@@ -6,7 +6,6 @@ are never set by tests), and everything crosses real sockets through the real Az
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -23,7 +22,7 @@ from postbus.events import parse_event
 from postbus.logs import configure_logging
 from postbus.settings import Settings, load_settings
 from producers.publisher import Publisher
-from tests.support import SENDERS, eventually
+from tests.support import SENDERS, eventually, running
 from tests.unit.telemetry.capture import Captured, captured_telemetry
 from worker.breaker import CircuitBreaker
 from worker.rendering import TemplateRenderer
@@ -103,15 +102,8 @@ def captured(settings: Settings, log_stream: io.StringIO) -> Iterator[Captured]:
 
 @pytest.fixture
 async def worker(settings: Settings, captured: Captured) -> AsyncIterator[Worker]:
-    stop = asyncio.Event()
-    running = Worker(settings, telemetry=captured.telemetry)
-    task = asyncio.create_task(running.run(stop))
-    await eventually(lambda: running.ready or task.done())
-    if task.done():
-        task.result()
-    yield running
-    stop.set()
-    await task
+    async with running(Worker(settings, telemetry=captured.telemetry)) as started:
+        yield started
 
 
 @pytest.fixture
