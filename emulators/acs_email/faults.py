@@ -44,6 +44,8 @@ class Faults:
         self._stall = 0
         self._throttle = 0
         self._throttle_retry_after = 2
+        self._fail_next = 0
+        self._fail_next_status = 503
         self.status_404_first = False
         self.fail_rate = fail_rate
         self.latency_ms = latency_ms
@@ -95,6 +97,14 @@ class Faults:
         with self._lock:
             self._stall += max(0, int(n))
 
+    def fail_next(self, n: int = 1, status: int = 503) -> None:
+        """Answer exactly the next ``n`` sends with ``status`` (nothing stored), unlike the random ``fail_rate``."""
+        if status not in (500, 502, 503):
+            raise ValueError(f"fail status must be 500, 502 or 503, got {status}")
+        with self._lock:
+            self._fail_next += max(0, int(n))
+            self._fail_next_status = status
+
     def throttle_next(self, n: int = 1, retry_after: int = 2) -> None:
         """Answer the next ``n`` sends with 429 and ``Retry-After: retry_after`` regardless of quota.
 
@@ -115,12 +125,15 @@ class Faults:
     def decide_send(self) -> FaultDecision:
         """Draw the faults for one send request (throttle wins over failure, failure over stall)."""
         delay = self.delay_s()
-        if not (self._fail_rate or self._stall or self._throttle):
+        if not (self._fail_rate or self._stall or self._throttle or self._fail_next):
             return FaultDecision(delay_s=delay)
         with self._lock:
             if self._throttle > 0:
                 self._throttle -= 1
                 return FaultDecision(delay_s=delay, throttle_retry_after=self._throttle_retry_after)
+            if self._fail_next > 0:
+                self._fail_next -= 1
+                return FaultDecision(delay_s=delay, fail_status=self._fail_next_status)
             if self._fail_rate and self._rng.random() < self._fail_rate:
                 return FaultDecision(delay_s=delay, fail_status=self._rng.choice(self._fail_statuses))
             if self._stall > 0:
@@ -133,7 +146,7 @@ class Faults:
             self._fail_rate = 0.0
             self._fail_statuses = (500, 502, 503)
             self._latency_ms = self._jitter_ms = 0.0
-            self._stall = self._throttle = 0
+            self._stall = self._throttle = self._fail_next = 0
             self.status_404_first = False
 
     def to_dict(self) -> dict[str, object]:
@@ -147,6 +160,7 @@ class Faults:
                 "stall_pending": self._stall,
                 "throttle_pending": self._throttle,
                 "throttle_retry_after": self._throttle_retry_after,
+                "fail_pending": self._fail_next,
             }
 
     def update(self, changes: Mapping[str, object]) -> None:

@@ -189,11 +189,10 @@ async def test_every_metric_is_emitted_with_its_attributes(
     # (last: after a 429 the gate paces this lone replica at its measured share of the quota)
     await publisher.publish(_event("m-sent"))
     await eventually(lambda: _processed(captured, "m-sent"))
-    acs.faults.fail_statuses = (503,)
-    acs.faults.fail_rate = 1.0
+    # exactly one failed send: toggling fail_rate raced the delayed retry coming back
+    acs.faults.fail_next(1, status=503)
     await publisher.publish(_event("m-retry"))
     await eventually(lambda: _processed(captured, "m-retry"))
-    acs.faults.fail_rate = 0.0
     await publisher.publish(_event("m-dead", sender="nobody"))
     await eventually(lambda: _processed(captured, "m-dead"))
     await eventually(lambda: len(_processed(captured, "m-retry")) >= 2)

@@ -153,3 +153,13 @@ def test_update_applies_every_knob() -> None:
     assert state["status_404_first"] is True
     faults.reset()
     assert faults.to_dict()["stall_pending"] == 0
+
+
+def test_fail_next_fails_exactly_that_many_sends_then_none() -> None:
+    faults = Faults()
+    faults.fail_next(2, status=502)
+    decisions = [faults.decide_send().fail_status for _ in range(4)]
+    assert decisions == [502, 502, None, None]
+    assert faults.to_dict()["fail_pending"] == 0
+    with pytest.raises(ValueError, match="500, 502 or 503"):
+        faults.fail_next(1, status=404)
