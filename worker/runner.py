@@ -77,10 +77,11 @@ def holding_limit(rate: float, concurrency: int) -> int:
 class LoopHeartbeat:
     """Counts event-loop turns, to tell a receive that waited from one that spun without yielding.
 
-    After some connection failures the SDK's receive loop polls a dead connection without ever
-    suspending: the call returns after its wait time, but nothing else in the process ran
-    meanwhile, not even the SIGTERM handler. A receive that took its full wait while this counter
-    did not move is that case, and the worker replaces its links.
+    After some connection failures the SDK's receiver stops working without raising: a receive
+    either polls the dead connection for its whole wait without suspending, or returns no messages
+    at once, every time. Nothing else in the process runs meanwhile, not even the SIGTERM handler.
+    An empty receive while this counter did not move is that case, and the worker replaces its
+    links.
     """
 
     def __init__(self) -> None:
@@ -253,9 +254,15 @@ class Worker:
                 if probing:
                     self._breaker.release_probe()
                 return
-            if not messages and heartbeat.beats == beats and time.monotonic() - asked >= RECEIVE_WAIT / 2:
+            if not messages and heartbeat.beats == beats:
+                # A healthy empty receive waits RECEIVE_WAIT with the loop turning. One that came back
+                # empty without a single beat either spun for its whole wait or did not wait at all:
+                # both are what the SDK does over a connection it has given up on without raising.
                 self.counts["stalled_receives"] += 1
-                log.warning("receiver stopped yielding to the event loop; reconnecting")
+                log.warning(
+                    "receiver returned without waiting; reconnecting",
+                    waited_ms=round((time.monotonic() - asked) * 1000, 1),
+                )
                 if probing:
                     self._breaker.release_probe()
                 return
@@ -267,6 +274,9 @@ class Worker:
                 )
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
+            # Yield on every pass, whatever the receiver did: handlers, renewals and the SIGTERM
+            # handler must run even if a receive never suspends.
+            await asyncio.sleep(0)
 
     @staticmethod
     async def _wait_for(stop: asyncio.Event, awaitable: Any) -> None:
