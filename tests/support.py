@@ -25,11 +25,17 @@ SENDERS = {
 }
 
 
-async def eventually(condition: Callable[[], Any], *, within: float = 20.0, interval: float = 0.02) -> Any:
+async def eventually(
+    condition: Callable[[], Any],
+    *,
+    within: float = 20.0,
+    interval: float = 0.02,
+    explain: Callable[[], str] | None = None,
+) -> Any:
     """Poll ``condition`` until it returns something truthy; fail after ``within`` seconds.
 
     The emulators run in their own threads and offer no change notification, so polling with a
-    deadline is how a test waits for them.
+    deadline is how a test waits for them. ``explain`` describes the state a failure was left in.
     """
     deadline = time.monotonic() + within
     while True:
@@ -37,7 +43,8 @@ async def eventually(condition: Callable[[], Any], *, within: float = 20.0, inte
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
+            detail = f": {explain()}" if explain is not None else ""
+            raise AssertionError(f"condition not met within {within} s{detail}")
         await asyncio.sleep(interval)
 
 
@@ -77,9 +84,13 @@ class WorkerProcess:
         try:
             return self._wait(within)
         except subprocess.TimeoutExpired:
+            # The worker's faulthandler writes every thread's stack on SIGUSR2, even with its loop stuck.
+            self.proc.send_signal(signal.SIGUSR2)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=2)
             self.proc.kill()
             self.proc.wait()
-            tail = "\n".join(self.log().splitlines()[-20:])
+            tail = "\n".join(self.log().splitlines()[-60:])
             raise AssertionError(
                 f"worker did not stop within {within} s after SIGTERM; log tail:\n{tail}"
             ) from None

@@ -49,6 +49,7 @@ def worker(
 
 async def _run(settings: Settings) -> None:
     from worker.runner import Worker
+    from worker.watchdog import loop_watchdog
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -56,7 +57,8 @@ async def _run(settings: Settings) -> None:
         loop.add_signal_handler(signum, _stopper(stop, signum))
     # `kill -USR1 <pid>` logs where every task is waiting: the first question about a stuck worker.
     loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
-    await Worker(settings).run(stop)
+    async with loop_watchdog():
+        await Worker(settings).run(stop)
 
 
 def _dump_tasks() -> None:

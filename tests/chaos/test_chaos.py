@@ -184,7 +184,12 @@ async def test_two_workers_under_faults_send_every_event_once_or_dead_letter_it(
             settled = len(acs.mailbox) + counts.dead_lettered >= len(expected)
             return settled and counts.active + counts.scheduled + counts.locked + counts.deferred == 0
 
-        await eventually(drained, within=90)
+        def state() -> str:
+            sent = Counter(mail.headers.get(EVENT_ID_HEADER, "") for mail in acs.mailbox.messages())
+            missing = [event_id for event_id in expected if event_id not in sent][:10]
+            return f"{servicebus.counts('notifications')}, {len(sent)} sent, not sent (first 10): {missing}"
+
+        await eventually(drained, within=90, explain=state)
     finally:
         stop_bursts.set()
         await bursts
