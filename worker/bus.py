@@ -8,8 +8,10 @@ stable ACS operation id keeps that redelivery from sending a second email.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
-from typing import Any, Protocol
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
 
 from azure.servicebus import ServiceBusReceivedMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
@@ -17,11 +19,13 @@ from azure.servicebus.exceptions import MessageAlreadySettled, MessageLockLostEr
 
 from postbus.errors import PostbusError
 from postbus.events import WireMessage, to_servicebus_message
+from postbus.logs import get_logger
 from postbus.settings import Settings
 from worker.pipeline import Delivery
 
 __all__ = [
     "MAX_DESCRIPTION",
+    "MAX_LOCK_RENEWAL",
     "SETTLE_TIMEOUT",
     "ServiceBusPort",
     "SettlementFailed",
@@ -30,10 +34,16 @@ __all__ = [
     "servicebus_client",
 ]
 
+log = get_logger("postbus.worker")
+
 #: Longest wait for Service Bus to confirm one settlement.
 SETTLE_TIMEOUT = 15.0
 #: Dead-letter descriptions are for humans; keep them well inside the property size limits.
 MAX_DESCRIPTION = 1024
+#: Longest time one message's lock is kept renewed; ACS sends take seconds, so this is generous.
+MAX_LOCK_RENEWAL: Final = 300.0
+#: Shortest pause between two renewals of one lock.
+MIN_RENEW_INTERVAL: Final = 0.5
 
 
 class SettlementFailed(PostbusError):
@@ -116,6 +126,45 @@ class ServiceBusPort:
             raise SettlementFailed(
                 f"could not schedule retry {wire.message_id}: {exc}", lock_lost=False
             ) from exc
+
+    @contextlib.asynccontextmanager
+    async def keep_locked(
+        self, message: ServiceBusReceivedMessage, *, up_to: float = MAX_LOCK_RENEWAL
+    ) -> AsyncIterator[None]:
+        """Renew the message's lock while the block runs, and never after it.
+
+        Not the SDK's ``AutoLockRenewer``: that renews until the message is marked settled, so a
+        message whose settlement failed stays locked (up to its renewal limit) instead of coming
+        back when its lock expires. Here renewal ends with the handler, whatever happened in it.
+        """
+        renewal = asyncio.create_task(self._renew(message, up_to), name=f"renew {message.message_id}")
+        try:
+            yield
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+
+    async def _renew(self, message: ServiceBusReceivedMessage, up_to: float) -> None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + up_to
+        while True:
+            locked_until = message.locked_until_utc
+            if locked_until is None:
+                return
+            # Renew halfway through what is left: a 5 s lock every 2.5 s, the default minute every 30 s.
+            left = (locked_until - datetime.now(UTC)).total_seconds()
+            wait = max(MIN_RENEW_INTERVAL, left / 2)
+            if loop.time() + wait > give_up:
+                return
+            await asyncio.sleep(wait)
+            try:
+                async with asyncio.timeout(SETTLE_TIMEOUT):
+                    await self._receiver.renew_message_lock(message)
+            except (TimeoutError, ServiceBusError, ValueError) as exc:
+                # The lock is lost or the receiver is gone: the message comes back when it expires.
+                log.warning("lock renewal failed", message_id=message.message_id, error=str(exc))
+                return
 
     @staticmethod
     async def _settle(action: str, call: Any) -> None:

@@ -1,7 +1,7 @@
 """The worker loop: receive, process, settle, one log line — until told to stop.
 
 One process runs ``POSTBUS_CONCURRENCY`` handlers over a PEEK_LOCK receiver with prefetch. Each
-handler's lock is renewed while it works (``AutoLockRenewer``), and settlements run concurrently
+handler's lock is renewed while it works, and only then, and settlements run concurrently
 because each one is a round trip. On SIGTERM the loop stops receiving, gives in-flight work the
 shutdown grace, abandons what is left so Service Bus redelivers it at once, and logs one summary
 line.
@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
-from azure.servicebus.aio import AutoLockRenewer, ServiceBusReceiver
+from azure.servicebus.aio import ServiceBusReceiver
 from azure.servicebus.exceptions import ServiceBusError
 
 from postbus.logs import get_logger, recipient_domain
@@ -37,8 +37,6 @@ __all__ = ["LoopHeartbeat", "Worker", "effective_prefetch", "holding_limit"]
 
 log = get_logger("postbus.worker")
 
-#: Longest time one message's lock is renewed; ACS sends take seconds, so this is generous.
-MAX_LOCK_RENEWAL: Final = 300.0
 #: A prefetched message whose lock ends sooner than this is left to expire and come back.
 MIN_LOCK_LEFT: Final = timedelta(seconds=2)
 #: In-flight work gets this long to settle on the old links before a reconnect replaces them.
@@ -188,10 +186,7 @@ class Worker:
             breaker_state=lambda: BREAKER_STATE_CODES[self._breaker.state.value],
         )
         try:
-            async with (
-                servicebus_client(settings) as client,
-                AutoLockRenewer(max_lock_renewal_duration=MAX_LOCK_RENEWAL) as renewer,
-            ):
+            async with servicebus_client(settings) as client:
                 while not stop.is_set():
                     # A receiver the SDK has shut down (after a dropped connection, say) stays dead:
                     # every call on it fails. So each pass opens fresh links and, when receiving
@@ -204,7 +199,7 @@ class Worker:
                         port = ServiceBusPort(receiver, sender)
                         self._connected = True
                         async with LoopHeartbeat() as heartbeat:
-                            await self._receive_loop(stop, receiver, renewer, port, pipeline, heartbeat)
+                            await self._receive_loop(stop, receiver, port, pipeline, heartbeat)
                         self._connected = False
                         await self._drain(port, final=stop.is_set())
                     if not stop.is_set():
@@ -224,7 +219,6 @@ class Worker:
         self,
         stop: asyncio.Event,
         receiver: ServiceBusReceiver,
-        renewer: AutoLockRenewer,
         port: ServiceBusPort,
         pipeline: Pipeline,
         heartbeat: LoopHeartbeat,
@@ -269,9 +263,7 @@ class Worker:
             if probing and not messages:
                 self._breaker.release_probe()
             for message in messages:
-                task = asyncio.create_task(
-                    self._handle_safely(message, receiver, renewer, port, pipeline, probe=probing)
-                )
+                task = asyncio.create_task(self._handle_safely(message, port, pipeline, probe=probing))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
             # Yield on every pass, whatever the receiver did: handlers, renewals and the SIGTERM
@@ -303,8 +295,6 @@ class Worker:
     async def _handle(
         self,
         message: ServiceBusReceivedMessage,
-        receiver: ServiceBusReceiver,
-        renewer: AutoLockRenewer,
         port: ServiceBusPort,
         pipeline: Pipeline,
         *,
@@ -321,7 +311,6 @@ class Worker:
             if probe:
                 self._breaker.release_probe()
             return
-        renewer.register(receiver, message, max_lock_renewal_duration=MAX_LOCK_RENEWAL)
         delivery = delivery_from(message)
         telemetry = self._telemetry or current_telemetry()
         # Everything from here to the log line runs inside the consumer span, so the line carries its ids.
@@ -331,17 +320,20 @@ class Worker:
             message_id=delivery.message_id,
             delivery_count=delivery.delivery_count,
         ) as processing:
-            try:
-                processed = await pipeline.process(delivery)
-            except asyncio.CancelledError:
-                await asyncio.shield(self._abandon(port, message))
-                raise
-            self._record_breaker(processed, probe=probe)
-            settle_error = ""
-            try:
-                await settle(port, message, processed)
-            except SettlementFailed as exc:
-                settle_error = str(exc)
+            # The lock is renewed until settlement ends, and not after: a message whose
+            # settlement failed must come back when its lock expires.
+            async with port.keep_locked(message):
+                try:
+                    processed = await pipeline.process(delivery)
+                except asyncio.CancelledError:
+                    await asyncio.shield(self._abandon(port, message))
+                    raise
+                self._record_breaker(processed, probe=probe)
+                settle_error = ""
+                try:
+                    await settle(port, message, processed)
+                except SettlementFailed as exc:
+                    settle_error = str(exc)
             outcome = _outcome_name(processed)
             self.counts[outcome] += 1
             fields = self._log_fields(

@@ -84,7 +84,7 @@ async def _receive_until(worker: Worker, receiver: _Receiver, stop: asyncio.Even
         # Only the receiver is used when nothing arrives; the rest of the loop's collaborators stay idle.
         idle: Any = None
         await asyncio.wait_for(
-            worker._receive_loop(stop, cast(Any, receiver), idle, idle, idle, heartbeat), timeout=10
+            worker._receive_loop(stop, cast(Any, receiver), idle, idle, heartbeat), timeout=10
         )
 
 
