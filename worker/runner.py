@@ -1,7 +1,7 @@
 """The worker loop: receive, process, settle, one log line — until told to stop.
 
-One process runs ``POSTBUS_CONCURRENCY`` handlers over a PEEK_LOCK receiver with prefetch. Each
-handler's lock is renewed while it works, and only then, and settlements run concurrently
+One process runs ``POSTBUS_CONCURRENCY`` handlers over a PEEK_LOCK receiver with prefetch. A
+message's lock is renewed while its handler works and no longer. Settlements run concurrently
 because each one is a round trip. On SIGTERM the loop stops receiving, gives in-flight work the
 shutdown grace, abandons what is left so Service Bus redelivers it at once, and logs one summary
 line.
