@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -108,13 +110,20 @@ async def _measure(
     }
 
 
-async def _run_postbus(events: int, concurrency: int) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def _backlog(events: int, *, seed: int) -> AsyncIterator[tuple[ServiceBusEmulator, EmailEmulator]]:
+    """Both emulators, ACS answering after LATENCY_MS, and ``events`` checkout events queued."""
     async with ServiceBusEmulator() as sb, EmailEmulator() as acs:
         acs.faults.latency_ms = LATENCY_MS
         settings = load_settings(servicebus_connection_string=sb.connection_string)
-        spike = [item.event for item in checkout_spike(events, seed=5, start=datetime.now(UTC))]
+        spike = [item.event for item in checkout_spike(events, seed=seed, start=datetime.now(UTC))]
         async with Publisher.from_settings(settings) as publisher:
             await publisher.publish_many(spike)
+        yield sb, acs
+
+
+async def _run_postbus(events: int, concurrency: int) -> dict[str, Any]:
+    async with _backlog(events, seed=5) as (sb, acs):
         env = worker_env(sb, acs, quota=0, concurrency=concurrency, prefetch=str(concurrency * 2))
         proc = _spawn([sys.executable, "-m", "postbus.cli", "worker"], env)
         try:
@@ -126,12 +135,7 @@ async def _run_postbus(events: int, concurrency: int) -> dict[str, Any]:
 
 
 async def _run_naive(events: int) -> dict[str, Any]:
-    async with ServiceBusEmulator() as sb, EmailEmulator() as acs:
-        acs.faults.latency_ms = LATENCY_MS
-        settings = load_settings(servicebus_connection_string=sb.connection_string)
-        spike = [item.event for item in checkout_spike(events, seed=6, start=datetime.now(UTC))]
-        async with Publisher.from_settings(settings) as publisher:
-            await publisher.publish_many(spike)
+    async with _backlog(events, seed=6) as (sb, acs):
         proc = _spawn(
             [
                 sys.executable,
