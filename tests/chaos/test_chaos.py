@@ -100,6 +100,18 @@ def _sent_ids(acs: EmailEmulator) -> Counter[str]:
     return Counter(mail.headers.get(EVENT_ID_HEADER, "") for mail in acs.mailbox.messages())
 
 
+async def _drain_with_a_new_worker(
+    servicebus: ServiceBusEmulator, acs: EmailEmulator, spawn: Callable[..., WorkerProcess]
+) -> WorkerProcess:
+    """Start a second worker, wait until the queue is empty, stop it; returns it for its log."""
+    second = spawn(_env(servicebus, acs), "second")
+    try:
+        await eventually(lambda: servicebus.counts("notifications").total == 0, within=60)
+    finally:
+        await asyncio.to_thread(second.terminate)
+    return second
+
+
 async def test_sigterm_with_messages_in_flight_loses_none(
     servicebus: ServiceBusEmulator, acs: EmailEmulator, spawn: Callable[..., WorkerProcess]
 ) -> None:
@@ -115,11 +127,7 @@ async def test_sigterm_with_messages_in_flight_loses_none(
     assert "worker stopped" in first.log()
     assert "abandoned_on_shutdown" in first.log()
     acs.faults.latency_ms = 0
-    second = spawn(_env(servicebus, acs), "second")
-    try:
-        await eventually(lambda: servicebus.counts("notifications").total == 0, within=60)
-    finally:
-        await asyncio.to_thread(second.terminate)
+    await _drain_with_a_new_worker(servicebus, acs, spawn)
     assert _sent_ids(acs) == Counter({f"order-{i}": 1 for i in range(24)})
     assert servicebus.counts("notifications").dead_lettered == 0
 
@@ -136,11 +144,7 @@ async def test_a_crash_between_send_and_complete_yields_one_email(
     await asyncio.to_thread(first.kill)
     servicebus.faults.settle_delay = 0.0
     # Then the redelivered message is recognised as already sent
-    second = spawn(_env(servicebus, acs), "second")
-    try:
-        await eventually(lambda: servicebus.counts("notifications").total == 0, within=60)
-    finally:
-        await asyncio.to_thread(second.terminate)
+    second = await _drain_with_a_new_worker(servicebus, acs, spawn)
     assert _sent_ids(acs) == Counter({"order-crash": 1})
     assert "already_sent" in second.log()
     assert servicebus.counts("notifications").dead_lettered == 0
