@@ -1,14 +1,18 @@
 """Suite-wide fixtures.
 
 Every test starts with none of our environment variables set, so a developer's shell cannot change
-what a test sees (httpx's ``clean_environ`` idea).
+what a test sees (httpx's ``clean_environ`` idea). ``acs`` is an ACS Email emulator with its
+defaults; folders that need another configuration define their own.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 
 import pytest
+
+from emulators.acs_email import EmailEmulator
 
 _OURS = ("POSTBUS_", "APPLICATIONINSIGHTS_", "OTEL_")
 
@@ -18,3 +22,9 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(_OURS):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+async def acs() -> AsyncIterator[EmailEmulator]:
+    async with EmailEmulator() as emulator:
+        yield emulator

@@ -50,12 +50,6 @@ async def servicebus() -> AsyncIterator[ServiceBusEmulator]:
 
 
 @pytest.fixture
-async def acs() -> AsyncIterator[EmailEmulator]:
-    async with EmailEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start worker processes that are always reaped, whatever the test did."""
     started: list[WorkerProcess] = []

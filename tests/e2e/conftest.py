@@ -25,12 +25,6 @@ async def servicebus() -> AsyncIterator[ServiceBusEmulator]:
 
 
 @pytest.fixture
-async def acs() -> AsyncIterator[EmailEmulator]:
-    async with EmailEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
 def settings(servicebus: ServiceBusEmulator, acs: EmailEmulator) -> Settings:
     return load_settings(
         servicebus_connection_string=servicebus.connection_string,

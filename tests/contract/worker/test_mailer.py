@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,12 +20,6 @@ def _payload(subject: str = "Your order") -> dict[str, Any]:
         "content": {"subject": subject, "html": "<p>Thanks</p>", "plainText": "Thanks"},
         "recipients": {"to": [{"address": "jane@example.com", "displayName": "Jane"}]},
     }
-
-
-@pytest.fixture
-async def acs() -> AsyncIterator[EmailEmulator]:
-    async with EmailEmulator() as emulator:
-        yield emulator
 
 
 def _mailer(acs: EmailEmulator, **overrides: Any) -> AcsMailer:
