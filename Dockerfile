@@ -12,7 +12,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/postbus
 WORKDIR /src
-# Only what `pip install .` needs: the metadata and the four packages (templates ship as package data).
+# Only what `pip install .` needs: the metadata, the kernel and the folders it links in as
+# postbus.worker, postbus.producers and postbus.emulators (templates ship as package data).
 COPY pyproject.toml README.md ./
 COPY postbus ./postbus
 COPY producers ./producers

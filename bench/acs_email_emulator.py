@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from emulators.acs_email.auth import sign_headers
+from postbus.emulators.acs_email.auth import sign_headers
 
 KEY = "ZW11bGF0b3ItdGVzdC1rZXktMDEyMzQ1Njc4OWFiY2RlZg=="
 TARGET = "/emails:send?api-version=2025-09-01"
@@ -151,7 +151,7 @@ def main() -> None:
     cmd = [
         sys.executable,
         "-m",
-        "emulators.acs_email",
+        "postbus.emulators.acs_email",
         "--port",
         "0",
         "--access-key",

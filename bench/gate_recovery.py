@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from worker.throttle import AimdGate
+from postbus.worker.throttle import AimdGate
 
 LEVELS = (0.1, 0.5, 1.0)
 

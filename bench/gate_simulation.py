@@ -36,7 +36,7 @@ from typing import Any
 
 import structlog
 
-from worker.throttle import AimdGate, AimdTuning
+from postbus.worker.throttle import AimdGate, AimdTuning
 
 __all__ = ["Scenario", "SlidingQuota", "VirtualClockLoop", "run", "simulate"]
 

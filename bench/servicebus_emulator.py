@@ -24,7 +24,7 @@ import psutil
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 
-from emulators.servicebus import ServiceBusEmulator
+from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.logs import configure_logging
 
 QUEUE = "notifications"  # the packaged Config.json (duplicate detection on, as in production)
@@ -47,7 +47,7 @@ def _startup_in_process(rounds: int = 5) -> float:
 def _start_cli() -> tuple[subprocess.Popen[str], str, float]:
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "emulators.servicebus", "--port", "0"],
+        [sys.executable, "-m", "postbus.emulators.servicebus", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -27,13 +27,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from emulators.acs_email import EmailEmulator, QuotaConfig
-from emulators.servicebus import ServiceBusEmulator
 from postbus.demo import start_workers, stop_workers, worker_env
+from postbus.emulators.acs_email import EmailEmulator, QuotaConfig
+from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.logs import configure_logging
+from postbus.producers.publisher import Publisher
+from postbus.producers.simulate import checkout_spike
 from postbus.settings import load_settings
-from producers.publisher import Publisher
-from producers.simulate import checkout_spike
 
 EVENT_ID_HEADER = "X-Postbus-Event-Id"
 

@@ -34,13 +34,13 @@ from typing import Any
 
 import psutil
 
-from emulators.acs_email import EmailEmulator
-from emulators.servicebus import ServiceBusEmulator
 from postbus.demo import SENDERS, worker_env
+from postbus.emulators.acs_email import EmailEmulator
+from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.logs import configure_logging
+from postbus.producers.publisher import Publisher
+from postbus.producers.simulate import checkout_spike
 from postbus.settings import load_settings
-from producers.publisher import Publisher
-from producers.simulate import checkout_spike
 
 LATENCY_MS = 100
 
@@ -52,8 +52,8 @@ def naive_consumer(servicebus: str, endpoint: str, key: str, count: int) -> None
     from azure.servicebus import ServiceBusClient
 
     from postbus.events import from_servicebus_message
-    from worker.mailer import build_payload
-    from worker.rendering import TemplateRenderer
+    from postbus.worker.mailer import build_payload
+    from postbus.worker.rendering import TemplateRenderer
 
     renderer = TemplateRenderer()
     email = EmailClient(endpoint, AzureKeyCredential(key))

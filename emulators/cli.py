@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from emulators.acs_email.cli import run as email_run
-from emulators.servicebus.cli import run as servicebus_run
+from postbus.emulators.acs_email.cli import run as email_run
+from postbus.emulators.servicebus.cli import run as servicebus_run
 
 __all__ = ["app"]
 

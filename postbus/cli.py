@@ -34,15 +34,19 @@ class LazyCommand:
 
 # Registration order is the order ``postbus --help`` lists them in.
 COMMANDS: dict[str, LazyCommand] = {
-    "publish": LazyCommand("producers.cli:app", "Publish notification events to the queue."),
-    "worker": LazyCommand("worker.cli:app", "Consume the queue and send email through ACS."),
-    "templates": LazyCommand("worker.templates_cli:app", "List and preview the email templates."),
-    "dlq": LazyCommand("worker.ops.cli:dlq_app", "Inspect, replay and purge dead-lettered messages."),
-    "status": LazyCommand("worker.ops.cli:status_app", "Look up the ACS status of an event or operation."),
-    "doctor": LazyCommand(
-        "worker.ops.cli:doctor_app", "Preflight checks of settings, queue, ACS and templates."
+    "publish": LazyCommand("postbus.producers.cli:app", "Publish notification events to the queue."),
+    "worker": LazyCommand("postbus.worker.cli:app", "Consume the queue and send email through ACS."),
+    "templates": LazyCommand("postbus.worker.templates_cli:app", "List and preview the email templates."),
+    "dlq": LazyCommand("postbus.worker.ops.cli:dlq_app", "Inspect, replay and purge dead-lettered messages."),
+    "status": LazyCommand(
+        "postbus.worker.ops.cli:status_app", "Look up the ACS status of an event or operation."
     ),
-    "emulator": LazyCommand("emulators.cli:app", "Run the local Service Bus and ACS Email emulators."),
+    "doctor": LazyCommand(
+        "postbus.worker.ops.cli:doctor_app", "Preflight checks of settings, queue, ACS and templates."
+    ),
+    "emulator": LazyCommand(
+        "postbus.emulators.cli:app", "Run the local Service Bus and ACS Email emulators."
+    ),
     "demo": LazyCommand("postbus.demo:app", "Run a holiday spike end to end on the embedded emulators."),
 }
 

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from emulators.acs_email import EmailEmulator
-    from emulators.servicebus import ServiceBusEmulator
+    from postbus.emulators.acs_email import EmailEmulator
+    from postbus.emulators.servicebus import ServiceBusEmulator
 
 __all__ = [
     "DemoReport",
@@ -231,13 +231,13 @@ async def run_demo(
     """Run the spike and return the report (also printed)."""
     from rich.console import Console
 
-    from emulators.acs_email import EmailEmulator, QuotaConfig
-    from emulators.servicebus import ServiceBusEmulator
+    from postbus.emulators.acs_email import EmailEmulator, QuotaConfig
+    from postbus.emulators.servicebus import ServiceBusEmulator
     from postbus.logs import configure_logging
+    from postbus.producers.publisher import Publisher
+    from postbus.producers.simulate import broken_bodies, holiday_spike
     from postbus.settings import load_settings
     from postbus.telemetry import configure_telemetry
-    from producers.publisher import Publisher
-    from producers.simulate import broken_bodies, holiday_spike
 
     console = Console(stderr=False)
     configure_logging(level="warning", fmt="console")

@@ -30,11 +30,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from postbus.errors import InvalidEvent, PostbusError
 from postbus.events import parse_event
 from postbus.logs import configure_logging
+from postbus.producers.jsonl import GoodLine, parse_send_at, read_jsonl
+from postbus.producers.outgoing import EventLike, ScheduledEvent
+from postbus.producers.publisher import Publisher, PublishError
 from postbus.settings import Settings, load_settings
 from postbus.telemetry import configure_telemetry
-from producers.jsonl import GoodLine, parse_send_at, read_jsonl
-from producers.outgoing import EventLike, ScheduledEvent
-from producers.publisher import Publisher, PublishError
 
 __all__ = ["CHUNK_SIZE", "EventSink", "FileSummary", "app", "open_publisher", "publish_lines"]
 

@@ -18,8 +18,8 @@ from types import TracebackType
 from typing import Self
 
 from postbus.events import WireMessage
-from producers.outgoing import EventLike, Prepared, PropertiesHook, prepare, prepare_raw
-from producers.publisher import PublishError
+from postbus.producers.outgoing import EventLike, Prepared, PropertiesHook, prepare, prepare_raw
+from postbus.producers.publisher import PublishError
 
 __all__ = ["FakePublisher"]
 

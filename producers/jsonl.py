@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from postbus.errors import InvalidEvent
 from postbus.events import parse_event
-from producers.outgoing import ScheduledEvent, check_send_at
+from postbus.producers.outgoing import ScheduledEvent, check_send_at
 
 __all__ = ["BadLine", "GoodLine", "JsonlContents", "parse_line", "parse_send_at", "read_jsonl"]
 

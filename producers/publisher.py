@@ -32,9 +32,9 @@ from azure.servicebus import exceptions as sb_errors
 from postbus.errors import PostbusError, SettingsError
 from postbus.events import WireMessage
 from postbus.logs import get_logger
+from postbus.producers.outgoing import EventLike, Prepared, PropertiesHook, prepare, prepare_raw
 from postbus.settings import Settings, env_name
 from postbus.telemetry import PublishTrace, current_telemetry
-from producers.outgoing import EventLike, Prepared, PropertiesHook, prepare, prepare_raw
 
 if TYPE_CHECKING:
     from azure.servicebus import ServiceBusClient as SyncClient

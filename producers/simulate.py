@@ -25,8 +25,8 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Final
 
 from postbus.events import PROP_ATTEMPT, PROP_SCHEMA, SCHEMA, NotificationEvent, WireMessage
-from producers import catalog
-from producers.catalog import City
+from postbus.producers import catalog
+from postbus.producers.catalog import City
 
 __all__ = [
     "EXPECT_SENT",

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from emulators.acs_email import EmailEmulator
+from postbus.emulators.acs_email import EmailEmulator
 
 _OURS = ("POSTBUS_", "APPLICATIONINSIGHTS_", "OTEL_")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from worker.runner import Worker
+    from postbus.worker.runner import Worker
 
 __all__ = ["SENDERS", "WorkerProcess", "eventually", "running"]
 

@@ -21,7 +21,7 @@ from postbus.errors import PostbusError
 from postbus.events import WireMessage, to_servicebus_message
 from postbus.logs import get_logger
 from postbus.settings import Settings
-from worker.pipeline import Delivery
+from postbus.worker.pipeline import Delivery
 
 __all__ = [
     "MAX_DESCRIPTION",

@@ -48,8 +48,8 @@ def worker(
 
 
 async def _run(settings: Settings) -> None:
-    from worker.runner import Worker
-    from worker.watchdog import loop_watchdog
+    from postbus.worker.runner import Worker
+    from postbus.worker.watchdog import loop_watchdog
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -34,7 +34,7 @@ from azure.core.rest import HttpRequest
 from postbus.errors import SettingsError
 from postbus.events import Address, NotificationEvent
 from postbus.settings import Settings, env_name
-from worker.errors import (
+from postbus.worker.errors import (
     AmbiguousSend,
     InvalidMessage,
     MessageTooLarge,

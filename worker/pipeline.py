@@ -20,7 +20,7 @@ from postbus.errors import InvalidEvent
 from postbus.events import MAX_REQUEST_BYTES, DecodedMessage, NotificationEvent, decode
 from postbus.settings import Settings
 from postbus.telemetry import Telemetry, current_telemetry
-from worker.errors import (
+from postbus.worker.errors import (
     AmbiguousSend,
     PermanentError,
     ProcessingError,
@@ -28,10 +28,10 @@ from worker.errors import (
     ThrottledError,
     TransientError,
 )
-from worker.mailer import Mailer, SendResult, build_payload
-from worker.outcome import AlreadySent, DeadLetter, Outcome, RetryLater, Sent, Systemic
-from worker.retry import RetryBudget, backoff
-from worker.throttle import SendGate
+from postbus.worker.mailer import Mailer, SendResult, build_payload
+from postbus.worker.outcome import AlreadySent, DeadLetter, Outcome, RetryLater, Sent, Systemic
+from postbus.worker.retry import RetryBudget, backoff
+from postbus.worker.throttle import SendGate
 
 __all__ = [
     "PROP_GENERATION",

@@ -32,8 +32,8 @@ import jinja2
 
 from postbus.errors import SettingsError
 from postbus.logs import get_logger
-from worker.errors import TemplateError, UnknownTemplate
-from worker.templates.filters import FILTERS, text_direction
+from postbus.worker.errors import TemplateError, UnknownTemplate
+from postbus.worker.templates.filters import FILTERS, text_direction
 
 __all__ = [
     "DEFAULT_LOCALE",

@@ -24,14 +24,14 @@ from azure.servicebus.exceptions import ServiceBusError
 from postbus.logs import get_logger, recipient_domain
 from postbus.settings import Settings
 from postbus.telemetry import BREAKER_STATE_CODES, Processing, Telemetry, current_telemetry
-from worker.breaker import CircuitBreaker
-from worker.bus import ServiceBusPort, SettlementFailed, delivery_from, servicebus_client
-from worker.health import HealthServer, HealthStatus
-from worker.mailer import AcsMailer, Mailer
-from worker.outcome import AlreadySent, DeadLetter, RetryLater, Sent, Systemic
-from worker.pipeline import Pipeline, Processed, Renderer
-from worker.settlement import settle
-from worker.throttle import SendGate, gate_for_quota
+from postbus.worker.breaker import CircuitBreaker
+from postbus.worker.bus import ServiceBusPort, SettlementFailed, delivery_from, servicebus_client
+from postbus.worker.health import HealthServer, HealthStatus
+from postbus.worker.mailer import AcsMailer, Mailer
+from postbus.worker.outcome import AlreadySent, DeadLetter, RetryLater, Sent, Systemic
+from postbus.worker.pipeline import Pipeline, Processed, Renderer
+from postbus.worker.settlement import settle
+from postbus.worker.throttle import SendGate, gate_for_quota
 
 __all__ = ["LoopHeartbeat", "Worker", "effective_prefetch", "holding_limit"]
 
@@ -168,7 +168,7 @@ class Worker:
         """Run until ``stop`` is set; returns the count of messages by outcome."""
         settings = self._settings
         if self._renderer is None:
-            from worker.rendering import TemplateRenderer
+            from postbus.worker.rendering import TemplateRenderer
 
             self._renderer = TemplateRenderer(user_dir=settings.templates_dir)
         mailer = self._mailer or AcsMailer.from_settings(settings)

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from postbus.events import PROP_LAST_ERROR, WireMessage, encode
-from worker.bus import SettlementFailed, SettlementPort
-from worker.outcome import AlreadySent, DeadLetter, RetryLater, Sent, Systemic
-from worker.pipeline import PROP_GENERATION, PROP_THROTTLED, Processed
+from postbus.worker.bus import SettlementFailed, SettlementPort
+from postbus.worker.outcome import AlreadySent, DeadLetter, RetryLater, Sent, Systemic
+from postbus.worker.pipeline import PROP_GENERATION, PROP_THROTTLED, Processed
 
 __all__ = ["SYSTEMIC_ABANDONS", "SYSTEMIC_RETRY_DELAY", "retry_copy", "settle"]
 

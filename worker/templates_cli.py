@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from worker.rendering import TemplateRenderer
+from postbus.worker.rendering import TemplateRenderer
 
 __all__ = ["app"]
 

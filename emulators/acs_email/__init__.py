@@ -5,7 +5,7 @@ validation, quotas with 429 + ``Retry-After``, fault injection and a captured ma
 
 Example::
 
-    from emulators.acs_email import EmailEmulator
+    from postbus.emulators.acs_email import EmailEmulator
 
     async with EmailEmulator(quota="azure-default") as acs:
         client = EmailClient(acs.endpoint, AzureKeyCredential(acs.access_key))
@@ -15,11 +15,11 @@ Example::
 
 from __future__ import annotations
 
-from emulators.acs_email.embedded import EmailEmulator
-from emulators.acs_email.faults import Faults
-from emulators.acs_email.mailbox import CapturedAttachment, CapturedEmail, Mailbox
-from emulators.acs_email.operations import FailureRule
-from emulators.acs_email.quota import QuotaConfig
+from postbus.emulators.acs_email.embedded import EmailEmulator
+from postbus.emulators.acs_email.faults import Faults
+from postbus.emulators.acs_email.mailbox import CapturedAttachment, CapturedEmail, Mailbox
+from postbus.emulators.acs_email.operations import FailureRule
+from postbus.emulators.acs_email.quota import QuotaConfig
 
 __all__ = [
     "CapturedAttachment",

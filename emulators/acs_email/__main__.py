@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emulators.acs_email.cli import main
+from postbus.emulators.acs_email.cli import main
 
 __all__: list[str] = []
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import unquote
 
-from emulators.acs_email.errors import ApiError
+from postbus.emulators.acs_email.errors import ApiError
 
 __all__ = [
     "ANY_BEARER_TOKEN",

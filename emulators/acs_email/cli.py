@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
-from emulators.acs_email.quota import QuotaConfig
-from emulators.acs_email.server import EmulatorServer, ServerConfig, new_access_key
+from postbus.emulators.acs_email.quota import QuotaConfig
+from postbus.emulators.acs_email.server import EmulatorServer, ServerConfig, new_access_key
 from postbus.logs import configure_logging
 
 __all__ = ["main", "run"]

@@ -16,12 +16,17 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from emulators.acs_email.errors import ApiError, error_response
-from emulators.acs_email.mailbox import CapturedAttachment, CapturedEmail
-from emulators.acs_email.operations import Operation
-from emulators.acs_email.quota import Bucket
-from emulators.acs_email.state import EmulatorState
-from emulators.acs_email.validation import API_VERSIONS, EmailRequest, check_api_version, parse_email_request
+from postbus.emulators.acs_email.errors import ApiError, error_response
+from postbus.emulators.acs_email.mailbox import CapturedAttachment, CapturedEmail
+from postbus.emulators.acs_email.operations import Operation
+from postbus.emulators.acs_email.quota import Bucket
+from postbus.emulators.acs_email.state import EmulatorState
+from postbus.emulators.acs_email.validation import (
+    API_VERSIONS,
+    EmailRequest,
+    check_api_version,
+    parse_email_request,
+)
 from postbus.logs import get_logger
 
 __all__ = ["STATE_KEY", "add_data_plane_routes"]

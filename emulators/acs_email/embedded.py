@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from emulators.acs_email.faults import Faults
-from emulators.acs_email.mailbox import Mailbox
-from emulators.acs_email.operations import FailureRule
-from emulators.acs_email.quota import QuotaConfig
-from emulators.acs_email.server import EmulatorServer, ServerConfig, new_access_key
+from postbus.emulators.acs_email.faults import Faults
+from postbus.emulators.acs_email.mailbox import Mailbox
+from postbus.emulators.acs_email.operations import FailureRule
+from postbus.emulators.acs_email.quota import QuotaConfig
+from postbus.emulators.acs_email.server import EmulatorServer, ServerConfig, new_access_key
 
 __all__ = ["EmailEmulator"]
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from emulators.acs_email.dataplane import STATE_KEY
-from emulators.acs_email.operations import FailureRule, as_failure_rules
-from emulators.acs_email.quota import QuotaConfig
+from postbus.emulators.acs_email.dataplane import STATE_KEY
+from postbus.emulators.acs_email.operations import FailureRule, as_failure_rules
+from postbus.emulators.acs_email.quota import QuotaConfig
 
 __all__ = ["add_inspection_routes", "quota_from_json"]
 

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from emulators.acs_email.errors import ApiError
+from postbus.emulators.acs_email.errors import ApiError
 
 __all__ = [
     "DEFAULT_FAILURE_RULES",

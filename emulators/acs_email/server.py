@@ -19,16 +19,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from emulators.acs_email.auth import DEFAULT_MAX_SKEW_S, HmacVerifier
-from emulators.acs_email.dataplane import STATE_KEY, add_data_plane_routes
-from emulators.acs_email.faults import Faults
-from emulators.acs_email.inspection import add_inspection_routes
-from emulators.acs_email.mailbox import Mailbox
-from emulators.acs_email.management import add_management_routes
-from emulators.acs_email.quota import PRESETS, QuotaConfig, QuotaLimiter
-from emulators.acs_email.state import EmulatorState
-from emulators.acs_email.tls import server_ssl_context, write_self_signed
-from emulators.acs_email.validation import MAX_REQUEST_BYTES
+from postbus.emulators.acs_email.auth import DEFAULT_MAX_SKEW_S, HmacVerifier
+from postbus.emulators.acs_email.dataplane import STATE_KEY, add_data_plane_routes
+from postbus.emulators.acs_email.faults import Faults
+from postbus.emulators.acs_email.inspection import add_inspection_routes
+from postbus.emulators.acs_email.mailbox import Mailbox
+from postbus.emulators.acs_email.management import add_management_routes
+from postbus.emulators.acs_email.quota import PRESETS, QuotaConfig, QuotaLimiter
+from postbus.emulators.acs_email.state import EmulatorState
+from postbus.emulators.acs_email.tls import server_ssl_context, write_self_signed
+from postbus.emulators.acs_email.validation import MAX_REQUEST_BYTES
 from postbus.logs import get_logger
 
 __all__ = ["EmulatorServer", "ServerConfig", "build_app", "new_access_key"]

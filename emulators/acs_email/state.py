@@ -6,17 +6,17 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from emulators.acs_email.auth import HmacVerifier
-from emulators.acs_email.faults import Faults
-from emulators.acs_email.mailbox import Mailbox
-from emulators.acs_email.operations import (
+from postbus.emulators.acs_email.auth import HmacVerifier
+from postbus.emulators.acs_email.faults import Faults
+from postbus.emulators.acs_email.mailbox import Mailbox
+from postbus.emulators.acs_email.operations import (
     DEFAULT_FAILURE_RULES,
     FailureRule,
     OperationStore,
     as_failure_rules,
 )
-from emulators.acs_email.quota import QuotaLimiter
-from emulators.acs_email.stats import Stats
+from postbus.emulators.acs_email.quota import QuotaLimiter
+from postbus.emulators.acs_email.stats import Stats
 
 __all__ = ["EmulatorState"]
 

@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from emulators.acs_email.errors import ApiError
+from postbus.emulators.acs_email.errors import ApiError
 
 __all__ = [
     "API_VERSIONS",

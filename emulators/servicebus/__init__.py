@@ -2,7 +2,7 @@
 
 Example::
 
-    from emulators.servicebus import ServiceBusEmulator
+    from postbus.emulators.servicebus import ServiceBusEmulator
 
     async with ServiceBusEmulator() as sb:
         print(sb.connection_string, sb.counts("notifications"))
@@ -10,8 +10,8 @@ Example::
 
 from __future__ import annotations
 
-from emulators.servicebus.config import EmulatorConfig, QueueProperties, load_config
-from emulators.servicebus.emulator import Faults, ServiceBusEmulator
-from emulators.servicebus.queue import QueueCounts
+from postbus.emulators.servicebus.config import EmulatorConfig, QueueProperties, load_config
+from postbus.emulators.servicebus.emulator import Faults, ServiceBusEmulator
+from postbus.emulators.servicebus.queue import QueueCounts
 
 __all__ = ["EmulatorConfig", "Faults", "QueueCounts", "QueueProperties", "ServiceBusEmulator", "load_config"]

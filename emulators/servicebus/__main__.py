@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emulators.servicebus.cli import main
+from postbus.emulators.servicebus.cli import main
 
 __all__: list[str] = []
 

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from emulators.servicebus.emulator import ServiceBusEmulator
+    from postbus.emulators.servicebus.emulator import ServiceBusEmulator
 
 __all__ = ["AdminServer"]
 

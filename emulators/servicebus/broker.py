@@ -33,10 +33,10 @@ from proton import (
     symbol,
 )
 
-from emulators.servicebus.codec import CodecError, ParsedMessage, parse_message, split_batch
-from emulators.servicebus.management import cbs_response, encode_stored, management_response
-from emulators.servicebus.namespace import CBS_ADDRESS, Namespace, Route, entity_path
-from emulators.servicebus.queue import LockLostError, MessageQueue, QueueFullError
+from postbus.emulators.servicebus.codec import CodecError, ParsedMessage, parse_message, split_batch
+from postbus.emulators.servicebus.management import cbs_response, encode_stored, management_response
+from postbus.emulators.servicebus.namespace import CBS_ADDRESS, Namespace, Route, entity_path
+from postbus.emulators.servicebus.queue import LockLostError, MessageQueue, QueueFullError
 
 __all__ = ["MAX_FRAME_SIZE", "MAX_MESSAGE_SIZE", "Broker", "FaultState"]
 

@@ -15,8 +15,8 @@ from typing import Annotated
 
 import typer
 
-from emulators.servicebus.config import load_config
-from emulators.servicebus.emulator import ServiceBusEmulator
+from postbus.emulators.servicebus.config import load_config
+from postbus.emulators.servicebus.emulator import ServiceBusEmulator
 from postbus.logs import configure_logging
 
 __all__ = ["main", "run"]

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from emulators.servicebus.records import QueueSettings
+from postbus.emulators.servicebus.records import QueueSettings
 from postbus.errors import SettingsError
 
 __all__ = [

@@ -15,10 +15,10 @@ import structlog
 from proton import Handler
 from proton.reactor import ApplicationEvent, Container, EventInjector
 
-from emulators.servicebus.broker import TICK_SECONDS, Broker, FaultState
-from emulators.servicebus.config import EmulatorConfig, load_config
-from emulators.servicebus.namespace import Namespace
-from emulators.servicebus.queue import QueueCounts
+from postbus.emulators.servicebus.broker import TICK_SECONDS, Broker, FaultState
+from postbus.emulators.servicebus.config import EmulatorConfig, load_config
+from postbus.emulators.servicebus.namespace import Namespace
+from postbus.emulators.servicebus.queue import QueueCounts
 
 __all__ = ["Faults", "ServiceBusEmulator"]
 
@@ -183,7 +183,7 @@ class ServiceBusEmulator:
             self._thread = None
             raise self._error
         if self._admin_port is not None:
-            from emulators.servicebus.admin import AdminServer
+            from postbus.emulators.servicebus.admin import AdminServer
 
             self._admin = AdminServer(self, host=self.host, port=self._admin_port)
             self.admin_url = self._admin.start()

@@ -13,8 +13,8 @@ from typing import Any
 
 from proton import Array, Data, Message, symbol, timestamp
 
-from emulators.servicebus.codec import CodecError, encode_delivery, parse_message
-from emulators.servicebus.queue import (
+from postbus.emulators.servicebus.codec import CodecError, encode_delivery, parse_message
+from postbus.emulators.servicebus.queue import (
     LockLostError,
     MessageNotFoundError,
     MessageQueue,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from emulators.servicebus.config import EmulatorConfig
-from emulators.servicebus.queue import Clock, MessageQueue, QueueCounts
+from postbus.emulators.servicebus.config import EmulatorConfig
+from postbus.emulators.servicebus.queue import Clock, MessageQueue, QueueCounts
 
 __all__ = ["CBS_ADDRESS", "Namespace", "Route"]
 

@@ -24,7 +24,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 
-from emulators.servicebus.records import (
+from postbus.emulators.servicebus.records import (
     DEAD_LETTER_REASON_MAX_DELIVERY,
     DEAD_LETTER_REASON_TTL,
     Clock,

@@ -17,15 +17,15 @@ from typing import Any
 
 import pytest
 
-from emulators.acs_email import EmailEmulator
-from emulators.servicebus import EmulatorConfig, ServiceBusEmulator
 from postbus.demo import DemoReport, account, dead_letters, worker_env
+from postbus.emulators.acs_email import EmailEmulator
+from postbus.emulators.servicebus import EmulatorConfig, ServiceBusEmulator
 from postbus.events import parse_event
+from postbus.producers.publisher import Publisher
+from postbus.producers.simulate import broken_bodies, holiday_spike
 from postbus.settings import load_settings
-from producers.publisher import Publisher
-from producers.simulate import broken_bodies, holiday_spike
+from postbus.worker.mailer import EVENT_ID_HEADER
 from tests.support import WorkerProcess, eventually
-from worker.mailer import EVENT_ID_HEADER
 
 # A bounded run: about a minute on an idle 2-core machine; the timeout only stops a hang.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -76,7 +76,7 @@ async def _publish(sb: ServiceBusEmulator, events: list[Any], raw: list[Any] | N
 
 
 def _order(event_id: str) -> Any:
-    from worker.rendering import TemplateRenderer
+    from postbus.worker.rendering import TemplateRenderer
 
     data = TemplateRenderer().sample_data("order.confirmation")
     return parse_event(

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from emulators.acs_email import EmailEmulator
-from emulators.servicebus import ServiceBusEmulator
+from postbus.emulators.acs_email import EmailEmulator
+from postbus.emulators.servicebus import ServiceBusEmulator
+from postbus.producers.publisher import Publisher
 from postbus.settings import Settings, load_settings
-from producers.publisher import Publisher
+from postbus.worker.runner import Worker
 from tests.support import SENDERS, running
-from worker.runner import Worker
 
 
 @pytest.fixture

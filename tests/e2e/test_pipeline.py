@@ -8,15 +8,15 @@ from typing import Any
 from azure.servicebus import ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient
 
-from emulators.acs_email import EmailEmulator
-from emulators.servicebus import ServiceBusEmulator
+from postbus.emulators.acs_email import EmailEmulator
+from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.events import WireMessage, encode, parse_event
+from postbus.producers.publisher import Publisher
 from postbus.settings import Settings
-from producers.publisher import Publisher
+from postbus.worker.mailer import EVENT_ID_HEADER
+from postbus.worker.rendering import TemplateRenderer
+from postbus.worker.runner import Worker
 from tests.support import SENDERS, eventually
-from worker.mailer import EVENT_ID_HEADER
-from worker.rendering import TemplateRenderer
-from worker.runner import Worker
 
 _renderer = TemplateRenderer()
 

@@ -16,17 +16,17 @@ from typing import Any
 
 import pytest
 
-from emulators.acs_email import EmailEmulator
-from emulators.servicebus import ServiceBusEmulator
+from postbus.emulators.acs_email import EmailEmulator
+from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.events import parse_event
 from postbus.logs import configure_logging
+from postbus.producers.publisher import Publisher
 from postbus.settings import Settings, load_settings
-from producers.publisher import Publisher
+from postbus.worker.breaker import CircuitBreaker
+from postbus.worker.rendering import TemplateRenderer
+from postbus.worker.runner import Worker
 from tests.support import SENDERS, eventually, running
 from tests.unit.telemetry.capture import Captured, captured_telemetry
-from worker.breaker import CircuitBreaker
-from worker.rendering import TemplateRenderer
-from worker.runner import Worker
 
 _renderer = TemplateRenderer()
 

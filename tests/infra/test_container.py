@@ -6,10 +6,8 @@ test_checkov.py): multi-stage, slim, non-root, a stdlib health check, the worker
 
 from __future__ import annotations
 
-import glob
 import json
 import re
-import tomllib
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -121,35 +119,3 @@ def test_azure_yaml_names_the_worker_service_and_the_infra_path() -> None:
     assert re.search(r"^      path: Dockerfile$", worker, re.M)
     # azd matches the service to the app by this tag.
     assert "'azd-service-name': 'worker'" in (REPO_ROOT / "infra" / "modules" / "worker.bicep").read_text()
-
-
-def _shipped(package_dirs: list[Path], package_data: dict[str, list[str]]) -> tuple[set[Path], set[Path]]:
-    """(data files in the copied packages, those `pip install .` puts in the wheel), emulating setuptools:
-    a directory is a package only if every part of its dotted name is an identifier, and package-data
-    globs are matched (recursively for '**') from each package's own directory."""
-    data_files: set[Path] = set()
-    shipped: set[Path] = set()
-    for top in package_dirs:
-        for path in top.rglob("*"):
-            if path.is_dir() or path.suffix in {".py", ".pyc"} or "__pycache__" in path.parts:
-                continue
-            data_files.add(path)
-        for pkg_dir in [top, *(d for d in top.rglob("*") if d.is_dir())]:
-            parts = pkg_dir.relative_to(top.parent).parts
-            if not all(part.isidentifier() for part in parts) or "__pycache__" in parts:
-                continue
-            patterns = package_data.get("*", []) + package_data.get(".".join(parts), [])
-            for pattern in patterns:
-                shipped |= {pkg_dir / p for p in glob.glob(pattern, root_dir=pkg_dir, recursive=True)}
-    return data_files, shipped
-
-
-def test_the_installed_package_ships_every_template_and_data_file() -> None:
-    # The image gets the worker through `pip install .`, not the source tree: a template folder that
-    # package-data misses (order.confirmation/ is not a package) would be absent in Azure only.
-    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    package_data = pyproject["tool"]["setuptools"]["package-data"]
-    copied = [REPO_ROOT / name for name in ("postbus", "producers", "worker", "emulators")]
-    data_files, shipped = _shipped(copied, package_data)
-    missing = sorted(str(p.relative_to(REPO_ROOT)) for p in data_files - shipped)
-    assert not missing, f"{len(missing)} file(s) would be missing from the image, e.g. {missing[:5]}"

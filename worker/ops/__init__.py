@@ -3,7 +3,7 @@
 The CLI (``worker.ops.cli``) is a thin layer over these modules, which tests and other tools can
 call directly::
 
-    from worker.ops import DeadLetterQueue, ReplayOptions, Selection, replay
+    from postbus.worker.ops import DeadLetterQueue, ReplayOptions, Selection, replay
 
     async with DeadLetterQueue(settings) as dlq, AcsStatusClient.from_settings(settings) as acs:
         summary = await replay(dlq, acs, options=ReplayOptions(selection=Selection.parse(
@@ -12,14 +12,21 @@ call directly::
 
 from __future__ import annotations
 
-from worker.ops.acs import AcsRefused, AcsStatusClient, OperationInfo, OperationLookup
-from worker.ops.deadletters import DeadLetterEntry, DeadLetterPort, DeadLetterQueue, entry_from, sweep
-from worker.ops.doctor import Check, DoctorOptions, run_doctor
-from worker.ops.errors import BadInput, OpsError
-from worker.ops.filters import Selection, parse_instant, parse_rate
-from worker.ops.purge import PurgeSummary, purge
-from worker.ops.replay import ReplayItem, ReplayOptions, ReplaySummary, replay, replay_message_id, replay_wire
-from worker.ops.status import StatusRow, event_status, operation_status
+from postbus.worker.ops.acs import AcsRefused, AcsStatusClient, OperationInfo, OperationLookup
+from postbus.worker.ops.deadletters import DeadLetterEntry, DeadLetterPort, DeadLetterQueue, entry_from, sweep
+from postbus.worker.ops.doctor import Check, DoctorOptions, run_doctor
+from postbus.worker.ops.errors import BadInput, OpsError
+from postbus.worker.ops.filters import Selection, parse_instant, parse_rate
+from postbus.worker.ops.purge import PurgeSummary, purge
+from postbus.worker.ops.replay import (
+    ReplayItem,
+    ReplayOptions,
+    ReplaySummary,
+    replay,
+    replay_message_id,
+    replay_wire,
+)
+from postbus.worker.ops.status import StatusRow, event_status, operation_status
 
 __all__ = [
     "AcsRefused",

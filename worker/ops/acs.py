@@ -22,8 +22,8 @@ from azure.core.rest import HttpRequest
 
 from postbus.logs import redact
 from postbus.settings import Settings
-from worker.mailer import API_VERSION, email_client
-from worker.ops.errors import OpsError
+from postbus.worker.mailer import API_VERSION, email_client
+from postbus.worker.ops.errors import OpsError
 
 __all__ = ["AcsRefused", "AcsStatusClient", "OperationInfo", "OperationLookup"]
 

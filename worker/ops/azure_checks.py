@@ -31,9 +31,9 @@ from azure.core.exceptions import (
 from postbus.errors import SettingsError
 from postbus.logs import redact
 from postbus.settings import Settings
-from worker.mailer import parse_connection_string
-from worker.ops.doctor import Check
-from worker.ops.errors import BadInput
+from postbus.worker.mailer import parse_connection_string
+from postbus.worker.ops.doctor import Check
+from postbus.worker.ops.errors import BadInput
 
 __all__ = [
     "VERIFICATION_RECORDS",

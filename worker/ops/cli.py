@@ -33,8 +33,8 @@ from rich.table import Table
 from postbus.errors import SettingsError
 from postbus.logs import configure_logging, redact
 from postbus.settings import Settings, load_settings
-from worker.ops.errors import BadInput
-from worker.ops.filters import Selection, parse_rate
+from postbus.worker.ops.errors import BadInput
+from postbus.worker.ops.filters import Selection, parse_rate
 
 __all__ = ["dlq_app", "doctor_app", "status_app"]
 
@@ -187,7 +187,7 @@ def list_command(
 
 
 async def _browse(settings: Settings, selection: Selection, limit: int | None) -> list[Any]:
-    from worker.ops.deadletters import DeadLetterQueue
+    from postbus.worker.ops.deadletters import DeadLetterQueue
 
     async with DeadLetterQueue(settings) as dlq:
         return [entry async for entry in dlq.browse(selection, limit=limit)]
@@ -225,7 +225,7 @@ def replay_command(
     as_json: AsJson = False,
 ) -> None:
     """Replay dead-lettered events as a new send generation: peek-lock, publish, then complete."""
-    from worker.ops.replay import ReplayOptions
+    from postbus.worker.ops.replay import ReplayOptions
 
     selection = _selection(reason, type_, tenant, event_id, since, until, time_field)
     options = ReplayOptions(
@@ -246,9 +246,9 @@ def replay_command(
 
 
 async def _replay(settings: Settings, options: Any, stop: asyncio.Event, *, wait: float, quiet: bool) -> Any:
-    from worker.ops.acs import AcsStatusClient
-    from worker.ops.deadletters import DeadLetterQueue
-    from worker.ops.replay import replay
+    from postbus.worker.ops.acs import AcsStatusClient
+    from postbus.worker.ops.deadletters import DeadLetterQueue
+    from postbus.worker.ops.replay import replay
 
     lookup = None if options.force else AcsStatusClient.from_settings(settings)
     progress = Progress(
@@ -369,8 +369,8 @@ def purge_command(
 
 
 async def _purge(settings: Settings, selection: Selection, limit: int | None, stop: asyncio.Event) -> Any:
-    from worker.ops.deadletters import DeadLetterQueue
-    from worker.ops.purge import purge
+    from postbus.worker.ops.deadletters import DeadLetterQueue
+    from postbus.worker.ops.purge import purge
 
     async with DeadLetterQueue(settings) as dlq:
         return await purge(dlq, selection=selection, limit=limit, stop=stop)
@@ -399,7 +399,7 @@ def status(
     as_json: AsJson = False,
 ) -> None:
     """Print what ACS says about a send: by operation id, or every generation of an event id."""
-    from worker.ops.status import check_event_id, check_operation_id
+    from postbus.worker.ops.status import check_event_id, check_operation_id
 
     if (operation_id is None) == (event_id is None):
         raise BadInput("give an operation id or --event-id (one of them)")
@@ -424,8 +424,8 @@ def status(
 async def _status(
     settings: Settings, operation_id: str | None, event_id: str | None, generations: int
 ) -> list[Any]:
-    from worker.ops.acs import AcsStatusClient
-    from worker.ops.status import event_status, operation_status
+    from postbus.worker.ops.acs import AcsStatusClient
+    from postbus.worker.ops.status import event_status, operation_status
 
     async with AcsStatusClient.from_settings(settings) as acs:
         if operation_id is not None:
@@ -485,7 +485,7 @@ def doctor(
     as_json: AsJson = False,
 ) -> None:
     """Preflight checks: settings, queue, ACS credentials, senders, templates, telemetry (and --azure)."""
-    from worker.ops.doctor import DoctorOptions, run_doctor
+    from postbus.worker.ops.doctor import DoctorOptions, run_doctor
 
     target = None
     if azure:
@@ -534,7 +534,7 @@ def _azure_target(
     arm_token: str | None,
     arm_ca_bundle: Path | None,
 ) -> Any:
-    from worker.ops.azure_checks import AzureTarget, StaticTokenCredential
+    from postbus.worker.ops.azure_checks import AzureTarget, StaticTokenCredential
 
     if not (subscription and resource_group and email_service):
         raise BadInput("--azure needs --subscription, --resource-group and --email-service")

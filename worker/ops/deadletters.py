@@ -35,9 +35,9 @@ from postbus.events import (
 )
 from postbus.logs import get_logger, mask_address, redact
 from postbus.settings import Settings
-from worker.ops.errors import OpsError
-from worker.ops.filters import Selection
-from worker.pipeline import PROP_GENERATION
+from postbus.worker.ops.errors import OpsError
+from postbus.worker.ops.filters import Selection
+from postbus.worker.pipeline import PROP_GENERATION
 
 __all__ = [
     "DEFAULT_WAIT_SECONDS",
@@ -253,7 +253,7 @@ class DeadLetterQueue:
         from azure.servicebus import ServiceBusReceiveMode, ServiceBusSubQueue
         from azure.servicebus.aio import AutoLockRenewer
 
-        from worker.bus import servicebus_client
+        from postbus.worker.bus import servicebus_client
 
         self._client = servicebus_client(self._settings)
         await self._client.__aenter__()

@@ -30,8 +30,8 @@ from postbus.errors import PostbusError, SettingsError
 from postbus.events import Address
 from postbus.logs import redact
 from postbus.settings import Settings, env_name
-from worker.ops.acs import AcsRefused, AcsStatusClient
-from worker.ops.errors import OpsError
+from postbus.worker.ops.acs import AcsRefused, AcsStatusClient
+from postbus.worker.ops.errors import OpsError
 
 __all__ = [
     "EXPECTED_QUEUE",
@@ -102,7 +102,7 @@ async def run_doctor(loaded: Loaded, *, options: DoctorOptions | None = None) ->
     checks.append(await asyncio.to_thread(_templates, settings))
     checks.append(_telemetry(settings))
     if options.azure is not None:
-        from worker.ops.azure_checks import azure_checks
+        from postbus.worker.ops.azure_checks import azure_checks
 
         checks += await asyncio.to_thread(azure_checks, settings, options.azure)
     return checks
@@ -364,7 +364,7 @@ def _senders(settings: Settings) -> Check:
 
 
 def _templates(settings: Settings) -> Check:
-    from worker.rendering import TemplateRenderer
+    from postbus.worker.rendering import TemplateRenderer
 
     name = "templates"
     try:

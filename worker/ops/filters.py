@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final, Literal
 
-from worker.errors import DEAD_LETTER_REASONS
-from worker.ops.errors import BadInput
+from postbus.worker.errors import DEAD_LETTER_REASONS
+from postbus.worker.ops.errors import BadInput
 
 if TYPE_CHECKING:
-    from worker.ops.deadletters import DeadLetterEntry
+    from postbus.worker.ops.deadletters import DeadLetterEntry
 
 __all__ = [
     "KNOWN_REASONS",

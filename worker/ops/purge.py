@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from postbus.logs import get_logger
-from worker.ops.deadletters import DeadLetterEntry, DeadLetterPort, sweep
-from worker.ops.errors import OpsError
-from worker.ops.filters import Selection
+from postbus.worker.ops.deadletters import DeadLetterEntry, DeadLetterPort, sweep
+from postbus.worker.ops.errors import OpsError
+from postbus.worker.ops.filters import Selection
 
 __all__ = ["PurgeSummary", "purge"]
 

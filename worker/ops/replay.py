@@ -37,11 +37,11 @@ from uuid import UUID
 
 from postbus.events import PROP_LAST_ERROR, WireMessage, encode, retry_message_id
 from postbus.logs import get_logger
-from worker.ops.acs import OperationLookup
-from worker.ops.deadletters import DeadLetterEntry, DeadLetterPort, sweep
-from worker.ops.errors import OpsError
-from worker.ops.filters import Selection
-from worker.pipeline import PROP_GENERATION, PROP_THROTTLED, operation_id_for
+from postbus.worker.ops.acs import OperationLookup
+from postbus.worker.ops.deadletters import DeadLetterEntry, DeadLetterPort, sweep
+from postbus.worker.ops.errors import OpsError
+from postbus.worker.ops.filters import Selection
+from postbus.worker.pipeline import PROP_GENERATION, PROP_THROTTLED, operation_id_for
 
 __all__ = [
     "Action",

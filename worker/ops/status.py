@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 from uuid import UUID
 
-from worker.ops.acs import OperationInfo, OperationLookup
-from worker.ops.errors import BadInput
-from worker.pipeline import operation_id_for
+from postbus.worker.ops.acs import OperationInfo, OperationLookup
+from postbus.worker.ops.errors import BadInput
+from postbus.worker.pipeline import operation_id_for
 
 __all__ = ["StatusRow", "check_event_id", "check_operation_id", "event_status", "operation_status"]
 

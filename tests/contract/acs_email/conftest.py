@@ -10,7 +10,7 @@ import pytest
 from azure.communication.email import EmailClient
 from azure.core.credentials import AzureKeyCredential
 
-from emulators.acs_email import EmailEmulator
+from postbus.emulators.acs_email import EmailEmulator
 
 MESSAGE: dict[str, Any] = {
     "senderAddress": "DoNotReply@contoso.test",

@@ -17,7 +17,7 @@ KEY = "ZW11bGF0b3ItdGVzdC1rZXktMDEyMzQ1Njc4OWFiY2RlZg=="
 
 def _start(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "emulators.acs_email", "--port", "0", *args],
+        [sys.executable, "-m", "postbus.emulators.acs_email", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -74,7 +74,7 @@ def test_cli_with_tls_prints_the_certificate_path(
 )
 def test_cli_rejects_bad_option_values(args: tuple[str, ...]) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "emulators.acs_email", "--port", "0", *args],
+        [sys.executable, "-m", "postbus.emulators.acs_email", "--port", "0", *args],
         capture_output=True,
         text=True,
         timeout=30,

@@ -18,7 +18,7 @@ from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError, ServiceResponseError
 from azure.core.rest import HttpRequest
 
-from emulators.acs_email import EmailEmulator
+from postbus.emulators.acs_email import EmailEmulator
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 import requests
 
-from emulators.acs_email import EmailEmulator
-from emulators.acs_email.auth import sign_headers
+from postbus.emulators.acs_email import EmailEmulator
+from postbus.emulators.acs_email.auth import sign_headers
 
 
 def _post(

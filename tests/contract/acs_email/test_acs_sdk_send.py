@@ -13,7 +13,7 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, 
 from azure.core.pipeline import PipelineResponse
 from azure.core.rest import HttpRequest
 
-from emulators.acs_email import EmailEmulator
+from postbus.emulators.acs_email import EmailEmulator
 
 
 def test_sync_send_polls_to_succeeded_and_captures_the_email(

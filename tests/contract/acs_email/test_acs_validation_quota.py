@@ -13,7 +13,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.core.pipeline import PipelineResponse
 from azure.core.rest import HttpRequest
 
-from emulators.acs_email import EmailEmulator, QuotaConfig
+from postbus.emulators.acs_email import EmailEmulator, QuotaConfig
 
 
 def _attachment(cid: str | None = None, data: str = "aGVsbG8=") -> dict[str, str]:

@@ -19,13 +19,13 @@ from azure.core.credentials import AzureKeyCredential
 from azure.servicebus import ServiceBusMessage, ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient
 
-from emulators.acs_email import EmailEmulator
-from emulators.servicebus import ServiceBusEmulator
+from postbus.emulators.acs_email import EmailEmulator
+from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.events import NotificationEvent, WireMessage, encode, parse_event, to_servicebus_message
 from postbus.settings import DEFAULT_OPERATION_NAMESPACE, Settings, load_settings
+from postbus.worker.pipeline import PROP_GENERATION, operation_id_for
+from postbus.worker.rendering import TemplateRenderer
 from tests.support import SENDERS
-from worker.pipeline import PROP_GENERATION, operation_id_for
-from worker.rendering import TemplateRenderer
 
 QUEUE = "notifications"
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from emulators.acs_email import EmailEmulator
-from emulators.servicebus import ServiceBusEmulator
 from postbus.cli import main
+from postbus.emulators.acs_email import EmailEmulator
+from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.settings import Settings
 from tests.support import eventually
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from emulators.acs_email import EmailEmulator
-from emulators.servicebus import ServiceBusEmulator
 from postbus.cli import main
+from postbus.emulators.acs_email import EmailEmulator
+from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.settings import Settings
 
 SUBSCRIPTION = "5f1c1f0e-6c1d-4a56-9d2f-0f6a3b2c9e11"
@@ -189,7 +189,7 @@ def test_doctor_prints_a_table_with_fixes(
 def test_doctor_checks_queue_properties_through_the_emulator_admin_endpoint(
     acs: EmailEmulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from emulators.servicebus.config import EmulatorConfig
+    from postbus.emulators.servicebus.config import EmulatorConfig
 
     config = EmulatorConfig.from_queues({"notifications": {"MaxDeliveryCount": 3, "LockDuration": "PT10S"}})
     with ServiceBusEmulator(config, admin_port=0) as servicebus:

@@ -8,12 +8,11 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from emulators.acs_email import EmailEmulator
-from emulators.servicebus import ServiceBusEmulator
+from postbus.emulators.acs_email import EmailEmulator
+from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.settings import Settings
-from tests.support import eventually
-from worker.mailer import EVENT_ID_HEADER
-from worker.ops import (
+from postbus.worker.mailer import EVENT_ID_HEADER
+from postbus.worker.ops import (
     AcsStatusClient,
     DeadLetterQueue,
     ReplayItem,
@@ -23,8 +22,9 @@ from worker.ops import (
     replay,
     replay_wire,
 )
-from worker.pipeline import PROP_GENERATION
-from worker.runner import Worker
+from postbus.worker.pipeline import PROP_GENERATION
+from postbus.worker.runner import Worker
+from tests.support import eventually
 
 from .conftest import (
     TRACEPARENT,

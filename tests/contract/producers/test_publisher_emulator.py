@@ -16,13 +16,13 @@ from azure.servicebus import ServiceBusMessageBatch, ServiceBusReceivedMessage, 
 from azure.servicebus.aio import ServiceBusClient
 from structlog.testing import capture_logs
 
-from emulators.servicebus import ServiceBusEmulator
+from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.errors import InvalidEvent
 from postbus.events import PROP_ATTEMPT, PROP_FIRST_ENQUEUED, PROP_SCHEMA, SCHEMA, from_servicebus_message
+from postbus.producers.outgoing import prepare
+from postbus.producers.publisher import Publisher, PublishError, SyncPublisher
+from postbus.producers.simulate import broken_bodies, checkout_spike, holiday_spike
 from postbus.settings import Settings, load_settings
-from producers.outgoing import prepare
-from producers.publisher import Publisher, PublishError, SyncPublisher
-from producers.simulate import broken_bodies, checkout_spike, holiday_spike
 
 QUEUE = "notifications"
 START = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -287,7 +287,9 @@ def test_publish_file_sends_good_lines_and_reports_bad_ones(
 ) -> None:
     from postbus.cli import COMMANDS, LazyCommand, main
 
-    monkeypatch.setitem(COMMANDS, "publish", LazyCommand("producers.cli:app", "Publish notification events."))
+    monkeypatch.setitem(
+        COMMANDS, "publish", LazyCommand("postbus.producers.cli:app", "Publish notification events.")
+    )
     monkeypatch.setenv("POSTBUS_SERVICEBUS_CONNECTION_STRING", sync_emulator.connection_string)
     monkeypatch.setenv("POSTBUS_LOG_LEVEL", "warning")
     good = [item.event for item in checkout_spike(6, seed=7, start=START)]

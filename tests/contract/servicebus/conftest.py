@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
-from emulators.servicebus import EmulatorConfig, ServiceBusEmulator
+from postbus.emulators.servicebus import EmulatorConfig, ServiceBusEmulator
 
 # Short LockDuration so expiry tests are quick; "long" for tests that must not see expiries.
 CONFIG = EmulatorConfig.from_queues(

@@ -19,7 +19,7 @@ from azure.servicebus.exceptions import (
     ServiceBusServerBusyError,
 )
 
-from emulators.servicebus import EmulatorConfig, ServiceBusEmulator
+from postbus.emulators.servicebus import EmulatorConfig, ServiceBusEmulator
 
 from .conftest import CONFIG, FAST_RETRY
 

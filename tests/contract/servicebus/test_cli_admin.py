@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
-from emulators.servicebus import ServiceBusEmulator
+from postbus.emulators.servicebus import ServiceBusEmulator
 
 from .conftest import CONFIG
 

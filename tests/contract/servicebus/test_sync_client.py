@@ -23,8 +23,8 @@ from azure.servicebus.exceptions import (
     ServiceBusServerBusyError,
 )
 
-from emulators.servicebus import ServiceBusEmulator
-from emulators.servicebus.broker import Broker
+from postbus.emulators.servicebus import ServiceBusEmulator
+from postbus.emulators.servicebus.broker import Broker
 
 from .conftest import FAST_RETRY
 

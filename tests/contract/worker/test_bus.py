@@ -10,8 +10,8 @@ import pytest
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
 
-from emulators.servicebus import EmulatorConfig, ServiceBusEmulator
-from worker.bus import ServiceBusPort
+from postbus.emulators.servicebus import EmulatorConfig, ServiceBusEmulator
+from postbus.worker.bus import ServiceBusPort
 
 LOCK_SECONDS = 3.0
 CONFIG = EmulatorConfig.from_queues({"work": {"LockDuration": "PT3S", "MaxDeliveryCount": 10}})

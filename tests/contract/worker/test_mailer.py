@@ -6,10 +6,16 @@ from typing import Any
 
 import pytest
 
-from emulators.acs_email import EmailEmulator
+from postbus.emulators.acs_email import EmailEmulator
 from postbus.settings import load_settings
-from worker.errors import AmbiguousSend, RecipientRejected, SystemicError, ThrottledError, TransientError
-from worker.mailer import AcsMailer, OperationStatus, SendResult, parse_connection_string
+from postbus.worker.errors import (
+    AmbiguousSend,
+    RecipientRejected,
+    SystemicError,
+    ThrottledError,
+    TransientError,
+)
+from postbus.worker.mailer import AcsMailer, OperationStatus, SendResult, parse_connection_string
 
 OPERATION = "9b2f5a8e-6c1d-4e2f-8a3b-1c2d3e4f5a6b"
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from emulators.acs_email.auth import HmacVerifier, content_hash, format_date, sign_headers
-from emulators.acs_email.errors import ApiError
+from postbus.emulators.acs_email.auth import HmacVerifier, content_hash, format_date, sign_headers
+from postbus.emulators.acs_email.errors import ApiError
 
 KEY = "ZW11bGF0b3ItdGVzdC1rZXktMDEyMzQ1Njc4OWFiY2RlZg=="
 HOST = "127.0.0.1:8080"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-import emulators.acs_email as package
+import postbus.emulators.acs_email as package
 
 
 def test_package_exports_the_embedding_api() -> None:
@@ -24,7 +24,7 @@ def test_every_module_declares_all_and_imports_nothing_of_ours_beyond_the_allowe
     for info in pkgutil.iter_modules(package.__path__):
         if info.name == "__main__":
             continue
-        module = importlib.import_module(f"emulators.acs_email.{info.name}")
+        module = importlib.import_module(f"postbus.emulators.acs_email.{info.name}")
         assert hasattr(module, "__all__"), info.name
         for name in vars(module).values():
             origin = getattr(name, "__module__", "") or ""

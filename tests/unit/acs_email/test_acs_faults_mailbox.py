@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from emulators.acs_email.faults import Faults
-from emulators.acs_email.mailbox import CapturedAttachment, CapturedEmail, Mailbox, to_eml
+from postbus.emulators.acs_email.faults import Faults
+from postbus.emulators.acs_email.mailbox import CapturedAttachment, CapturedEmail, Mailbox, to_eml
 
 
 def _mail(**overrides: object) -> CapturedEmail:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from emulators.acs_email.errors import ApiError
-from emulators.acs_email.operations import DEFAULT_FAILURE_RULES, OperationStore, as_failure_rules
+from postbus.emulators.acs_email.errors import ApiError
+from postbus.emulators.acs_email.operations import DEFAULT_FAILURE_RULES, OperationStore, as_failure_rules
 
 
 class FakeClock:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emulators.acs_email.quota import PRESETS, QuotaConfig, QuotaLimiter
+from postbus.emulators.acs_email.quota import PRESETS, QuotaConfig, QuotaLimiter
 
 
 class FakeClock:

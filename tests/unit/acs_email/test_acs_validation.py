@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from emulators.acs_email.errors import ApiError
-from emulators.acs_email.validation import MAX_REQUEST_BYTES, check_api_version, parse_email_request
+from postbus.emulators.acs_email.errors import ApiError
+from postbus.emulators.acs_email.validation import MAX_REQUEST_BYTES, check_api_version, parse_email_request
 
 VALID: dict[str, Any] = {
     "senderAddress": "DoNotReply@contoso.test",

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from emulators.acs_email.management import ManagementConfig
+from postbus.emulators.acs_email.management import ManagementConfig
 from postbus.settings import load_settings
-from worker.ops import BadInput, OperationInfo, StatusRow
-from worker.ops.azure_checks import AzureTarget, StaticTokenCredential, communication_service_name
-from worker.ops.doctor import EXPECTED_QUEUE, _property_problems
-from worker.ops.status import check_operation_id
+from postbus.worker.ops import BadInput, OperationInfo, StatusRow
+from postbus.worker.ops.azure_checks import AzureTarget, StaticTokenCredential, communication_service_name
+from postbus.worker.ops.doctor import EXPECTED_QUEUE, _property_problems
+from postbus.worker.ops.status import check_operation_id
 
 GOOD: dict[str, Any] = {
     "requires_duplicate_detection": True,

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from postbus.events import PROP_ATTEMPT, PROP_FIRST_ENQUEUED, encode, parse_event, retry_message_id
-from worker.ops import (
+from postbus.worker.ops import (
     BadInput,
     Selection,
     entry_from,
@@ -20,8 +20,8 @@ from worker.ops import (
     replay_message_id,
     replay_wire,
 )
-from worker.ops.deadletters import masked_event
-from worker.pipeline import PROP_GENERATION
+from postbus.worker.ops.deadletters import masked_event
+from postbus.worker.pipeline import PROP_GENERATION
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from worker.ops.cli import _run_interruptible
+from postbus.worker.ops.cli import _run_interruptible
 
 
 def test_the_first_signal_sets_stop_and_the_run_returns_normally() -> None:

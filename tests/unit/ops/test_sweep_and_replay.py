@@ -14,7 +14,7 @@ import pytest
 
 from postbus.events import WireMessage, encode, parse_event
 from postbus.settings import DEFAULT_OPERATION_NAMESPACE
-from worker.ops import (
+from postbus.worker.ops import (
     OperationInfo,
     OpsError,
     ReplayItem,
@@ -24,9 +24,9 @@ from worker.ops import (
     replay,
     sweep,
 )
-from worker.ops.deadletters import DeadLetterEntry
-from worker.ops.replay import Pacer
-from worker.pipeline import operation_id_for
+from postbus.worker.ops.deadletters import DeadLetterEntry
+from postbus.worker.ops.replay import Pacer
+from postbus.worker.pipeline import operation_id_for
 
 
 @dataclass
@@ -244,7 +244,7 @@ async def test_an_unpaced_pacer_never_waits() -> None:
 
 
 def test_replay_summary_json_counts() -> None:
-    from worker.ops import ReplaySummary
+    from postbus.worker.ops import ReplaySummary
 
     summary = ReplaySummary([ReplayItem(1, "a", 0, "replayed"), ReplayItem(2, "b", 0, "skipped")])
     document = summary.to_json()

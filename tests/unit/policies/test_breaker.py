@@ -9,7 +9,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from worker.breaker import BreakerState, CircuitBreaker
+from postbus.worker.breaker import BreakerState, CircuitBreaker
 
 
 class FakeClock:

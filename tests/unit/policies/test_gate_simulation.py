@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emulators.acs_email.quota import QuotaConfig, QuotaLimiter
+from postbus.emulators.acs_email.quota import QuotaConfig, QuotaLimiter
 
 
 class Clock:

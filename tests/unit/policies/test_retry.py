@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.retry import RetryBudget, backoff
+from postbus.worker.retry import RetryBudget, backoff
 
 bases = st.floats(min_value=0.0, max_value=1e6, allow_nan=False, allow_infinity=False)
 caps = st.floats(min_value=0.0, max_value=1e9, allow_nan=False, allow_infinity=False)

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.throttle import AimdGate, AimdTuning, SendGate, UnlimitedGate, gate_for_quota
+from postbus.worker.throttle import AimdGate, AimdTuning, SendGate, UnlimitedGate, gate_for_quota
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from producers.jsonl import read_jsonl
+from postbus.producers.jsonl import read_jsonl
 
 
 def event(event_id: str, **overrides: Any) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from postbus.events import (
     from_servicebus_message,
     parse_event,
 )
-from producers.outgoing import ScheduledEvent, prepare, prepare_raw
-from producers.simulate import SimulatedEvent, broken_bodies
+from postbus.producers.outgoing import ScheduledEvent, prepare, prepare_raw
+from postbus.producers.simulate import SimulatedEvent, broken_bodies
 
 NOW = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
 

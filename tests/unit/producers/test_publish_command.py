@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-import producers.cli
+import postbus.producers.cli
 from postbus.cli import COMMANDS, LazyCommand, main
 from postbus.events import PROP_SCHEMA
-from producers.cli import FileSummary, publish_lines
-from producers.fake import FakePublisher
-from producers.jsonl import read_jsonl
-from producers.publisher import PublishError
+from postbus.producers.cli import FileSummary, publish_lines
+from postbus.producers.fake import FakePublisher
+from postbus.producers.jsonl import read_jsonl
+from postbus.producers.publisher import PublishError
 
 EMULATOR = (
     "Endpoint=sb://127.0.0.1:5673;SharedAccessKeyName=RootManageSharedAccessKey;"
@@ -37,7 +37,9 @@ def event(event_id: str, **overrides: Any) -> dict[str, Any]:
 @pytest.fixture(autouse=True)
 def registered(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # The lead registers `publish` in postbus/cli.py; until then the tests register it the same way.
-    monkeypatch.setitem(COMMANDS, "publish", LazyCommand("producers.cli:app", "Publish notification events."))
+    monkeypatch.setitem(
+        COMMANDS, "publish", LazyCommand("postbus.producers.cli:app", "Publish notification events.")
+    )
     yield
     # The command configures logging on the captured stderr; do not leave a handler on a closed stream.
     root = logging.getLogger()
@@ -49,7 +51,7 @@ def registered(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakePublisher:
     monkeypatch.setenv("POSTBUS_SERVICEBUS_CONNECTION_STRING", EMULATOR)
     publisher = FakePublisher()
-    monkeypatch.setattr(producers.cli, "open_publisher", lambda settings: publisher)
+    monkeypatch.setattr(postbus.producers.cli, "open_publisher", lambda settings: publisher)
     return publisher
 
 
@@ -221,7 +223,7 @@ def test_a_publish_failure_stops_the_file_and_counts_what_was_not_sent(
 ) -> None:
     monkeypatch.setenv("POSTBUS_SERVICEBUS_CONNECTION_STRING", EMULATOR)
     failing = FakePublisher(fail_after=2, error=PublishError("queue 'notifications' does not exist in ns"))
-    monkeypatch.setattr(producers.cli, "open_publisher", lambda settings: failing)
+    monkeypatch.setattr(postbus.producers.cli, "open_publisher", lambda settings: failing)
     path = write_lines(tmp_path / "events.jsonl", [event(f"e-{n}") for n in range(5)])
     assert main(["publish", "--file", str(path)]) == 1
     captured = capsys.readouterr()

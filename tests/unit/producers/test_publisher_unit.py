@@ -9,9 +9,9 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.servicebus import exceptions as sb
 
 from postbus.errors import InvalidEvent, PostbusError, SettingsError
+from postbus.producers.fake import FakePublisher
+from postbus.producers.publisher import Publisher, PublishError, SyncPublisher, translate_error
 from postbus.settings import load_settings
-from producers.fake import FakePublisher
-from producers.publisher import Publisher, PublishError, SyncPublisher, translate_error
 
 EMULATOR = (
     "Endpoint=sb://127.0.0.1:5673;SharedAccessKeyName=RootManageSharedAccessKey;"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from postbus.errors import InvalidEvent
 from postbus.events import decode, parse_event
-from producers.simulate import (
+from postbus.producers.simulate import (
     EXPECT_SENT,
     SENDER_ALIASES,
     SimulatedEvent,

@@ -7,7 +7,13 @@ import uuid
 import pytest
 from proton import Message, symbol
 
-from emulators.servicebus.codec import CodecError, decode_value, encode_delivery, parse_message, split_batch
+from postbus.emulators.servicebus.codec import (
+    CodecError,
+    decode_value,
+    encode_delivery,
+    parse_message,
+    split_batch,
+)
 
 
 def _batch(*messages: Message, envelope_id: str | None = None) -> bytes:

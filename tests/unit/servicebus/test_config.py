@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from emulators.servicebus import EmulatorConfig, load_config
+from postbus.emulators.servicebus import EmulatorConfig, load_config
 from postbus.errors import SettingsError
 
 

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from proton import Array, Data, Message
 
-import emulators.servicebus as package
-from emulators.servicebus import EmulatorConfig
-from emulators.servicebus.codec import parse_message
-from emulators.servicebus.management import cbs_response, management_response
-from emulators.servicebus.namespace import Namespace
-from emulators.servicebus.queue import MessageQueue
+import postbus.emulators.servicebus as package
+from postbus.emulators.servicebus import EmulatorConfig
+from postbus.emulators.servicebus.codec import parse_message
+from postbus.emulators.servicebus.management import cbs_response, management_response
+from postbus.emulators.servicebus.namespace import Namespace
+from postbus.emulators.servicebus.queue import MessageQueue
 
 
 class FakeClock:

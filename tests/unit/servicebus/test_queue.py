@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emulators.servicebus.queue import (
+from postbus.emulators.servicebus.queue import (
     DEAD_LETTER_REASON_MAX_DELIVERY,
     DEAD_LETTER_REASON_TTL,
     LockLostError,

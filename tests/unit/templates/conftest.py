@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.rendering import TemplateRenderer
+from postbus.worker.rendering import TemplateRenderer
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from worker.templates.filters import (
+from postbus.worker.templates.filters import (
     format_date,
     format_datetime,
     format_money,

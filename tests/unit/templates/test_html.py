@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from worker.rendering import TemplateRenderer
+from postbus.worker.rendering import TemplateRenderer
 
 VOID = {"meta", "br", "img", "hr", "link", "input", "col", "source", "wbr"}
 

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 
-from worker.rendering import TemplateRenderer
+from postbus.worker.rendering import TemplateRenderer
 
 # Markers that HTML escaping leaves alone, so every place a value lands in the output can be found.
 OPEN, CLOSE = "\u27e6", "\u27e7"

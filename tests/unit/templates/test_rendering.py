@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from postbus.errors import SettingsError
-from worker.errors import TemplateError, UnknownTemplate
-from worker.rendering import RenderedEmail, TemplateRenderer, fallback_chain
+from postbus.worker.errors import TemplateError, UnknownTemplate
+from postbus.worker.rendering import RenderedEmail, TemplateRenderer, fallback_chain
 
 from .conftest import WriteTree
 
@@ -386,11 +386,11 @@ def test_a_build_without_the_shipped_templates_fails_loudly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given an installation whose template folders were left out of the package data
-    import worker.rendering
+    import postbus.worker.rendering
 
     empty = tmp_path / "templates"
     (empty / "_layout").mkdir(parents=True)
-    monkeypatch.setattr(worker.rendering, "SHIPPED_TEMPLATES", empty)
+    monkeypatch.setattr(postbus.worker.rendering, "SHIPPED_TEMPLATES", empty)
 
     # Then the worker cannot start, instead of dead-lettering every message as UnknownTemplate.
     with pytest.raises(SettingsError, match="built without its template files"):

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from postbus import cli
-from worker.errors import TemplateError, UnknownTemplate
-from worker.templates_cli import app
+from postbus.worker.errors import TemplateError, UnknownTemplate
+from postbus.worker.templates_cli import app
 
 from .conftest import WriteTree
 
@@ -21,7 +21,7 @@ runner = CliRunner()
 def root_cli(monkeypatch: pytest.MonkeyPatch) -> None:
     # The lead registers the group in postbus/cli.py; make sure it is there for these tests either way.
     monkeypatch.setitem(
-        cli.COMMANDS, "templates", cli.LazyCommand("worker.templates_cli:app", "Email templates.")
+        cli.COMMANDS, "templates", cli.LazyCommand("postbus.worker.templates_cli:app", "Email templates.")
     )
 
 
@@ -56,7 +56,7 @@ def test_render_prints_subject_and_text_and_writes_html(tmp_path: Path) -> None:
 
 def test_render_uses_data_from_a_file(tmp_path: Path) -> None:
     data_file = tmp_path / "data.json"
-    from worker.rendering import TemplateRenderer
+    from postbus.worker.rendering import TemplateRenderer
 
     data = TemplateRenderer().sample_data("permit.approved")
     data["permit"]["number"] = "BP-9"

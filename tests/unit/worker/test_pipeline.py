@@ -11,7 +11,7 @@ import pytest
 
 from postbus.events import PROP_ATTEMPT, encode, parse_event
 from postbus.settings import Settings, load_settings
-from worker.errors import (
+from postbus.worker.errors import (
     AmbiguousSend,
     RecipientRejected,
     SystemicError,
@@ -19,10 +19,10 @@ from worker.errors import (
     TransientError,
     UnknownTemplate,
 )
-from worker.mailer import EVENT_ID_HEADER, FakeMailer, OperationStatus
-from worker.outcome import AlreadySent, DeadLetter, RetryLater, Sent, Systemic
-from worker.pipeline import PROP_THROTTLED, Delivery, Pipeline, operation_id_for
-from worker.rendering import TemplateRenderer
+from postbus.worker.mailer import EVENT_ID_HEADER, FakeMailer, OperationStatus
+from postbus.worker.outcome import AlreadySent, DeadLetter, RetryLater, Sent, Systemic
+from postbus.worker.pipeline import PROP_THROTTLED, Delivery, Pipeline, operation_id_for
+from postbus.worker.rendering import TemplateRenderer
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

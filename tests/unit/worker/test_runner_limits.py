@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from postbus.settings import load_settings
-from worker.mailer import FakeMailer
-from worker.runner import (
+from postbus.worker.mailer import FakeMailer
+from postbus.worker.runner import (
     HEARTBEAT_SECONDS,
     HOLD_SECONDS,
     LoopHeartbeat,

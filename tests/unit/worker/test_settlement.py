@@ -16,10 +16,10 @@ from postbus.events import (
     encode,
     parse_event,
 )
-from worker.bus import SettlementFailed
-from worker.outcome import AlreadySent, DeadLetter, Outcome, RetryLater, Sent, Systemic
-from worker.pipeline import PROP_THROTTLED, Processed
-from worker.settlement import retry_copy, settle
+from postbus.worker.bus import SettlementFailed
+from postbus.worker.outcome import AlreadySent, DeadLetter, Outcome, RetryLater, Sent, Systemic
+from postbus.worker.pipeline import PROP_THROTTLED, Processed
+from postbus.worker.settlement import retry_copy, settle
 
 FIRST = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from worker.watchdog import loop_watchdog
+from postbus.worker.watchdog import loop_watchdog
 
 
 async def test_a_stalled_loop_has_its_stack_dumped(capfd: pytest.CaptureFixture[str]) -> None:
