@@ -33,10 +33,7 @@ __all__ = [
 ]
 
 #: What a Service Bus connection string looks like, for error messages.
-SERVICEBUS_SHAPE: Final = (
-    "Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=<policy>;SharedAccessKey=<key> "
-    "(a local emulator adds ;UseDevelopmentEmulator=true)"
-)
+SERVICEBUS_SHAPE: Final = "Endpoint=sb://<namespace>/;SharedAccessKeyName=<policy>;SharedAccessKey=<key>"
 _ACS_SHAPE: Final = "endpoint=https://<resource>.communication.azure.com/;accesskey=<key>"
 
 
@@ -74,12 +71,12 @@ def servicebus_entity_path(value: str) -> str | None:
 def check_access_key(key: str) -> str:
     """``key`` if the ACS SDK can sign with it; ``ValueError`` (without the key) otherwise."""
     if not key.strip():
-        raise ValueError("is empty; copy a key from the ACS resource's Keys page")
+        raise ValueError("empty; copy a key from the ACS resource's Keys page")
     try:
         base64.b64decode(key)
     except (binascii.Error, ValueError):
         raise ValueError(
-            "is not valid base64, so no request could be signed; copy a key from the ACS resource's Keys page"
+            "not valid base64, so no request could be signed; copy a key from the ACS resource's Keys page"
         ) from None
     return key
 
@@ -105,5 +102,5 @@ def acs_parts(value: str) -> tuple[str, str]:
     try:
         check_access_key(access_key)
     except ValueError as exc:
-        raise ValueError(f"accesskey {exc}") from None
+        raise ValueError(f"accesskey: {exc}") from None
     return endpoint.rstrip("/"), access_key
