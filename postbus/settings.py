@@ -3,8 +3,9 @@
 Every value comes from an environment variable with the prefix ``POSTBUS_`` (two standard
 variables, ``APPLICATIONINSIGHTS_CONNECTION_STRING`` and ``OTEL_EXPORTER_OTLP_ENDPOINT``, keep
 their own names), or from a ``.env`` file (:mod:`postbus.envfile`), which the environment
-overrides. Nothing else in Postbus reads ``os.environ``. A missing, malformed or contradictory
-setting fails at start with one line naming the variable::
+overrides. Nothing else in Postbus reads ``os.environ``, except :mod:`postbus.variables`, which
+looks there for misspelt names. A missing, malformed or contradictory setting fails at start with
+one line naming the variable::
 
     settings = load_settings()              # raises SettingsError("POSTBUS_CONCURRENCY: ...")
     settings.require_servicebus("worker")   # raises if neither connection string nor namespace
