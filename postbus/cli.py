@@ -5,7 +5,9 @@ Subcommand groups live next to the code they drive (``producers.cli``, ``worker.
 and does not pull in the Azure SDKs or proton.
 
 Every failure the user can fix is reported as one line on stderr with a non-zero exit code:
-usage errors exit 2, configuration errors exit 2, operational failures exit 1.
+usage errors exit 2, configuration errors exit 2, operational failures exit 1. Before any
+subcommand runs, each ``POSTBUS_`` variable that is not a setting gets one warning line on stderr
+(:mod:`postbus.variables`).
 """
 
 from __future__ import annotations
@@ -100,6 +102,14 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+def _warn_unknown_variables() -> None:
+    # Before the command runs, so a misspelt setting is named before the surprise it causes.
+    from postbus.variables import unknown_variables
+
+    for unknown in unknown_variables():
+        typer.echo(f"postbus: warning: {unknown}", err=True)
+
+
 def build_cli() -> Any:
     """Build the root command (a fresh object per call, so tests can invoke it in isolation)."""
     app = typer.Typer(
@@ -114,11 +124,14 @@ def build_cli() -> Any:
 
     @app.callback()
     def root(
+        ctx: typer.Context,
         version: bool = typer.Option(
             False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
         ),
     ) -> None:
         """Postbus: transactional email on Azure Service Bus and ACS Email."""
+        if not ctx.resilient_parsing:
+            _warn_unknown_variables()
 
     return typer.main.get_command(app)
 

@@ -109,6 +109,7 @@ def worker_env(
     env = {key: value for key, value in os.environ.items() if not key.startswith("POSTBUS_")}
     env.update(
         {
+            "POSTBUS_ENV_FILE": "",  # the user's ./.env is for their own setup, not the demo's workers
             "POSTBUS_SERVICEBUS_CONNECTION_STRING": sb.connection_string,
             "POSTBUS_ACS_ENDPOINT": acs.endpoint,
             "POSTBUS_ACS_ACCESS_KEY": acs.access_key,
@@ -261,7 +262,7 @@ async def run_demo(
         env = worker_env(sb, acs, quota=quota, concurrency=concurrency)
         procs, logs = start_workers(workers, env, run_dir)
         try:
-            settings = load_settings(servicebus_connection_string=sb.connection_string)
+            settings = load_settings(None, servicebus_connection_string=sb.connection_string)
             configure_telemetry(settings)
             published_at: dict[str, float] = {}
             t0 = time.monotonic()

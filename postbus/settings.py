@@ -2,11 +2,18 @@
 
 Every value comes from an environment variable with the prefix ``POSTBUS_`` (two standard
 variables, ``APPLICATIONINSIGHTS_CONNECTION_STRING`` and ``OTEL_EXPORTER_OTLP_ENDPOINT``, keep
-their own names). Nothing else in Postbus reads ``os.environ``. A missing, malformed or
-contradictory setting fails at start with one line naming the variable::
+their own names), or from a ``.env`` file (:mod:`postbus.envfile`), which the environment
+overrides. Nothing else in Postbus reads ``os.environ``, except :mod:`postbus.variables`, which
+looks there for misspelt names. A missing, malformed or contradictory setting fails at start with
+one line naming the variable::
 
     settings = load_settings()              # raises SettingsError("POSTBUS_CONCURRENCY: ...")
     settings.require_servicebus("worker")   # raises if neither connection string nor namespace
+
+Connection strings and access keys are checked offline here (:mod:`postbus.connection_strings`),
+so a value the Azure SDKs would refuse never gets as far as a worker that reports ready. When
+``POSTBUS_QUOTA_PER_MINUTE``/``_PER_HOUR`` are unset, the quota follows the sender domains
+(:func:`quota_defaults`).
 
 The README's configuration table is generated from this model (``python -m postbus.settings``)
 and a test keeps the two equal.
@@ -14,9 +21,13 @@ and a test keeps the two equal.
 
 from __future__ import annotations
 
+import enum
+import json
+import os
 import re
 import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 from uuid import UUID
@@ -25,11 +36,35 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as _PydanticSettingsError
 
+from postbus.connection_strings import (
+    acs_parts,
+    check_access_key,
+    servicebus_entity_path,
+    servicebus_namespace,
+)
+from postbus.envfile import ENCODING, ENV_FILE_VARIABLE, env_file_path, read_env_file
 from postbus.errors import SettingsError
 
-__all__ = ["ENV_PREFIX", "Settings", "env_name", "load_settings", "settings_table"]
+__all__ = [
+    "AZURE_MANAGED_DOMAIN_QUOTA",
+    "CUSTOM_DOMAIN_QUOTA",
+    "ENV_PREFIX",
+    "Settings",
+    "env_name",
+    "load_settings",
+    "quota_defaults",
+    "settings_table",
+]
 
 ENV_PREFIX: Final = "POSTBUS_"
+
+#: ACS's default send quota per subscription, (per minute, per hour), for custom (verified) domains;
+#: it can be raised through a support request.
+CUSTOM_DOMAIN_QUOTA: Final = (30, 100)
+#: The same for Azure-managed domains (``DoNotReply@<guid>.azurecomm.net``); it cannot be raised.
+AZURE_MANAGED_DOMAIN_QUOTA: Final = (5, 10)
+_AZURE_MANAGED_SUFFIX: Final = ".azurecomm.net"
+
 
 #: Namespace for ``operation_id = uuid5(namespace, event id)``; changing it re-sends everything in flight.
 DEFAULT_OPERATION_NAMESPACE: Final = UUID("6f0b7c8e-3f4a-5d2b-9c1e-2a7d4b8e9f10")
@@ -57,7 +92,9 @@ class Settings(BaseSettings):
 
     # --- Service Bus -------------------------------------------------------------------------
     servicebus_connection_string: SecretStr | None = Field(
-        None, description="Service Bus connection string (local emulator or SAS). Excludes the namespace."
+        None,
+        description="Service Bus connection string (local emulator or SAS). Excludes the namespace. An "
+        "`EntityPath` in it must name `POSTBUS_QUEUE`.",
     )
     servicebus_namespace: str | None = Field(
         None,
@@ -124,10 +161,14 @@ class Settings(BaseSettings):
         86400.0, description="Give up on an event this long after it was first enqueued."
     )
     quota_per_minute: Annotated[int, Field(ge=0)] = Field(
-        30, description="ACS sends per minute shared by all replicas (0: no per-minute limit)."
+        CUSTOM_DOMAIN_QUOTA[0],
+        description="ACS sends per minute shared by all replicas (0: no per-minute limit). Unset: 5 if "
+        "a sender is on an Azure-managed domain (`*.azurecomm.net`), else 30 (ACS's default quotas).",
     )
     quota_per_hour: Annotated[int, Field(ge=0)] = Field(
-        100, description="ACS sends per hour shared by all replicas (0: no per-hour limit)."
+        CUSTOM_DOMAIN_QUOTA[1],
+        description="ACS sends per hour shared by all replicas (0: no per-hour limit). Unset: 10 if a "
+        "sender is on an Azure-managed domain, else 100.",
     )
     breaker_cooldown_seconds: Annotated[float, Field(gt=0)] = Field(
         5.0, description="First cool-down of the circuit breaker; doubles while failures continue."
@@ -162,6 +203,23 @@ class Settings(BaseSettings):
         description="Export over OTLP/HTTP to this endpoint.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _quota_follows_the_senders(cls, data: Any) -> Any:
+        # Runs on the merged sources, so an explicit value (0 included) is already in ``data``.
+        if not isinstance(data, dict) or {"quota_per_minute", "quota_per_hour"} <= data.keys():
+            return data
+        senders = data.get("senders")
+        if isinstance(senders, str):
+            try:
+                senders = json.loads(senders)
+            except ValueError:
+                senders = None  # the field reports it
+        if not isinstance(senders, Mapping) or not all(isinstance(a, str) for a in senders.values()):
+            senders = {}
+        per_minute, per_hour = quota_defaults(senders)
+        return {"quota_per_minute": per_minute, "quota_per_hour": per_hour, **data}
+
     @field_validator("senders")
     @classmethod
     def _valid_senders(cls, value: dict[str, str]) -> dict[str, str]:
@@ -179,6 +237,27 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an endpoint like https://<name>.communication.azure.com")
         return value.rstrip("/") if value else value
 
+    @field_validator("servicebus_connection_string")
+    @classmethod
+    def _valid_servicebus_connection_string(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            servicebus_namespace(value.get_secret_value())
+        return value
+
+    @field_validator("acs_connection_string")
+    @classmethod
+    def _valid_acs_connection_string(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            acs_parts(value.get_secret_value())
+        return value
+
+    @field_validator("acs_access_key")
+    @classmethod
+    def _valid_access_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_access_key(value.get_secret_value())
+        return value
+
     @field_validator("servicebus_namespace")
     @classmethod
     def _valid_namespace(cls, value: str | None) -> str | None:
@@ -190,11 +269,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        if self.servicebus_connection_string is not None and self.servicebus_namespace:
-            raise ValueError(
-                f"{env_name('servicebus_connection_string')} and {env_name('servicebus_namespace')} "
-                "are both set; choose one"
-            )
+        self._consistent_servicebus()
         if self.acs_connection_string is not None and (self.acs_endpoint or self.acs_access_key):
             raise ValueError(
                 f"{env_name('acs_connection_string')} excludes {env_name('acs_endpoint')} and "
@@ -211,6 +286,22 @@ class Settings(BaseSettings):
                 f"{env_name('breaker_cooldown_max_seconds')} must be at least {env_name('breaker_cooldown_seconds')}"
             )
         return self
+
+    def _consistent_servicebus(self) -> None:
+        if self.servicebus_connection_string is None:
+            return
+        if self.servicebus_namespace:
+            raise ValueError(
+                f"{env_name('servicebus_connection_string')} and {env_name('servicebus_namespace')} "
+                "are both set; choose one"
+            )
+        # The SDK refuses a sender or receiver for any other queue than the string's EntityPath.
+        entity = servicebus_entity_path(self.servicebus_connection_string.get_secret_value())
+        if entity and entity != self.queue:
+            raise ValueError(
+                f"{env_name('servicebus_connection_string')}: its EntityPath {entity!r} is another queue "
+                f"than {env_name('queue')} {self.queue!r}; remove EntityPath or set {env_name('queue')}={entity}"
+            )
 
     def require_servicebus(self, purpose: str) -> None:
         """Fail with one line unless Service Bus is configured (needed by ``purpose``)."""
@@ -240,6 +331,18 @@ def env_name(field: str) -> str:
     return _UNSET_ALIASES.get(field, f"{ENV_PREFIX}{field.upper()}")
 
 
+def quota_defaults(senders: Mapping[str, str]) -> tuple[int, int]:
+    """ACS's default send quota (per minute, per hour) for the domains of ``senders`` (alias -> address).
+
+    An Azure-managed domain (``*.azurecomm.net``) allows 5/min and 10/h; a custom domain 30/min and
+    100/h. One gate paces every send, so one managed-domain sender sets the quota for all.
+    """
+    managed = any(
+        address.rpartition("@")[2].lower().endswith(_AZURE_MANAGED_SUFFIX) for address in senders.values()
+    )
+    return AZURE_MANAGED_DOMAIN_QUOTA if managed else CUSTOM_DOMAIN_QUOTA
+
+
 def _one_line(error: ValidationError) -> str:
     item = error.errors(include_url=False)[0]
     message = item["msg"].removeprefix("Value error, ")
@@ -250,10 +353,22 @@ def _one_line(error: ValidationError) -> str:
     return f"{name}: {message}"
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read the environment (plus keyword overrides) into :class:`Settings`, or raise :class:`SettingsError`."""
+class _From(enum.Enum):
+    ENVIRONMENT = "POSTBUS_ENV_FILE or ./.env"
+
+
+def load_settings(env_file: Path | _From | None = _From.ENVIRONMENT, /, **overrides: Any) -> Settings:
+    """Read the environment, the env file and keyword overrides into :class:`Settings`.
+
+    Keyword overrides win over the environment, which wins over the env file. ``env_file`` (first
+    argument, positional) is the file to read (it must exist) or ``None`` for none; by default
+    ``POSTBUS_ENV_FILE`` names it, or ``./.env`` is read when it exists. Raises :class:`SettingsError` with one line naming the variable.
+    """
     try:
-        return Settings(**overrides)
+        path = env_file_path(os.environ) if env_file is _From.ENVIRONMENT else env_file
+        if path is not None:
+            read_env_file(path)  # a line pydantic-settings would skip with a log warning fails here
+        return Settings(_env_file=path, _env_file_encoding=ENCODING, **overrides)
     except ValidationError as exc:
         raise SettingsError(_one_line(exc)) from None
     except _PydanticSettingsError as exc:
@@ -267,6 +382,10 @@ def _default(field: str) -> str:
     info = Settings.model_fields[field]
     if field == "instance_id":
         return "host name"
+    if field in ("quota_per_minute", "quota_per_hour"):
+        custom, managed = (CUSTOM_DOMAIN_QUOTA, AZURE_MANAGED_DOMAIN_QUOTA)
+        index = 0 if field == "quota_per_minute" else 1
+        return f"`{custom[index]}` (`{managed[index]}` on `*.azurecomm.net`)"
     if info.default_factory is not None:
         return "`{}`" if field == "senders" else ""
     if info.default is None:
@@ -279,6 +398,10 @@ def settings_table() -> str:
     rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
     for field, info in Settings.model_fields.items():
         rows.append(f"| `{env_name(field)}` | {_default(field)} | {info.description} |")
+    rows.append(
+        f"| `{ENV_FILE_VARIABLE}` | `.env` | File of `NAME=value` lines read at start (if the default "
+        "is missing, none); environment variables win over it. Empty: read no file. |"
+    )
     return "\n".join(rows)
 
 

@@ -1,8 +1,9 @@
 """Suite-wide fixtures.
 
-Every test starts with none of our environment variables set, so a developer's shell cannot change
-what a test sees (httpx's ``clean_environ`` idea). ``acs`` is an ACS Email emulator with its
-defaults; folders that need another configuration define their own.
+Every test starts with none of our environment variables set and reads no ``.env`` file, so a
+developer's shell or checkout cannot change what a test sees (httpx's ``clean_environ`` idea).
+``acs`` is an ACS Email emulator with its defaults; folders that need another configuration define
+their own.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(_OURS):
             monkeypatch.delenv(name)
+    # Nor can a ./.env (say one `postbus emulator up` wrote), here or in the workers tests start.
+    monkeypatch.setenv("POSTBUS_ENV_FILE", "")
 
 
 @pytest.fixture

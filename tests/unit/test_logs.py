@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 
-from postbus.logs import configure_logging, get_logger, mask_address, recipient_domain, redact
+from postbus.logs import capture_lines, configure_logging, get_logger, mask_address, recipient_domain, redact
 
 
 @pytest.fixture
@@ -84,3 +84,57 @@ def test_addresses_in_free_text_are_masked() -> None:
 
 def test_redact_leaves_ordinary_text_alone() -> None:
     assert redact("order 1001 sent to j***@contoso.com") == "order 1001 sent to j***@contoso.com"
+
+
+def test_lines_name_their_logger_and_render_exceptions(stream: io.StringIO) -> None:
+    try:
+        raise RuntimeError("refused with accesskey=c2VjcmV0LWtleQ==")
+    except RuntimeError:
+        get_logger("postbus.test").exception("send failed", event_id="order-1")
+    (line,) = _lines(stream)
+    assert (line["logger"], line["level"], line["event_id"]) == ("postbus.test", "error", "order-1")
+    assert "RuntimeError: refused with accesskey=***" in str(line["exception"])
+    assert "c2VjcmV0LWtleQ" not in stream.getvalue()
+
+
+def test_without_configuration_a_plain_stdlib_handler_reads_our_lines() -> None:
+    # Given an app's own handler and formatter on our logger, and no configure_logging
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("postbus.plain")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        get_logger("postbus.plain").debug("too detailed")
+        get_logger("postbus.plain").info(
+            "publish", queue="notifications", note="two words", to="jane@contoso.com"
+        )
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            get_logger("postbus.plain").exception("failed")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    # Then below-level lines never reach it, and the rest read as `event key=value`, redacted
+    first, second = records
+    formatter = logging.Formatter("%(levelname)s %(name)s %(message)s")
+    assert formatter.format(first) == (
+        "INFO postbus.plain publish queue=notifications note='two words' to=j***@contoso.com"
+    )
+    assert second.exc_info is not None
+    assert formatter.format(second).startswith("ERROR postbus.plain failed\nTraceback")
+
+
+def test_capture_lines_collects_every_level_and_restores_the_logger() -> None:
+    logger = logging.getLogger("postbus.capture")
+    with capture_lines("postbus.capture") as lines:
+        get_logger("postbus.capture.child").debug("detail", n=1)
+        logging.getLogger("postbus.capture").warning("plain %s", "text")
+    assert lines == [
+        {"event": "detail", "n": 1, "level": "debug", "logger": "postbus.capture.child"},
+        {"event": "plain text", "level": "warning", "logger": "postbus.capture"},
+    ]
+    assert logger.level == logging.NOTSET
+    assert logger.handlers == []

@@ -30,6 +30,7 @@ from postbus.errors import PostbusError, SettingsError
 from postbus.events import Address
 from postbus.logs import redact
 from postbus.settings import Settings, env_name
+from postbus.variables import variables_check
 from postbus.worker.ops.acs import AcsRefused, AcsStatusClient
 from postbus.worker.ops.errors import OpsError
 
@@ -92,10 +93,11 @@ Loaded = Settings | SettingsError
 async def run_doctor(loaded: Loaded, *, options: DoctorOptions | None = None) -> list[Check]:
     """Run every check; ``loaded`` is the settings, or the error loading them raised."""
     options = options or DoctorOptions()
+    variables = Check("variables", *variables_check())
     if isinstance(loaded, SettingsError):
-        return [Check("settings", "fail", str(loaded), "set or correct the variable named above")]
+        return [Check("settings", "fail", str(loaded), "set or correct the variable named above"), variables]
     settings = loaded
-    checks = [Check("settings", "pass", f"loaded; queue {settings.queue!r}")]
+    checks = [Check("settings", "pass", f"loaded; queue {settings.queue!r}"), variables]
     checks += await _servicebus_checks(settings, options)
     checks.append(await _guarded("ACS credentials", _acs_credentials(settings)))
     checks.append(_senders(settings))

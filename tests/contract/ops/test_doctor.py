@@ -96,6 +96,7 @@ def test_doctor_passes_on_a_healthy_emulator_setup_with_azure_checks(
     assert code == 0, checks
     assert {name: check["status"] for name, check in checks.items()} == {
         "settings": "pass",
+        "variables": "pass",
         "Service Bus queue": "pass",
         "dead-letter queue": "pass",
         "queue properties": "pass",

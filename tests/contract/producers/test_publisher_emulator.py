@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from azure.servicebus import ServiceBusMessageBatch, ServiceBusReceivedMessage, ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient
-from structlog.testing import capture_logs
 
 from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.errors import InvalidEvent
 from postbus.events import PROP_ATTEMPT, PROP_FIRST_ENQUEUED, PROP_SCHEMA, SCHEMA, from_servicebus_message
+from postbus.logs import capture_lines
 from postbus.producers.outgoing import prepare
 from postbus.producers.publisher import Publisher, PublishError, SyncPublisher
 from postbus.producers.simulate import broken_bodies, checkout_spike, holiday_spike
@@ -129,7 +129,7 @@ async def test_a_large_set_is_split_into_several_size_limited_batches(
     emulator: ServiceBusEmulator, settings: Settings
 ) -> None:
     items = holiday_spike(400, seed=2, start=START, lead_seconds=600)
-    with capture_logs() as logs:
+    with capture_lines() as logs:
         async with Publisher.from_settings(settings) as publisher:
             await publisher.publish_many(items)
     assert publisher.batches_sent >= 2
