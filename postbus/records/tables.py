@@ -150,24 +150,28 @@ class TableRecordStore:
         except ResourceNotFoundError:
             return None
 
-    async def _day_of(self, operation_id: str, *, create_at: datetime | None) -> str | None:
-        """The day partition of ``operation_id``; with ``create_at``, claim one if there is none."""
+    async def _day_of(self, operation_id: str) -> str | None:
+        """The day partition of ``operation_id``, or ``None`` if it has none yet."""
         pointer = await self._get(_pointer_key(operation_id), _POINTER_ROW)
-        if pointer is not None:
-            return str(pointer["day"])
-        if create_at is None:
-            return None
-        day = _day(create_at)
+        return None if pointer is None else str(pointer["day"])
+
+    async def _claim_day(self, operation_id: str, created_at: datetime) -> tuple[str, bool]:
+        """The operation's day partition, claimed from ``created_at`` if it has none; and whether
+        this call claimed it (then no record can exist yet, barring a crash or a prune)."""
+        day = await self._day_of(operation_id)
+        if day is not None:
+            return day, False
+        day = _day(created_at)
         try:
             await self._table.create_entity(
                 {"PartitionKey": _pointer_key(operation_id), "RowKey": _POINTER_ROW, "day": day}
             )
         except ResourceExistsError:
-            pointer = await self._get(_pointer_key(operation_id), _POINTER_ROW)
-            if pointer is None:  # pruned in between: claim again on the caller's retry
+            claimed = await self._day_of(operation_id)
+            if claimed is None:  # pruned in between: claim again on the caller's retry
                 raise ResourceModifiedError("pointer vanished") from None
-            return str(pointer["day"])
-        return day
+            return claimed, False
+        return day, True
 
     async def _index(self, day: str, record: DeliveryRecord) -> None:
         assert record.event_id is not None
@@ -182,9 +186,8 @@ class TableRecordStore:
 
     async def _write_once(self, update: DeliveryRecord) -> DeliveryRecord | None:
         """One read-merge-replace round; ``None`` when another writer got in between."""
-        day = await self._day_of(update.operation_id, create_at=update.created_at)
-        assert day is not None
-        entity = await self._get(_record_key(day), update.operation_id)
+        day, claimed = await self._claim_day(update.operation_id, update.created_at)
+        entity = None if claimed else await self._get(_record_key(day), update.operation_id)
         current = None if entity is None else _decode(entity)
         merged = update if current is None else merge(current, update)
         if merged.event_id is not None and (current is None or current.event_id is None):
@@ -250,7 +253,7 @@ class TableRecordStore:
         """Pointer, then record: two point reads."""
         await self.open()
         try:
-            day = await self._day_of(operation_id, create_at=None)
+            day = await self._day_of(operation_id)
             if day is None:
                 return None
             entity = await self._get(_record_key(day), operation_id)
