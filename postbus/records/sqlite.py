@@ -101,6 +101,9 @@ class SqliteRecordStore:
         self._busy_timeout = busy_timeout
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        # Callers queue here, not in the thread pool: one thread works the connection at a time,
+        # and waiting writers do not hold pool threads other code needs.
+        self._queue = asyncio.Lock()
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -158,7 +161,8 @@ class SqliteRecordStore:
             return operation(self._connect())
 
     async def _call(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
-        return await asyncio.to_thread(self._run, operation)
+        async with self._queue:
+            return await asyncio.to_thread(self._run, operation)
 
     # --- the protocol ------------------------------------------------------------------------
 

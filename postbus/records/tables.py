@@ -45,7 +45,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableEntity, UpdateMode
+from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from postbus.records.errors import RecordStoreUnavailable
@@ -328,12 +328,15 @@ class TableRecordStore:
                 by_partition[str(entity["PartitionKey"])].append(str(entity["RowKey"]))
             for partition, rows in by_partition.items():
                 for start in range(0, len(rows), BATCH):
-                    await self._table.submit_transaction(
-                        [
-                            ("delete", {"PartitionKey": partition, "RowKey": row})
-                            for row in rows[start : start + BATCH]
-                        ]
-                    )
+                    chunk = rows[start : start + BATCH]
+                    try:
+                        await self._table.submit_transaction(
+                            [("delete", {"PartitionKey": partition, "RowKey": row}) for row in chunk]
+                        )
+                    except TableTransactionError:
+                        # One of them went meanwhile (another prune): delete one by one, which
+                        # ignores what is already gone.
+                        await asyncio.gather(*(delete(partition, row) for row in chunk))
         except AzureError as exc:
             raise self._failed(exc) from exc
         return len(expired)

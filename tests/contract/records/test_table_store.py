@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from datetime import timedelta
@@ -126,3 +127,18 @@ async def test_the_factory_reaches_azurite_from_settings(azurite: Azurite) -> No
     async with store:
         written = await store.write(sent_write("order-5"))
         assert await store.by_event("order-5") == [written]
+
+
+async def test_two_prunes_at_once_both_succeed(azurite: Azurite) -> None:
+    where = location(azurite)
+    first = TableRecordStore(where, account_key=KEY)
+    second = TableRecordStore(where, account_key=KEY)
+    for n in range(30):
+        await first.write(sent_write(f"order-{n}", at=T0 + timedelta(seconds=n)))
+    removed = await asyncio.gather(
+        first.prune(before=T0 + timedelta(days=1)), second.prune(before=T0 + timedelta(days=1))
+    )
+    assert max(removed) == 30
+    assert await entities(where) == []
+    await first.close()
+    await second.close()
