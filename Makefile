@@ -7,8 +7,12 @@ STAMP  := $(VENV)/.postbus-installed
 # checkov pins packaging below what pytest needs, so it lives in its own environment.
 TOOLS  := .tools/checkov
 CHECKOV := $(TOOLS)/bin/checkov
+# Azurite (Microsoft's Storage emulator) for the delivery-record Table tests, pinned by the
+# lock file in tests/azurite and installed with npm into the tools area.
+AZURITE_DIR := .tools/azurite
+AZURITE := $(AZURITE_DIR)/.installed
 
-.PHONY: demo test check bench emulators venv tools clean
+.PHONY: demo test check bench emulators venv tools azurite clean
 
 venv: $(STAMP)
 
@@ -26,6 +30,16 @@ $(CHECKOV):
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "checkov>=3.3.30"
 
+azurite: $(AZURITE)
+
+$(AZURITE): tests/azurite/package.json tests/azurite/package-lock.json
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { echo "make test needs Node.js 20+ and npm (for Azurite); install them first, e.g. apt-get install nodejs npm" >&2; exit 1; }
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || { echo "make test needs Node.js 20+ for Azurite; found $$(node --version)" >&2; exit 1; }
+	@mkdir -p $(AZURITE_DIR)
+	cp tests/azurite/package.json tests/azurite/package-lock.json $(AZURITE_DIR)/
+	cd $(AZURITE_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
 demo: venv
 	$(BIN)/postbus demo $(DEMO_ARGS)
 
@@ -34,7 +48,7 @@ check: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: check tools
+test: check tools azurite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: venv

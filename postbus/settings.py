@@ -177,6 +177,38 @@ class Settings(BaseSettings):
         300.0, description="Longest circuit-breaker cool-down."
     )
 
+    # --- Delivery record ---------------------------------------------------------------------
+    record_url: str = Field(
+        "sqlite:///.postbus/records.db",
+        description="Where delivery records live: `sqlite:///path.db` (relative; `sqlite:////abs/path.db`) "
+        "or a table `https://<account>.table.core.windows.net/<table>` (DefaultAzureCredential).",
+    )
+    record_account_key: SecretStr | None = Field(
+        None,
+        description="Shared key of the table's storage account (Azurite locally); unset, DefaultAzureCredential.",
+    )
+    record_retention_days: Annotated[int, Field(ge=1, le=3650)] = Field(
+        30, description="Delivery records older than this many days are pruned."
+    )
+
+    @field_validator("record_url")
+    @classmethod
+    def _valid_record_url(cls, value: str) -> str:
+        from postbus.records.url import parse_record_url
+
+        parse_record_url(value)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _record_credentials(self) -> Settings:
+        from postbus.records.url import check_credentials
+
+        key = self.record_account_key
+        problem = check_credentials(self.record_url, None if key is None else key.get_secret_value())
+        if problem:
+            raise ValueError(problem.format(url=env_name("record_url"), key=env_name("record_account_key")))
+        return self
+
     # --- Telemetry ---------------------------------------------------------------------------
     service_name: str = Field("postbus", description="OpenTelemetry `service.name`.")
     environment: str = Field("dev", description="OpenTelemetry `deployment.environment`.")
