@@ -7,8 +7,11 @@ STAMP  := $(VENV)/.postbus-installed
 # checkov pins packaging below what pytest needs, so it lives in its own environment.
 TOOLS  := .tools/checkov
 CHECKOV := $(TOOLS)/bin/checkov
+# uv resolves the image's lock file for the image's platform, whatever the host is.
+LOCK_VENV ?= .tools/lock
+UV := $(LOCK_VENV)/bin/uv
 
-.PHONY: demo test check bench emulators venv tools clean
+.PHONY: demo test check bench emulators venv tools lock bicep-lint clean
 
 venv: $(STAMP)
 
@@ -25,6 +28,26 @@ $(CHECKOV):
 	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "checkov>=3.3.30"
+
+# requirements.lock: what the worker image installs, every file checked by hash. Regenerate it after changing the
+# dependencies in pyproject.toml; it resolves against PyPI for CPython 3.11 on manylinux x86_64 (the image's
+# platform). Pins already in the file are kept; `make lock LOCK_ARGS=--upgrade` moves everything to the newest.
+lock: $(UV)
+	$(UV) pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" \
+		--output-file requirements.lock $(LOCK_ARGS)
+
+$(UV):
+	@test -x $(LOCK_VENV)/bin/python || $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "uv>=0.13"
+
+# The Bicep compiler's own checks: every module resolves, and bicepconfig.json's lint rules hold. Needs the Azure CLI
+# (it fetches the Bicep CLI) and network, so CI runs it; `make test` is the offline gate.
+bicep-lint:
+	@command -v az >/dev/null || { echo "make bicep-lint needs the Azure CLI (az); make test runs the offline checks" >&2; exit 2; }
+	az bicep install
+	az bicep build --file infra/main.bicep --stdout > /dev/null
+	@for f in infra/main.bicep infra/modules/*.bicep; do echo "lint $$f"; az bicep lint --file "$$f" || exit 1; done
 
 demo: venv
 	$(BIN)/postbus demo $(DEMO_ARGS)
