@@ -12,7 +12,11 @@ CHECKOV := $(TOOLS)/bin/checkov
 AZURITE_DIR := .tools/azurite
 AZURITE := $(AZURITE_DIR)/.installed
 
-.PHONY: demo test check bench emulators venv tools azurite clean
+# uv resolves the image's lock file for the image's platform, whatever the host is.
+LOCK_VENV ?= .tools/lock
+UV := $(LOCK_VENV)/bin/uv
+
+.PHONY: demo test check bench emulators venv tools azurite lock bicep-lint clean
 
 venv: $(STAMP)
 
@@ -39,6 +43,26 @@ $(AZURITE): tests/azurite/package.json tests/azurite/package-lock.json
 	cp tests/azurite/package.json tests/azurite/package-lock.json $(AZURITE_DIR)/
 	cd $(AZURITE_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
+
+# requirements.lock: what the worker image installs, every file checked by hash. Regenerate it after changing the
+# dependencies in pyproject.toml; it resolves against PyPI for CPython 3.11 on manylinux x86_64 (the image's
+# platform). Pins already in the file are kept; `make lock LOCK_ARGS=--upgrade` moves everything to the newest.
+lock: $(UV)
+	$(UV) pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" \
+		--output-file requirements.lock $(LOCK_ARGS)
+
+$(UV):
+	@test -x $(LOCK_VENV)/bin/python || $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "uv>=0.13"
+
+# The Bicep compiler's own checks: every module resolves, and bicepconfig.json's lint rules hold. Needs the Azure CLI
+# (it fetches the Bicep CLI) and network, so CI runs it; `make test` is the offline gate.
+bicep-lint:
+	@command -v az >/dev/null || { echo "make bicep-lint needs the Azure CLI (az); make test runs the offline checks" >&2; exit 2; }
+	az bicep install
+	az bicep build --file infra/main.bicep --stdout > /dev/null
+	@for f in infra/main.bicep infra/modules/*.bicep; do echo "lint $$f"; az bicep lint --file "$$f" || exit 1; done
 
 demo: venv
 	$(BIN)/postbus demo $(DEMO_ARGS)

@@ -1,6 +1,8 @@
 // Postbus on Azure: `azd up` entry point. Creates the resource group and wires the local modules:
-// identities -> monitoring -> messaging, email, registry -> worker (Container Apps + KEDA) -> alerts, workbook.
-// Every module declares raw resources (no registry modules) so pycep and checkov can check all of it offline.
+// identities -> monitoring -> (network) -> messaging, email, registry -> worker (Container Apps + KEDA) -> alerts,
+// workbook. Every module declares raw resources (no registry modules) so pycep and checkov can check all of it
+// offline. To add a resource: a module under modules/, its diagnostic setting to the workspace, its role assignments
+// next to it, and - for private networking - one more private-endpoint.bicep call below.
 targetScope = 'subscription'
 
 @description('azd environment name; names and tags every resource.')
@@ -25,7 +27,7 @@ param principalType string = 'User'
 @description('Dev only: give the deployer Service Bus Data Owner on the namespace (publish, peek the DLQ).')
 param grantDeployerDataAccess bool = false
 
-@description('Service Bus tier. Standard: 1,000 credits/s per namespace shared with every producer. Premium: dedicated messaging units.')
+@description('Service Bus tier. Standard: 1,000 credits/s per namespace shared with every producer. Premium: dedicated messaging units (forced by privateNetworking).')
 @allowed([
   'Standard'
   'Premium'
@@ -42,7 +44,7 @@ param serviceBusSku string = 'Standard'
 ])
 param serviceBusPremiumCapacity int = 1
 
-@description('Role of the KEDA scaler identity on the queue: DataReceiver (try first) or DataOwner (fallback if scaling never triggers).')
+@description('Role of the KEDA scaler identity on the queue: DataReceiver (the least that reads the message count with Entra) or DataOwner (queue-scoped fallback).')
 @allowed([
   'DataReceiver'
   'DataOwner'
@@ -58,7 +60,7 @@ param customEmailDomain string = ''
 @description('Set once ACS has verified the custom domain records; links the domain and switches the senders to it.')
 param customEmailDomainVerified bool = false
 
-@description('Sender usernames to create on the custom domain: [{ username, displayName }].')
+@description('Sender usernames to create on the custom domain: [{ username, displayName }]. Created only once the domain is verified and its limits raised (acsRaisedQuotaPerMinute/PerHour), because ACS refuses them before.')
 param customSenderUsernames array = []
 
 @description('Sender aliases the events may use (alias -> username on the sending domain).')
@@ -76,13 +78,13 @@ param senderAliases object = {
 ])
 param emailSenderRole string = 'BuiltIn'
 
-@description('ACS send quota per minute for this subscription (custom domain default 30; Azure-managed 5). Raise it with support first.')
-@minValue(1)
-param acsQuotaPerMinute int = 30
+@description('Send quota per minute that ACS support granted for the verified custom domain. 0: the sending domain\'s default (Azure-managed 5, custom 30); the worker gets the quota of the domain it sends from.')
+@minValue(0)
+param acsRaisedQuotaPerMinute int = 0
 
-@description('ACS send quota per hour for this subscription (custom domain default 100; Azure-managed 10).')
-@minValue(1)
-param acsQuotaPerHour int = 100
+@description('Send quota per hour that ACS support granted for the verified custom domain. 0: the default (Azure-managed 10, custom 100).')
+@minValue(0)
+param acsRaisedQuotaPerHour int = 0
 
 @description('Max worker replicas = ceil(ACS quota per second / per-replica send rate); see docs/deploy-azure.md.')
 @minValue(1)
@@ -108,12 +110,15 @@ param workerExists bool = false
 @description('Entra-only App Insights ingestion (the worker authenticates with its identity).')
 param appInsightsDisableLocalAuth bool = true
 
-@description('Email address for alerts; empty: no receiver.')
+@description('Email address for alerts; empty: no receiver, and alerts only show in the portal (azd warns before provisioning).')
 param alertEmail string = ''
 
-@description('Active messages sustained for 15 minutes that raise the backlog alert.')
-@minValue(1)
-param backlogAlertThreshold int = 1000
+@description('Active messages sustained for 15 minutes that raise the backlog alert. 0: what the sending domain\'s quota drains in 15 minutes.')
+@minValue(0)
+param backlogAlertThreshold int = 0
+
+@description('Private networking: Service Bus (Premium) and the registry (Premium) get private endpoints in a new VNet that the Container Apps environment joins, and Service Bus refuses public traffic. Producers must then publish from inside the network. See docs/deploy-azure.md for what it costs. Set at creation: an existing environment cannot move into a VNet.')
+param privateNetworking bool = false
 
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -124,6 +129,9 @@ var tags = {
 var queueName = 'notifications'
 var workerAppName = '${abbrs.appContainerApps}worker-${resourceToken}'
 var sloLatencyMs = 300000
+// Private endpoints need Premium Service Bus and a Premium registry.
+var effectiveServiceBusSku = privateNetworking ? 'Premium' : serviceBusSku
+var registryTier = privateNetworking ? 'Premium' : 'Standard'
 
 // Narrower alternative to Communication and Email Service Owner (azure-infra.md section 13). One definition per
 // subscription, shared by every environment in it.
@@ -181,6 +189,17 @@ module monitoring 'modules/monitoring.bicep' = {
   }
 }
 
+module network 'modules/network.bicep' = if (privateNetworking) {
+  name: 'network'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    vnetName: '${abbrs.networkVirtualNetworks}${resourceToken}'
+    nsgName: '${abbrs.networkNetworkSecurityGroups}${resourceToken}'
+  }
+}
+
 module messaging 'modules/messaging.bicep' = {
   name: 'messaging'
   scope: rg
@@ -188,8 +207,9 @@ module messaging 'modules/messaging.bicep' = {
     location: location
     tags: tags
     namespaceName: '${abbrs.serviceBusNamespaces}${resourceToken}'
-    sku: serviceBusSku
+    sku: effectiveServiceBusSku
     premiumCapacity: serviceBusPremiumCapacity
+    privateOnly: privateNetworking
     queueName: queueName
     workspaceId: monitoring.outputs.workspaceId
     workerPrincipalId: identities.outputs.workerPrincipalId
@@ -212,7 +232,10 @@ module email 'modules/email.bicep' = {
     customDomainName: customEmailDomain
     customDomainVerified: customEmailDomainVerified
     senderUsernames: customSenderUsernames
+    raisedQuotaPerMinute: acsRaisedQuotaPerMinute
+    raisedQuotaPerHour: acsRaisedQuotaPerHour
     senderAliases: senderAliases
+    workspaceId: monitoring.outputs.workspaceId
     workerPrincipalId: identities.outputs.workerPrincipalId
     customSenderRoleDefinitionId: (emailSenderRole == 'Custom') ? emailSenderRoleDefinition.id : ''
   }
@@ -225,7 +248,36 @@ module registry 'modules/registry.bicep' = {
     location: location
     tags: tags
     registryName: '${abbrs.containerRegistryRegistries}${resourceToken}'
+    registrySku: registryTier
     pullPrincipalId: identities.outputs.pullPrincipalId
+  }
+}
+
+module serviceBusEndpoint 'modules/private-endpoint.bicep' = if (privateNetworking) {
+  name: 'servicebus-endpoint'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: '${abbrs.networkPrivateEndpoints}sb-${resourceToken}'
+    subnetId: network.?outputs.endpointsSubnetId ?? ''
+    targetId: messaging.outputs.namespaceId
+    groupId: 'namespace'
+    dnsZoneId: network.?outputs.zoneIds.serviceBus ?? ''
+  }
+}
+
+module registryEndpoint 'modules/private-endpoint.bicep' = if (privateNetworking) {
+  name: 'registry-endpoint'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: '${abbrs.networkPrivateEndpoints}cr-${resourceToken}'
+    subnetId: network.?outputs.endpointsSubnetId ?? ''
+    targetId: registry.outputs.registryId
+    groupId: 'registry'
+    dnsZoneId: network.?outputs.zoneIds.registry ?? ''
   }
 }
 
@@ -247,6 +299,7 @@ module worker 'modules/worker.bicep' = {
     environmentName: '${abbrs.appManagedEnvironments}${resourceToken}'
     appName: workerAppName
     workspaceId: monitoring.outputs.workspaceId
+    infrastructureSubnetId: network.?outputs.appsSubnetId ?? ''
     image: workerImage.outputs.image
     registryLoginServer: registry.outputs.loginServer
     workerIdentityId: identities.outputs.workerId
@@ -264,8 +317,10 @@ module worker 'modules/worker.bicep' = {
     maxReplicas: workerMaxReplicas
     scaleMessageCount: workerScaleMessageCount
     concurrency: workerConcurrency
-    quotaPerMinute: acsQuotaPerMinute
-    quotaPerHour: acsQuotaPerHour
+    // The quota follows the domain the worker sends from (email.bicep), so the first smoke test on the
+    // Azure-managed domain paces itself to 5/min and 10/hour instead of running into 429s.
+    quotaPerMinute: email.outputs.quotaPerMinute
+    quotaPerHour: email.outputs.quotaPerHour
     shutdownGraceSeconds: workerShutdownGraceSeconds
   }
 }
@@ -279,8 +334,11 @@ module alerts 'modules/alerts.bicep' = {
     namespaceId: messaging.outputs.namespaceId
     queueName: messaging.outputs.queueName
     appInsightsId: monitoring.outputs.appInsightsId
+    workspaceId: monitoring.outputs.workspaceId
     actionGroupId: monitoring.outputs.actionGroupId
-    backlogThreshold: backlogAlertThreshold
+    quotaPerMinute: email.outputs.quotaPerMinute
+    quotaPerHour: email.outputs.quotaPerHour
+    backlogThresholdOverride: backlogAlertThreshold
     sloLatencyMs: sloLatencyMs
     metricAlertPrefix: abbrs.insightsMetricAlerts
     logAlertPrefix: abbrs.insightsScheduledQueryRules
@@ -318,3 +376,8 @@ output POSTBUS_PRODUCER_IDENTITY_ID string = identities.outputs.producerId
 output POSTBUS_PRODUCER_CLIENT_ID string = identities.outputs.producerClientId
 output POSTBUS_EMAIL_DOMAIN_RECORDS object = email.outputs.customDomainVerificationRecords
 output POSTBUS_WORKBOOK_ID string = dashboard.outputs.workbookId
+// What the worker paces itself to, derived from the sending domain (see acsRaisedQuotaPerMinute).
+output POSTBUS_QUOTA_PER_MINUTE int = email.outputs.quotaPerMinute
+output POSTBUS_QUOTA_PER_HOUR int = email.outputs.quotaPerHour
+output POSTBUS_SENDING_DOMAIN_KIND string = email.outputs.sendingDomainKind
+output POSTBUS_ALERT_RECEIVERS int = monitoring.outputs.actionGroupReceivers

@@ -156,6 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("postbus: interrupted", err=True)
         return 130
+    except ModuleNotFoundError as exc:
+        # The production image leaves the emulators out, and the demo needs them.
+        if not (exc.name or "").startswith("postbus.emulators"):
+            raise
+        typer.echo(
+            "postbus: error: the emulators are not installed here (the worker image leaves them out); "
+            "run this from a source checkout",
+            err=True,
+        )
+        return 2
     return result if isinstance(result, int) else 0
 
 

@@ -131,7 +131,9 @@ class Settings(BaseSettings):
         8080, description="Port of `/healthz` and `/readyz`; 0 disables the endpoint."
     )
     shutdown_grace_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
-        25.0, description="Time in-flight work gets after SIGTERM (keep below Container Apps' 30 s)."
+        25.0,
+        description="Time in-flight work gets after SIGTERM; keep it below the platform's kill deadline "
+        "(the Azure template gives the container this plus 10 s).",
     )
     send_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
         30.0, description="Deadline of one ACS send request."

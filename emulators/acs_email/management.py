@@ -16,11 +16,18 @@ like the rest of the inspection API::
     PUT /_emulator/management   {"resource_group": "rg", "email_service": "mail",
                                  "communication_service": "acs",
                                  "domains": [{"name": "contoso.com", "sender_usernames": ["orders"],
-                                              "verification": {"SPF": "VerificationFailed"}}]}
+                                              "verification": {"SPF": "VerificationFailed"}},
+                                             {"name": "AzureManagedDomain",
+                                              "domain_management": "AzureManaged"}]}
     GET /_emulator/management
 
 A domain's verification states default to ``Verified``; ``linked_domains`` (domain names) defaults
 to every domain. The subscription id is accepted as given unless ``subscription_id`` is set.
+
+Like ACS, a domain's resource name and the domain its mail comes from are two things: a custom
+domain is named after its DNS name, while the Azure-managed one is always named
+``AzureManagedDomain`` and sends from ``<guid>.azurecomm.net`` (``mail_from_sender_domain``; by
+default a GUID derived from the email service's name, so it is stable across restarts).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import hmac
 import json
 import threading
+import uuid
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final
 
@@ -49,6 +57,8 @@ _VERIFICATION_VALUES: Final = frozenset(
 )
 _PROVIDER: Final = "Microsoft.Communication"
 _ANY: Final = "*"
+_AZURE_MANAGED: Final = "AzureManaged"
+_MANAGEMENT_KINDS: Final = frozenset({_AZURE_MANAGED, "CustomerManaged", "CustomerManagedInExchangeOnline"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +69,19 @@ class ManagedDomain:
     domain_management: str = "CustomerManaged"
     verification: dict[str, str] = field(default_factory=dict)
     sender_usernames: tuple[str, ...] = ("DoNotReply",)
+    #: The domain mail comes from; ``None``: the name (custom) or a derived ``<guid>.azurecomm.net``.
+    mail_from_sender_domain: str | None = None
 
     def state(self, kind: str) -> str:
         return self.verification.get(kind, "Verified")
+
+    def sender_domain(self, email_service: str) -> str:
+        """``fromSenderDomain``/``mailFromSenderDomain`` as ARM reports them for this domain."""
+        if self.mail_from_sender_domain:
+            return self.mail_from_sender_domain
+        if self.domain_management == _AZURE_MANAGED:
+            return f"{uuid.uuid5(uuid.NAMESPACE_DNS, f'{email_service}/{self.name}')}.azurecomm.net"
+        return self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +139,20 @@ def _domain(item: Any) -> ManagedDomain:
         if kind not in VERIFICATION_KINDS or state not in _VERIFICATION_VALUES:
             raise ValueError(f"domains: {kind}={state} is not a known verification record and state")
     usernames = tuple(str(u) for u in item.get("sender_usernames", ("DoNotReply",)))
+    management = str(item.get("domain_management", "CustomerManaged"))
+    if management not in _MANAGEMENT_KINDS:
+        raise ValueError(
+            f"domains: domain_management {management!r} is not one of {sorted(_MANAGEMENT_KINDS)}"
+        )
+    sender_domain = item.get("mail_from_sender_domain")
+    if sender_domain is not None and (not isinstance(sender_domain, str) or not sender_domain):
+        raise ValueError("domains: mail_from_sender_domain must be a non-empty string")
     return ManagedDomain(
         name=item["name"],
-        domain_management=str(item.get("domain_management", "CustomerManaged")),
+        domain_management=management,
         verification=verification,
         sender_usernames=usernames,
+        mail_from_sender_domain=sender_domain,
     )
 
 
@@ -242,6 +271,7 @@ def _domain_of(request: web.Request, config: ManagementConfig) -> ManagedDomain:
 
 def _domain_body(request: web.Request, config: ManagementConfig, domain: ManagedDomain) -> dict[str, Any]:
     states = {kind: {"status": domain.state(kind)} for kind in VERIFICATION_KINDS}
+    sender_domain = domain.sender_domain(config.email_service)
     return {
         "id": _resource_id(request, config, "emailServices", config.email_service, "domains", domain.name),
         "name": domain.name,
@@ -250,8 +280,8 @@ def _domain_body(request: web.Request, config: ManagementConfig, domain: Managed
         "properties": {
             "provisioningState": "Succeeded",
             "dataLocation": config.data_location,
-            "fromSenderDomain": domain.name,
-            "mailFromSenderDomain": domain.name,
+            "fromSenderDomain": sender_domain,
+            "mailFromSenderDomain": sender_domain,
             "domainManagement": domain.domain_management,
             "verificationStates": states,
             "userEngagementTracking": "Disabled",

@@ -1,5 +1,6 @@
-// Alerts on the pipeline's failure signals. Metric alerts watch the queue (Service Bus platform metrics); log alerts
-// query the worker's telemetry in Application Insights (meter `postbus`, table customMetrics; exceptions table).
+// Alerts on the pipeline's failure signals. The backlog alert watches the queue (Service Bus platform metric); log
+// alerts query the worker's telemetry in Application Insights (meter `postbus`, table customMetrics; exceptions
+// table), and the stalled-worker alert joins the queue's metrics with the workers' heartbeat in the workspace.
 
 @description('Azure region for the log alerts (metric alerts are global).')
 param location string
@@ -16,11 +17,27 @@ param queueName string
 @description('Application Insights component resource id.')
 param appInsightsId string
 
+@description('Log Analytics workspace id: holds the namespace metrics (AzureMetrics) and, behind Application Insights, the workers\' metrics (AppMetrics).')
+param workspaceId string
+
 @description('Action group every alert notifies.')
 param actionGroupId string
 
-@description('Active messages above which a backlog that lasts 15 minutes alerts. Size it as (ACS quota per minute x 15): a backlog the quota could not drain in 15 minutes.')
-param backlogThreshold int = 1000
+@description('ACS send quota per minute of the sending domain (email.bicep): sizes the backlog alert.')
+@minValue(1)
+param quotaPerMinute int
+
+@description('ACS send quota per hour of the sending domain (email.bicep).')
+@minValue(1)
+param quotaPerHour int
+
+@description('Active messages above which a backlog that lasts 15 minutes alerts. 0: what the quota drains in 15 minutes.')
+@minValue(0)
+param backlogThresholdOverride int = 0
+
+@description('Minutes messages may wait with no worker running before the stalled-worker alert fires. Above KEDA\'s 30 s polling plus a cold start; low enough to page within minutes.')
+@minValue(5)
+param stalledMinutes int = 10
 
 @description('Throttle (HTTP 429) events per 5 minutes above which to alert. The rate gate should keep them rare.')
 param throttleThreshold int = 20
@@ -39,50 +56,9 @@ param metricAlertPrefix string = 'ma-'
 @description('Resource-name prefix for log alerts.')
 param logAlertPrefix string = 'sqr-'
 
-resource deadLetterAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
-  name: '${metricAlertPrefix}${queueName}-dead-letters'
-  location: 'global'
-  tags: tags
-  properties: {
-    description: 'A message was dead-lettered. Read its DeadLetterReason (Service Bus Explorer, or the workbook) and fix the cause before replaying.'
-    severity: 2
-    enabled: true
-    scopes: [
-      namespaceId
-    ]
-    evaluationFrequency: 'PT5M'
-    windowSize: 'PT15M'
-    criteria: {
-      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
-      allOf: [
-        {
-          criterionType: 'StaticThresholdCriterion'
-          name: 'DeadLetteredAboveZero'
-          metricNamespace: 'Microsoft.ServiceBus/namespaces'
-          metricName: 'DeadletteredMessages'
-          dimensions: [
-            {
-              name: 'EntityName'
-              operator: 'Include'
-              values: [
-                queueName
-              ]
-            }
-          ]
-          operator: 'GreaterThan'
-          threshold: 0
-          timeAggregation: 'Maximum'
-        }
-      ]
-    }
-    autoMitigate: true
-    actions: [
-      {
-        actionGroupId: actionGroupId
-      }
-    ]
-  }
-}
+// A backlog the quota could not drain in 15 minutes: the per-minute limit x 15, or a quarter of the hourly one if that
+// binds (the Azure-managed domain's 10/hour gives 2, a default custom domain's 100/hour 25).
+var backlogThreshold = (backlogThresholdOverride > 0) ? backlogThresholdOverride : max(1, min((quotaPerMinute * 15), (quotaPerHour / 4)))
 
 // Minimum over the window: the alert fires only if the backlog never dropped below the threshold for 15 minutes,
 // so a spike that is draining at the quota does not page anyone until it stops draining.
@@ -128,6 +104,117 @@ resource backlogAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
         actionGroupId: actionGroupId
       }
     ]
+  }
+}
+
+// New dead letters, by reason. A metric alert on the queue's DeadletteredMessages count fires once and stays fired
+// while the dead-letter queue holds anything, so later dead letters never notify; the worker's counter of dead
+// letters it made is a rate. Split by reason: a second cause fires its own alert while the first is still open.
+resource deadLetterAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${logAlertPrefix}postbus-dead-letters'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Postbus: new dead letters'
+    description: 'The worker dead-lettered messages in the last 5 minutes (one alert per reason). Read the reason and its description (postbus dlq list --summary, or the workbook), fix the cause, then replay.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    criteria: {
+      allOf: [
+        {
+          query: '''
+customMetrics
+| where name == "postbus.deadletters"
+| extend reason = tostring(customDimensions.reason)
+| summarize deadLetters = sum(valueSum) by reason
+'''
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'deadLetters'
+          dimensions: [
+            {
+              name: 'reason'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        actionGroupId
+      ]
+    }
+  }
+}
+
+// Messages wait and no worker runs: the scaler cannot read the queue (role, namespace name), the image cannot be
+// pulled, or every replica crashes. Without this, the first signal would be the backlog alert - which needs a backlog
+// the quota could not drain in 15 minutes - or nothing at all, since the latency alert has no data when nothing is
+// sent. Every running worker exports postbus.breaker.state once a minute, so its absence means no worker; the
+// queue's ActiveMessages comes from the namespace diagnostic setting (AzureMetrics holds it without the entity
+// dimension, so it is the namespace's total: the worker consumes every queue in the namespace).
+resource stalledAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${logAlertPrefix}postbus-messages-waiting-no-worker'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Postbus: messages waiting, no worker running'
+    description: 'Messages have waited in the queue for the whole window while no worker replica reported in: scaling never started or every replica fails. Check the replicas panel and the Container Apps system logs (KEDA errors), then the scaler role (docs/deploy-azure.md).'
+    severity: 1
+    enabled: true
+    scopes: [
+      workspaceId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT${stalledMinutes}M'
+    criteria: {
+      allOf: [
+        {
+          query: replace(replace('''
+let waiting = toscalar(AzureMetrics
+    | where TimeGenerated > ago(__WINDOW__)
+    | where _ResourceId =~ "__NAMESPACE_ID__" and MetricName == "ActiveMessages"
+    | summarize min(Minimum));
+let workers = toscalar(AppMetrics
+    | where TimeGenerated > ago(__WINDOW__)
+    | where Name == "postbus.breaker.state"
+    | count);
+print waiting = coalesce(waiting, 0.0), workers
+| where waiting > 0 and workers == 0
+''', '__NAMESPACE_ID__', namespaceId), '__WINDOW__', '${stalledMinutes}m')
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        actionGroupId
+      ]
+    }
   }
 }
 
@@ -184,7 +271,7 @@ resource latencySloAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   kind: 'LogAlert'
   properties: {
     displayName: 'Postbus: end-to-end latency SLO breach'
-    description: 'Fewer than the SLO share of messages reached ACS within the bound of being published (over the last hour).'
+    description: 'Fewer than the SLO share of messages reached ACS within the bound of being published (over the last hour). Silent while nothing is sent: the stalled-worker alert covers that case.'
     severity: 2
     enabled: true
     scopes: [
@@ -266,6 +353,7 @@ exceptions
 
 output alertIds array = [
   deadLetterAlert.id
+  stalledAlert.id
   backlogAlert.id
   throttleAlert.id
   latencySloAlert.id

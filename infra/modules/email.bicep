@@ -1,11 +1,13 @@
 // ACS Email: the Email Communication Service, its domains, the Communication Service the worker sends through,
-// and the worker's role on it.
+// the worker's role on it, the send quota that follows from the domain in use, and the send and delivery logs.
 //
 // The Azure-managed domain (DoNotReply@<guid>.azurecomm.net) is always created and linked, so a fresh deployment can
 // send at once - but only at 5/min and 10/hour, and that quota cannot be raised. A customer-managed domain is
 // created when customDomainName is set; it outputs the SPF/DKIM/DKIM2/DMARC records to publish. It can be linked
 // (and used by the worker) only after ACS has verified those records: set customDomainVerified=true and provision
-// again. docs/deploy-azure.md walks through it.
+// again. Its default limits are 30/min and 100/hour; support can raise them (raisedQuotaPerMinute/PerHour). Sender
+// usernames other than DoNotReply are created only once the domain is verified and its limits raised, because ACS
+// refuses them on a domain that still has the default limits. docs/deploy-azure.md walks through it.
 
 @description('Tags applied to every resource.')
 param tags object
@@ -25,8 +27,19 @@ param customDomainName string = ''
 @description('Set to true once ACS shows the custom domain (and SPF, DKIM, DKIM2) as verified; links it and points the worker at it.')
 param customDomainVerified bool = false
 
-@description('Extra sender usernames on the custom domain, e.g. [{ username: \'orders\', displayName: \'Contoso Orders\' }]. Not available on Azure-managed domains.')
+@description('Extra sender usernames on the custom domain, e.g. [{ username: \'orders\', displayName: \'Contoso Orders\' }]. Created only once the domain is verified and its limits raised (ACS refuses them before); never on the Azure-managed domain.')
 param senderUsernames array = []
+
+@description('Send quota per minute that ACS support granted for the verified custom domain. 0: the default limits.')
+@minValue(0)
+param raisedQuotaPerMinute int = 0
+
+@description('Send quota per hour that ACS support granted for the verified custom domain. 0: the default limits.')
+@minValue(0)
+param raisedQuotaPerHour int = 0
+
+@description('Log Analytics workspace that receives the email send and delivery logs.')
+param workspaceId string
 
 @description('Sender aliases the events may name (alias -> username); each becomes <username>@<sending domain> in POSTBUS_SENDERS.')
 param senderAliases object = {
@@ -49,6 +62,21 @@ var roles = {
 var builtInSenderRoleId = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.communicationAndEmailServiceOwner)
 var useCustomDomain = !empty(customDomainName)
 var linkCustomDomain = useCustomDomain && customDomainVerified
+// Raised limits are granted for a verified custom domain; they mean nothing for the Azure-managed one.
+var limitsRaised = linkCustomDomain && (raisedQuotaPerMinute > 0) && (raisedQuotaPerHour > 0)
+// ACS's published sending limits per domain kind (the quota is per subscription, shared by every replica).
+var sendingLimits = {
+  azureManaged: {
+    perMinute: 5
+    perHour: 10
+  }
+  customDefault: {
+    perMinute: 30
+    perHour: 100
+  }
+}
+var quotaPerMinute = limitsRaised ? raisedQuotaPerMinute : (linkCustomDomain ? sendingLimits.customDefault.perMinute : sendingLimits.azureManaged.perMinute)
+var quotaPerHour = limitsRaised ? raisedQuotaPerHour : (linkCustomDomain ? sendingLimits.customDefault.perHour : sendingLimits.azureManaged.perHour)
 
 resource emailService 'Microsoft.Communication/emailServices@2025-09-01' = {
   name: emailServiceName
@@ -83,7 +111,9 @@ resource customDomain 'Microsoft.Communication/emailServices/domains@2025-09-01'
   }
 }
 
-resource customSenders 'Microsoft.Communication/emailServices/domains/senderUsernames@2025-09-01' = [for s in (useCustomDomain ? senderUsernames : []): {
+// Only on a verified custom domain with raised limits: ACS refuses custom sender usernames before that, which would
+// fail the whole provisioning run.
+resource customSenders 'Microsoft.Communication/emailServices/domains/senderUsernames@2025-09-01' = [for s in (limitsRaised ? senderUsernames : []): {
   parent: customDomain
   name: s.username
   properties: {
@@ -121,6 +151,30 @@ resource workerEmailSender 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   }
 }
 
+// Send and delivery logs (ACSEmailSendMailOperational, ACSEmailStatusUpdateOperational, ...): ACS writes them to its
+// own resource-specific tables, so there is no destination-type choice to make here.
+resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: communicationService
+  properties: {
+    workspaceId: workspaceId
+    logs: [
+      {
+        category: 'EmailSendMailOperational'
+        enabled: true
+      }
+      {
+        category: 'EmailStatusUpdateOperational'
+        enabled: true
+      }
+      {
+        category: 'EmailUserEngagementOperational'
+        enabled: true
+      }
+    ]
+  }
+}
+
 var sendingDomain = linkCustomDomain ? customDomain.properties.mailFromSenderDomain : managedDomain.properties.mailFromSenderDomain
 
 output communicationServiceId string = communicationService.id
@@ -132,3 +186,8 @@ output managedDomainMailFrom string = 'DoNotReply@${managedDomain.properties.mai
 output senderEntries array = [for a in items(senderAliases): '"${a.key}":"${a.value}@${sendingDomain}"']
 // DNS records to publish for the custom domain: Domain (TXT ownership), SPF (TXT), DKIM and DKIM2 (CNAME), DMARC (TXT).
 output customDomainVerificationRecords object = useCustomDomain ? customDomain.properties.verificationRecords : {}
+// The quota the worker paces itself to: that of the domain it sends from.
+output quotaPerMinute int = quotaPerMinute
+output quotaPerHour int = quotaPerHour
+output sendingDomainKind string = linkCustomDomain ? 'CustomerManaged' : 'AzureManaged'
+output senderUsernamesCreated bool = limitsRaised

@@ -30,6 +30,9 @@ param premiumCapacity int = 1
 @description('Zone redundancy (Premium only; needs a region with availability zones).')
 param zoneRedundant bool = false
 
+@description('Reachable only through a private endpoint (main.bicep privateNetworking; needs Premium). Producers must then publish from inside the network.')
+param privateOnly bool = false
+
 @description('Queue the producers publish to and the workers consume.')
 param queueName string = 'notifications'
 
@@ -42,7 +45,7 @@ param workerPrincipalId string
 @description('Principal id of the KEDA scaler identity.')
 param scalerPrincipalId string
 
-@description('Role of the scaler identity on the queue. Start with DataReceiver; if the KEDA rule never scales, switch to DataOwner (still queue-scoped). See docs/deploy-azure.md.')
+@description('Role of the scaler identity on the queue: DataReceiver (the least that reads the queue\'s message count with Entra) or DataOwner (fallback, still queue-scoped). See docs/deploy-azure.md.')
 @allowed([
   'DataReceiver'
   'DataOwner'
@@ -70,6 +73,8 @@ var roles = {
 }
 var scalerRoleId = (scalerRole == 'DataOwner') ? roles.serviceBusDataOwner : roles.serviceBusDataReceiver
 var isPremium = (sku == 'Premium')
+// Service Bus private endpoints exist on Premium only.
+var privateEndpointOnly = privateOnly && isPremium
 
 resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   name: namespaceName
@@ -84,7 +89,7 @@ resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
     // Entra only: no SAS keys, no connection strings. The worker, the producers and the scaler use identities.
     disableLocalAuth: true
     minimumTlsVersion: '1.2'
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: privateEndpointOnly ? 'Disabled' : 'Enabled'
     zoneRedundant: isPremium && zoneRedundant
   }
 }
@@ -138,6 +143,14 @@ resource producerSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+// The scaler reads the queue's active message count (KEDA's azure-servicebus scaler asks for the entity's runtime
+// properties). KEDA documents a *Manage* SAS policy for that because a Listen-only key cannot read entity
+// descriptions. With Entra the read needs Microsoft.ServiceBus/*/queues/read, which Data Receiver carries (the Service
+// Bus team describes receive rights as including read access to the entity's information), and Microsoft's modern web
+// app reference scales Container Apps with an identity that holds only Sender and Receiver. So Data Receiver on this
+// one queue is the least that works. The identity is attached with lifecycle 'None', so no container code can use its
+// receive right. DataOwner remains as a queue-scoped fallback, and the "messages waiting, no worker running" alert
+// pages within minutes if scaling never starts.
 resource scalerReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(queue.id, scalerPrincipalId, scalerRoleId)
   scope: queue
@@ -164,6 +177,9 @@ resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' 
   scope: namespace
   properties: {
     workspaceId: workspaceId
+    // Resource-specific tables (AZMSOperationalLogs, AZMSRunTimeAuditLogs, ...), not the legacy AzureDiagnostics
+    // table shared with every other resource. Metrics go to AzureMetrics either way; the stalled-worker alert reads them.
+    logAnalyticsDestinationType: 'Dedicated'
     logs: [
       {
         categoryGroup: 'allLogs'

@@ -23,7 +23,7 @@ param retentionInDays int = 30
 @description('Entra-only telemetry ingestion. The worker then authenticates with its identity (APPLICATIONINSIGHTS_AUTHENTICATION_STRING) and holds Monitoring Metrics Publisher.')
 param disableLocalAuth bool = true
 
-@description('Where alerts are emailed. Empty: the action group has no receivers (alerts still show in the portal).')
+@description('Where alerts are emailed. Empty: the action group has no receivers, so alerts only show in the portal (azd warns before provisioning; the output says so).')
 param alertEmail string = ''
 
 @description('Principal id of the worker identity (granted Monitoring Metrics Publisher when local auth is disabled).')
@@ -73,7 +73,7 @@ resource workerTelemetryPublisher 'Microsoft.Authorization/roleAssignments@2022-
   }
 }
 
-resource actionGroup 'Microsoft.Insights/actionGroups@2024-10-01-preview' = {
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
   name: actionGroupName
   location: 'global'
   tags: tags
@@ -98,3 +98,5 @@ output appInsightsName string = appInsights.name
 // disabled, ingestion also needs the worker's Entra token.
 output appInsightsConnectionString string = appInsights.properties.ConnectionString
 output actionGroupId string = actionGroup.id
+// 0 means every alert fires into the void: azd's preprovision hook warns, and main.bicep passes this on as an output.
+output actionGroupReceivers int = empty(alertEmail) ? 0 : 1

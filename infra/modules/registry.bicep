@@ -10,7 +10,7 @@ param tags object
 @description('Registry name (5-50 alphanumerics, globally unique).')
 param registryName string
 
-@description('Standard: more storage and build throughput than Basic, and covered by Defender vulnerability scanning. Premium adds private endpoints, geo-replication, zone redundancy and retention policies.')
+@description('Standard: more storage and build throughput than Basic, and covered by Defender vulnerability scanning. Premium adds private endpoints (main.bicep privateNetworking), geo-replication, zone redundancy and retention policies.')
 @allowed([
   'Standard'
   'Premium'
@@ -24,7 +24,7 @@ var roles = {
   acrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d'
 }
 
-resource registry 'Microsoft.ContainerRegistry/registries@2025-06-01-preview' = {
+resource registry 'Microsoft.ContainerRegistry/registries@2025-11-01' = {
   name: registryName
   location: location
   tags: tags
@@ -34,6 +34,8 @@ resource registry 'Microsoft.ContainerRegistry/registries@2025-06-01-preview' = 
   properties: {
     adminUserEnabled: false
     anonymousPullEnabled: false
+    // Stays on even with a private endpoint: azd's remote build (ACR Tasks) and pushes from CI come from outside the
+    // network. With private networking the replicas pull through the endpoint. Entra-only either way.
     publicNetworkAccess: 'Enabled'
     zoneRedundancy: 'Disabled'
   }

@@ -16,6 +16,9 @@ param appName string
 @description('Log Analytics workspace for the environment logs (via diagnostic settings, so no workspace key).')
 param workspaceId string
 
+@description('Subnet for a VNet-integrated environment (private networking); empty: no VNet. Set at creation only: an existing environment cannot move into a VNet.')
+param infrastructureSubnetId string = ''
+
 @description('Image to run. Empty: a placeholder until `azd deploy` pushes the worker image.')
 param image string = ''
 
@@ -75,13 +78,13 @@ param concurrency int = 16
 @minValue(0)
 param prefetch int = 64
 
-@description('ACS send quota per minute shared by all replicas (POSTBUS_QUOTA_PER_MINUTE).')
+@description('ACS send quota per minute shared by all replicas (POSTBUS_QUOTA_PER_MINUTE): the sending domain\'s, from email.bicep.')
 @minValue(1)
-param quotaPerMinute int = 30
+param quotaPerMinute int
 
-@description('ACS send quota per hour shared by all replicas (POSTBUS_QUOTA_PER_HOUR).')
+@description('ACS send quota per hour shared by all replicas (POSTBUS_QUOTA_PER_HOUR): the sending domain\'s, from email.bicep.')
 @minValue(1)
-param quotaPerHour int = 100
+param quotaPerHour int
 
 @description('Seconds the worker spends finishing in-flight messages after SIGTERM (POSTBUS_SHUTDOWN_GRACE_SECONDS).')
 @minValue(1)
@@ -99,16 +102,24 @@ param cpu string = '0.5'
 param memory string = '1Gi'
 
 var healthPort = 8080
-// The placeholder azd templates use until the first `azd deploy`.
-var placeholderImage = 'mcr.microsoft.com/k8se/quickstart:latest'
+var livenessPath = '/healthz'
+// Runs until the first `azd deploy`. `azd deploy` then swaps only the image (it keeps every other property of the
+// app), so the placeholder must pass the worker's own probes: this one listens on 8080 and answers /healthz, like the
+// worker. (The usual Container Apps quickstart image listens on 80, so its revision would fail its startup probe.)
+var placeholderImage = 'mcr.microsoft.com/dotnet/samples:aspnetapp'
 
-resource environment 'Microsoft.App/managedEnvironments@2025-10-02-preview' = {
+resource environment 'Microsoft.App/managedEnvironments@2026-01-01' = {
   name: environmentName
   location: location
   tags: tags
   properties: {
     appLogsConfiguration: {
       destination: 'azure-monitor'
+    }
+    vnetConfiguration: empty(infrastructureSubnetId) ? null : {
+      infrastructureSubnetId: infrastructureSubnetId
+      // No ingress anywhere; internal keeps the environment's own endpoint off the internet too.
+      internal: true
     }
     workloadProfiles: [
       {
@@ -256,11 +267,14 @@ resource app 'Microsoft.App/containerApps@2026-01-01' = {
               value: appInsightsConnectionString
             }
           ], telemetryAuthEnv)
+          // Startup and liveness only. The worker has no ingress, so a readiness probe would route no traffic; it would
+          // only tie revision activation to ACS's health (/readyz fails while the breaker is open) and fail a deploy
+          // during an ACS outage. /readyz stays available to operators.
           probes: [
             {
               type: 'Startup'
               httpGet: {
-                path: '/healthz'
+                path: livenessPath
                 port: healthPort
               }
               periodSeconds: 2
@@ -269,20 +283,10 @@ resource app 'Microsoft.App/containerApps@2026-01-01' = {
             {
               type: 'Liveness'
               httpGet: {
-                path: '/healthz'
+                path: livenessPath
                 port: healthPort
               }
               periodSeconds: 10
-              timeoutSeconds: 3
-              failureThreshold: 3
-            }
-            {
-              type: 'Readiness'
-              httpGet: {
-                path: '/readyz'
-                port: healthPort
-              }
-              periodSeconds: 5
               timeoutSeconds: 3
               failureThreshold: 3
             }

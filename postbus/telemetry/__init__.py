@@ -10,6 +10,7 @@ Which exporter runs is decided by the settings, once, at process start::
   through our own bridge (:class:`OtelLogHandler`) so the fields of each structlog line become
   ``customDimensions``. The distro's Azure SDK tracing is turned off: the Service Bus SDK
   would add its own ``b"traceparent"`` next to ours and open a receive span every idle second.
+  Live metrics run only when the connection string names a ``LiveEndpoint``.
 * ``OTEL_EXPORTER_OTLP_ENDPOINT`` set: OTLP/HTTP exporters for traces, metrics and logs.
 * neither: real providers without processors or readers. Spans still carry trace ids (so
   ``traceparent`` travels and log lines have ``trace_id``) but nothing is exported.
@@ -20,7 +21,8 @@ OpenTelemetry globals, which can be set only once per process, are left alone.
 Spans (OTel messaging conventions): ``<queue> publish`` (PRODUCER) per published event, whose context
 travels in the ``traceparent``/``tracestate``/``Diagnostic-Id`` application properties;
 ``<queue> process`` (CONSUMER) per received message, parented to that context; ``render <type>``
-and ``acs send`` (CLIENT) beneath it. Metrics live under the meter ``postbus``; their names are a
+and ``acs send`` (CLIENT, with the HTTP client attributes of ``POST <ACS endpoint>/emails:send``)
+beneath it. Metrics live under the meter ``postbus``; their names are a
 contract with the workbook and alerts in ``infra/`` and the queries in ``docs/runbook.md``.
 """
 
@@ -29,9 +31,11 @@ from __future__ import annotations
 from postbus.telemetry.bridge import LOG_HANDLER_NAME, OtelLogHandler, install_log_handler, log_fields
 from postbus.telemetry.configure import (
     Exporter,
+    acs_endpoint,
     choose_exporter,
     configure_telemetry,
     current_telemetry,
+    live_metrics_endpoint,
     set_current_telemetry,
 )
 from postbus.telemetry.instruments import BREAKER_STATE_CODES, METER_NAME, SLO_SECONDS, TRACER_NAME, Telemetry
@@ -59,10 +63,12 @@ __all__ = [
     "PublishTrace",
     "SendCall",
     "Telemetry",
+    "acs_endpoint",
     "choose_exporter",
     "configure_telemetry",
     "current_telemetry",
     "install_log_handler",
+    "live_metrics_endpoint",
     "log_fields",
     "set_current_telemetry",
 ]

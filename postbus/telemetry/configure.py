@@ -19,9 +19,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Exporter",
+    "acs_endpoint",
     "choose_exporter",
     "configure_telemetry",
     "current_telemetry",
+    "live_metrics_endpoint",
     "set_current_telemetry",
 ]
 
@@ -68,6 +70,37 @@ def _resource(settings: Settings) -> Resource:
     )
 
 
+def acs_endpoint(settings: Settings) -> str | None:
+    """The ACS endpoint the settings send to (the endpoint part of a connection string, never its key)."""
+    if settings.acs_endpoint:
+        return settings.acs_endpoint
+    if settings.acs_connection_string is not None:
+        fields = _fields(settings.acs_connection_string.get_secret_value())
+        return fields.get("endpoint") or None
+    return None
+
+
+def live_metrics_endpoint(connection_string: str) -> str | None:
+    """The ``LiveEndpoint`` an Application Insights connection string names, if any.
+
+    The connection strings Azure hands out name one. Without it the exporter falls back to a
+    global live metrics host; where that cannot be reached (a regional or sovereign cloud, a
+    private network, a local stand-in) every process would log an error with a traceback every
+    few seconds, so live metrics run only when the connection string asks for them.
+    """
+    return _fields(connection_string).get("liveendpoint") or None
+
+
+def _fields(connection_string: str) -> dict[str, str]:
+    """``Key=Value;...`` as a dict with lower-case keys (values may contain ``=``)."""
+    fields: dict[str, str] = {}
+    for part in connection_string.split(";"):
+        key, sep, value = part.partition("=")
+        if sep and key.strip():
+            fields[key.strip().lower()] = value.strip()
+    return fields
+
+
 def choose_exporter(settings: Settings) -> Exporter:
     """Azure Monitor if its connection string is set, else OTLP if an endpoint is, else nothing."""
     if settings.applicationinsights_connection_string is not None:
@@ -95,6 +128,7 @@ def configure_telemetry(
         telemetry = Telemetry(
             tracer_provider=tracer_provider or trace.NoOpTracerProvider(),
             meter_provider=meter_provider or metrics.NoOpMeterProvider(),
+            acs_endpoint=acs_endpoint(settings),
         )
         if logger_provider is not None:
             install_log_handler(logger_provider)
@@ -109,13 +143,13 @@ def configure_telemetry(
             elif exporter == "otlp":
                 _configured = _otlp(settings, resource)
             else:
-                _configured = _local(resource)
+                _configured = _local(settings, resource)
         configured = _configured
     set_current_telemetry(configured)
     return configured
 
 
-def _local(resource: Resource) -> Telemetry:
+def _local(settings: Settings, resource: Resource) -> Telemetry:
     from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -123,7 +157,12 @@ def _local(resource: Resource) -> Telemetry:
     meter_provider = MeterProvider(resource=resource, exemplar_filter=AlwaysOffExemplarFilter())
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
-    return Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider, exporter="none")
+    return Telemetry(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        exporter="none",
+        acs_endpoint=acs_endpoint(settings),
+    )
 
 
 def _otlp(settings: Settings, resource: Resource) -> Telemetry:
@@ -158,6 +197,7 @@ def _otlp(settings: Settings, resource: Resource) -> Telemetry:
         meter_provider=meter_provider,
         exporter="otlp",
         shutdown=(tracer_provider.shutdown, meter_provider.shutdown, logger_provider.shutdown),
+        acs_endpoint=acs_endpoint(settings),
     )
 
 
@@ -177,6 +217,8 @@ def _azure_monitor(settings: Settings, resource: Resource) -> Telemetry:
         logger_name=_DISTRO_LOGGER,
         # The Service Bus SDK's own spans would duplicate ours and add a second (bytes) traceparent.
         instrumentation_options={"azure_sdk": {"enabled": False}},
+        # Deliberately, not by the distro's default (on): see live_metrics_endpoint.
+        enable_live_metrics=live_metrics_endpoint(connection_string) is not None,
     )
     logger_provider = get_logger_provider()
     install_log_handler(logger_provider)
@@ -192,4 +234,5 @@ def _azure_monitor(settings: Settings, resource: Resource) -> Telemetry:
         meter_provider=meter_provider,
         exporter="azure_monitor",
         shutdown=stoppers,
+        acs_endpoint=acs_endpoint(settings),
     )

@@ -16,7 +16,14 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, SpanKind
 
-from postbus.telemetry.spans import Processing, PublishTrace, SendCall, parent_context, record_exception
+from postbus.telemetry.spans import (
+    Processing,
+    PublishTrace,
+    SendCall,
+    acs_request_attributes,
+    parent_context,
+    record_exception,
+)
 
 __all__ = ["BREAKER_STATE_CODES", "METER_NAME", "SLO_SECONDS", "TRACER_NAME", "Exporter", "Telemetry"]
 
@@ -62,8 +69,11 @@ class Telemetry:
         meter_provider: metrics.MeterProvider,
         exporter: Exporter = "none",
         shutdown: Sequence[Callable[[], object]] = (),
+        acs_endpoint: str | None = None,
     ) -> None:
         self.exporter: Exporter = exporter
+        #: Where ACS requests go (``https://<name>.communication.azure.com``); names the dependency.
+        self.acs_endpoint = acs_endpoint
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self.tracer = tracer_provider.get_tracer(TRACER_NAME)
@@ -97,6 +107,8 @@ class Telemetry:
         )
         #: Messages being processed now; observed at collection time, so the hot path only counts.
         self.inflight_count = 0
+        # Only a process that consumes reports in-flight work: a producer's gauge would be a flat zero.
+        self._consuming = False
         meter.create_observable_up_down_counter(
             "postbus.inflight",
             callbacks=[self._observe_inflight],
@@ -125,6 +137,7 @@ class Telemetry:
         self, *, queue: str, properties: Mapping[Any, Any], message_id: str, delivery_count: int
     ) -> Processing:
         """The ``<queue> process`` span of one received message, parented to its producer."""
+        self._consuming = True
         span = self.tracer.start_span(
             f"{queue} process",
             context=parent_context(properties),
@@ -132,7 +145,8 @@ class Telemetry:
             attributes={
                 "messaging.system": "servicebus",
                 "messaging.destination.name": queue,
-                "messaging.operation": "process",
+                "messaging.operation.type": "process",
+                "messaging.operation.name": "process",
                 "messaging.message.id": message_id,
                 "messaging.servicebus.message.delivery_count": delivery_count,
                 # messaging.* attributes are not copied to Application Insights' customDimensions.
@@ -154,10 +168,16 @@ class Telemetry:
                 raise
 
     def acs_send(self, *, operation_id: str, server: str | None = None) -> SendCall:
-        """The ``acs send`` CLIENT span around one ACS request."""
-        attributes: dict[str, str] = {"postbus.operation_id": operation_id}
-        if server:
-            attributes["server.address"] = server
+        """The ``acs send`` CLIENT span around one ACS request (``POST <endpoint>/emails:send``).
+
+        ``server`` is the ACS endpoint (URL or host name) the request goes to; by default the one the
+        settings name (:attr:`acs_endpoint`). With an endpoint the span carries the HTTP client
+        attributes (``server.address``, ``url.full``, ``http.request.method``, and the response
+        status on exit), so Application Insights records an HTTP dependency on the ACS host and the
+        application map draws it as a node.
+        """
+        attributes: dict[str, str | int] = {"postbus.operation_id": operation_id}
+        attributes |= acs_request_attributes(server or self.acs_endpoint)
         return SendCall(self, self.tracer.start_span("acs send", kind=SpanKind.CLIENT, attributes=attributes))
 
     def record_accepted(self, first_enqueued: datetime | None, *, event_type: str, tenant: str) -> None:
@@ -208,7 +228,7 @@ class Telemetry:
         return [Observation(rate) for rate in rates if math.isfinite(rate)]
 
     def _observe_inflight(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(self.inflight_count)]
+        return [Observation(self.inflight_count)] if self._consuming else []
 
     def _observe_breaker(self, options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:

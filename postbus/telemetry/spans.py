@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from contextvars import Token
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from postbus.telemetry.instruments import Telemetry
 
 __all__ = [
+    "ACS_SEND_PATH",
     "MAX_EXCEPTION_TEXT",
     "PROP_DIAGNOSTIC_ID",
     "PROP_TRACEPARENT",
@@ -32,6 +34,7 @@ __all__ = [
     "Processing",
     "PublishTrace",
     "SendCall",
+    "acs_request_attributes",
     "parent_context",
     "record_exception",
 ]
@@ -43,6 +46,49 @@ PROP_DIAGNOSTIC_ID: Final = "Diagnostic-Id"
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 #: Longest exception message recorded on a span or a log record.
 MAX_EXCEPTION_TEXT: Final = 2000
+#: The ACS Email data-plane operation behind every ``acs send`` span.
+ACS_SEND_PATH: Final = "/emails:send"
+_DEFAULT_PORTS: Final = {"https": 443, "http": 80}
+#: The HTTP status of each successful send result (ACS answers 202; 409 is an operation id it has seen).
+_RESULT_STATUS: Final = {"accepted": 202, "duplicate": 409}
+
+
+def acs_request_attributes(endpoint: str | None) -> dict[str, str | int]:
+    """OpenTelemetry HTTP client attributes of a send to ``endpoint`` (a URL, or a bare host name).
+
+    Application Insights types a CLIENT span as an HTTP dependency only when it has
+    ``http.request.method``, and takes the dependency's target (the application map's node) from
+    ``server.address`` and ``server.port``; an empty ``endpoint`` gives no attributes.
+    """
+    if not endpoint:
+        return {}
+    parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    host = parts.hostname
+    if not host:
+        return {}
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme, 443)
+    except ValueError:  # a port that is not a number: name the host alone
+        port = _DEFAULT_PORTS.get(scheme, 443)
+    authority = host if port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    return {
+        "http.request.method": "POST",
+        "server.address": host,
+        "server.port": port,
+        "url.scheme": scheme,
+        # No user info and no query string: neither belongs in telemetry.
+        "url.full": f"{scheme}://{authority}{ACS_SEND_PATH}",
+    }
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status behind an ACS failure: ours carry the SDK's error as their cause."""
+    for candidate in (exc, exc.__cause__):
+        status = getattr(candidate, "status_code", None)
+        if isinstance(status, int):
+            return status
+    return None
 
 
 def record_exception(span: Span, exc: BaseException) -> None:
@@ -169,7 +215,9 @@ class SendCall:
     """The ``acs send`` CLIENT span of one ACS request and its duration (``postbus.acs.send.duration``).
 
     Set :attr:`result` (``accepted``/``duplicate``) before a normal exit; an exception leaves the
-    block as it came, recorded on the span and named in the histogram's ``result`` attribute.
+    block as it came, recorded on the span and named in the histogram's ``result`` attribute. A span
+    that names its endpoint also records the HTTP status (202 accepted, 409 duplicate, or the
+    failure's own status) and, on failure, ``error.type``.
     """
 
     __slots__ = ("_span", "_started", "_telemetry", "_token", "result")
@@ -190,8 +238,12 @@ class SendCall:
         elapsed_ms = (time.perf_counter() - self._started) * 1000
         try:
             result = self.result if exc is None else type(exc).__name__
+            status = _RESULT_STATUS.get(self.result) if exc is None else _http_status(exc)
             if exc is not None and isinstance(exc, Exception):
                 record_exception(self._span, exc)
+                self._span.set_attribute("error.type", str(status) if status else type(exc).__qualname__)
+            if status is not None:
+                self._span.set_attribute("http.response.status_code", status)
             self._span.set_attribute("postbus.acs.result", result)
             self._span.end()
             self._telemetry.acs_send_duration.record(elapsed_ms, {"result": result})
@@ -222,7 +274,10 @@ class PublishTrace:
             attributes={
                 "messaging.system": "servicebus",
                 "messaging.destination.name": self._queue,
-                "messaging.operation": "publish",
+                # One span per message, whose context the message carries, before the batch is sent:
+                # a "create" span in the OpenTelemetry messaging conventions.
+                "messaging.operation.type": "create",
+                "messaging.operation.name": "publish",
                 "messaging.message.id": event.id,
                 "postbus.event_id": event.id,
                 "postbus.type": event.type,

@@ -142,7 +142,7 @@ async def test_a_published_event_and_its_processing_form_one_trace(
     attributes = dict(consumer.attributes or {})
     assert attributes["messaging.system"] == "servicebus"
     assert attributes["messaging.destination.name"] == "notifications"
-    assert attributes["messaging.operation"] == "process"
+    assert attributes["messaging.operation.type"] == "process"
     assert attributes["messaging.message.id"] == "order-1"
     assert attributes["messaging.servicebus.message.delivery_count"] == 0
     assert attributes["postbus.outcome"] == "sent"

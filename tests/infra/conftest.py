@@ -1,8 +1,8 @@
 """Fixtures for the offline infra gate: every Bicep file under infra/, parsed once per session with pycep.
 
 pycep returns plain dicts. Two of its habits matter to the tests: string literals and identifiers both come back
-as bare strings ('0' and queueName look alike), and a resource declared with a loop keeps its body under
-config["config"] (see ``body``).
+as bare strings ('0' and queueName look alike), and a resource declared with a loop or a condition, like a
+conditional module call, keeps its body under config["config"] (see ``body`` and ``module_body``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
-__all__ = ["Resource", "body", "parsed", "resources"]
+__all__ = ["Resource", "body", "module_body", "parsed", "resources"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA = REPO_ROOT / "infra"
@@ -35,6 +35,12 @@ def body(resource: dict[str, Any]) -> dict[str, Any]:
     """The resource body, whether declared plainly, with a condition, or with a loop."""
     config: dict[str, Any] = resource["config"]
     return config["config"] if "loop_type" in config or "condition" in config else config
+
+
+def module_body(module: dict[str, Any]) -> dict[str, Any]:
+    """A module call's ``name``/``scope``/``params``, whether the call is conditional or not."""
+    config: dict[str, Any] = module["config"]
+    return config["config"] if "condition" in config else config
 
 
 @pytest.fixture(scope="session")

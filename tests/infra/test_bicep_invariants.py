@@ -253,12 +253,39 @@ def test_termination_grace_exceeds_the_worker_shutdown_grace(
     assert "shutdownHeadroomSeconds" not in parsed["main.bicep"]["modules"]["worker"]["config"]["params"]
 
 
-def test_health_probes_use_healthz_and_readyz(resources: list[Any]) -> None:
+def test_probes_fit_the_worker_and_the_placeholder_alike(
+    parsed: dict[str, dict[str, Any]], resources: list[Any]
+) -> None:
+    # `azd deploy` swaps only the image and keeps the probes, so the placeholder that runs until then must pass the
+    # worker's own probes: same port, same path.
+    worker = parsed["modules/worker.bicep"]["variables"]
     probes = _worker_app(resources).config["properties"]["template"]["containers"][0]["probes"]
-    paths = {p["type"]: p["httpGet"]["path"] for p in probes}
-    assert paths["Liveness"] == "/healthz"
-    assert paths["Readiness"] == "/readyz"
-    assert {p["httpGet"]["port"] for p in probes} == {"healthPort"}
+    by_type = {p["type"]: p["httpGet"] for p in probes}
+    # No readiness probe: without ingress it routes nothing, and /readyz fails while the breaker is open.
+    assert set(by_type) == {"Startup", "Liveness"}
+    assert {(g["path"], g["port"]) for g in by_type.values()} == {("livenessPath", "healthPort")}
+    assert worker["livenessPath"]["value"] == "/healthz"
+    assert worker["healthPort"]["value"] == 8080
+    # The placeholder: ASP.NET Core's sample listens on 8080 and maps /healthz (the quickstart image listens on 80).
+    assert worker["placeholderImage"]["value"] == "mcr.microsoft.com/dotnet/samples:aspnetapp"
+    image = _worker_app(resources).config["properties"]["template"]["containers"][0]["image"]
+    assert "placeholderImage" in json.dumps(image)
+    # And the image's own port is the one the probes use.
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert "POSTBUS_HEALTH_PORT=8080" in dockerfile
+    assert re.search(r"^EXPOSE 8080$", dockerfile, re.M)
+
+
+def test_the_worker_grace_setting_names_the_headroom_the_template_gives(
+    parsed: dict[str, dict[str, Any]],
+) -> None:
+    # The settings description once said "keep below 30 s" while the template gave 35 s.
+    from postbus.settings import Settings
+
+    headroom = parsed["modules/worker.bicep"]["parameters"]["shutdownHeadroomSeconds"]["default"]
+    description = Settings.model_fields["shutdown_grace_seconds"].description or ""
+    assert f"plus {headroom} s" in description
+    assert "30 s" not in description
 
 
 def test_worker_has_no_ingress(resources: list[Any]) -> None:
@@ -383,6 +410,16 @@ def test_role_assignments_are_least_privilege(
     assert parsed["main.bicep"]["parameters"]["grantDeployerDataAccess"]["default"] is False
 
 
+def test_the_scaler_role_says_why_it_is_enough() -> None:
+    # KEDA documents Manage rights for its Service Bus scaler; the reason Data Receiver suffices with Entra
+    # must stay next to the assignment, or someone will "fix" it to Data Owner.
+    code = (INFRA / "modules" / "messaging.bicep").read_text()
+    comment = code[: code.index("resource scalerReader")].rsplit("\n\n", 1)[-1]
+    assert "queues/read" in comment
+    assert "Manage" in comment
+    assert "lifecycle 'None'" in comment
+
+
 # --- Email --------------------------------------------------------------------------------------------------
 
 
@@ -403,44 +440,7 @@ def test_custom_domain_dns_records_are_an_output(parsed: dict[str, dict[str, Any
     assert "POSTBUS_EMAIL_DOMAIN_RECORDS" in parsed["main.bicep"]["outputs"]
 
 
-# --- Monitoring ---------------------------------------------------------------------------------------------
-
-CONTRACT_METRICS = {
-    "postbus.messages.processed",
-    "postbus.acs.send.duration",
-    "postbus.e2e.latency",
-    "postbus.retries.scheduled",
-    "postbus.throttle.events",
-    "postbus.send.rate",
-    "postbus.deadletters",
-    "postbus.inflight",
-    "postbus.breaker.state",
-    "postbus.events.published",
-}
-
-
-def test_the_five_alerts_exist(resources: list[Any]) -> None:
-    metric = {
-        a.config["properties"]["criteria"]["allOf"][0]["metricName"]: a.config
-        for a in _of_type(resources, "Microsoft.Insights/metricAlerts")
-    }
-    assert metric["DeadletteredMessages"]["properties"]["criteria"]["allOf"][0]["threshold"] == 0
-    assert metric["ActiveMessages"]["properties"]["windowSize"] == "PT15M"
-    queries = [
-        a.config["properties"]["criteria"]["allOf"][0]["query"]
-        for a in _of_type(resources, "Microsoft.Insights/scheduledQueryRules")
-    ]
-    text = json.dumps(queries)
-    assert "postbus.throttle.events" in text
-    assert "postbus.e2e.latency" in text
-    assert any(isinstance(q, str) and q.strip().startswith("exceptions") for q in queries)
-    for name in re.findall(r"postbus\.[a-z0-9_.]*[a-z0-9]", text):
-        assert name in CONTRACT_METRICS, name
-    for alert in [
-        *_of_type(resources, "Microsoft.Insights/metricAlerts"),
-        *_of_type(resources, "Microsoft.Insights/scheduledQueryRules"),
-    ]:
-        assert "actionGroupId" in json.dumps(alert.config["properties"]["actions"]), alert.name
+# --- Monitoring (alerts and diagnostics: test_monitoring.py) --------------------------------------------------
 
 
 def test_app_insights_is_workspace_based(resources: list[Any]) -> None:
@@ -503,7 +503,8 @@ API_VERSIONS = {
     "Microsoft.Resources/resourceGroups": "2024-03-01",
     "Microsoft.ServiceBus/namespaces": "2024-01-01",
     "Microsoft.ServiceBus/namespaces/queues": "2024-01-01",
-    "Microsoft.App/managedEnvironments": "2025-10-02-preview",
+    # GA; the preview version this used had nothing the template needs.
+    "Microsoft.App/managedEnvironments": "2026-01-01",
     "Microsoft.App/containerApps": "2026-01-01",
     "Microsoft.ManagedIdentity/userAssignedIdentities": "2024-11-30",
     "Microsoft.Authorization/roleAssignments": "2022-04-01",
@@ -514,13 +515,24 @@ API_VERSIONS = {
     "Microsoft.Communication/communicationServices": "2025-09-01",
     "Microsoft.OperationalInsights/workspaces": "2025-07-01",
     "Microsoft.Insights/components": "2020-02-02",
-    "Microsoft.ContainerRegistry/registries": "2025-06-01-preview",
+    "Microsoft.ContainerRegistry/registries": "2025-11-01",
     "Microsoft.Insights/metricAlerts": "2018-03-01",
     # The note lists 2025-01-01-preview (AVM) and 2023-12-01 (GA); GA is enough for these rules.
     "Microsoft.Insights/scheduledQueryRules": "2023-12-01",
-    "Microsoft.Insights/actionGroups": "2024-10-01-preview",
+    "Microsoft.Insights/actionGroups": "2023-01-01",
     "Microsoft.Insights/diagnosticSettings": "2021-05-01-preview",
     "Microsoft.Insights/workbooks": "2023-06-01",
+    "Microsoft.Network/virtualNetworks": "2024-05-01",
+    "Microsoft.Network/networkSecurityGroups": "2024-05-01",
+    "Microsoft.Network/privateEndpoints": "2024-05-01",
+    "Microsoft.Network/privateEndpoints/privateDnsZoneGroups": "2024-05-01",
+    "Microsoft.Network/privateDnsZones": "2024-06-01",
+    "Microsoft.Network/privateDnsZones/virtualNetworkLinks": "2024-06-01",
+}
+#: Preview API versions in use, each with the reason no GA version serves.
+PREVIEW_REASONS = {
+    "Microsoft.Insights/diagnosticSettings": "the only GA version (2016-09-01) predates categoryGroup and "
+    "logAnalyticsDestinationType, which route logs to resource-specific tables",
 }
 
 
@@ -535,3 +547,8 @@ def test_api_versions_are_the_documented_ones(parsed: dict[str, dict[str, Any]])
     for arm_type, version in seen:
         assert arm_type in API_VERSIONS, f"{arm_type}: add it to API_VERSIONS with its source"
         assert version == API_VERSIONS[arm_type], f"{arm_type}@{version}, expected {API_VERSIONS[arm_type]}"
+
+
+def test_a_preview_api_is_used_only_where_no_ga_version_serves() -> None:
+    previews = {arm_type for arm_type, version in API_VERSIONS.items() if version.endswith("-preview")}
+    assert previews == set(PREVIEW_REASONS)

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
+from tests.infra.conftest import module_body
+
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 FILES = sorted(INFRA.rglob("*.bicep"))
 
@@ -30,6 +32,8 @@ def test_infra_has_the_documented_layout() -> None:
         "modules/registry.bicep",
         "modules/worker.bicep",
         "modules/dashboard.bicep",
+        "modules/network.bicep",
+        "modules/private-endpoint.bicep",
     } <= names
 
 
@@ -63,11 +67,11 @@ def test_module_calls_match_module_parameters(parsed: dict[str, dict[str, Any]])
             )
             assert target in parsed, f"{file}:{name} -> missing {target}"
             declared = parsed[target]["parameters"]
-            passed = set(module["config"]["params"])
+            passed = set(module_body(module)["params"])
             assert passed <= set(declared), f"{file}:{name} passes undeclared {passed - set(declared)}"
             required = {p for p, spec in declared.items() if spec["default"] is None}
             assert required <= passed, f"{file}:{name} misses required {required - passed}"
-    assert calls >= 9
+    assert calls >= 12
 
 
 def test_main_parameters_file_matches_main_bicep(parsed: dict[str, dict[str, Any]]) -> None:

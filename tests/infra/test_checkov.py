@@ -1,4 +1,4 @@
-"""checkov over infra/ (Bicep + secrets) and the Dockerfile, from its own environment (.tools/checkov).
+"""checkov over infra/ (Bicep + secrets), the Dockerfile and the CI workflow, from its own environment (.tools/checkov).
 
 checkov exits 0 when it cannot parse a file, so the gate also asserts zero parsing errors. Accepted findings live
 in checkov-skips.toml with one reason each; anything else fails, and so does a skip that matches nothing.
@@ -21,6 +21,7 @@ COMMON = ["--skip-download", "--compact", "--quiet", "-o", "json"]
 RUNS = {
     "infra": ["-d", "infra", "--framework", "bicep", "secrets"],
     "dockerfile": ["-f", "Dockerfile", "--framework", "dockerfile"],
+    "workflows": ["-d", ".github/workflows", "--framework", "github_actions"],
 }
 
 
@@ -85,7 +86,7 @@ def test_checkov_parses_every_file(checkov_reports: dict[str, list[dict[str, Any
         for report in runs:
             assert report["summary"]["parsing_errors"] == 0, f"{name}: {report['summary']}"
     types = {r["check_type"] for runs in checkov_reports.values() for r in runs}
-    assert {"bicep", "dockerfile"} <= types
+    assert {"bicep", "dockerfile", "github_actions"} <= types
     bicep = next(r for r in checkov_reports["infra"] if r["check_type"] == "bicep")
     assert bicep["summary"]["passed"] > 0
 

@@ -9,21 +9,10 @@ envelopes that arrived: one ``message processed`` line with its fields as ``cust
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
-import subprocess
-import sys
 import textwrap
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
-from typing import Any
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.unit.telemetry.ingestion import run_child, stand_in_ingestion
 
 _CHILD = textwrap.dedent(
     """
@@ -50,77 +39,18 @@ _CHILD = textwrap.dedent(
 )
 
 
-class _Ingestion(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        text = body.decode()
-        items = (
-            json.loads(text)
-            if text.startswith("[")
-            else [json.loads(line) for line in text.splitlines() if line]
-        )
-        self.received.extend(items)
-        answer = json.dumps({"itemsReceived": len(items), "itemsAccepted": len(items), "errors": []}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
-
-
-@pytest.fixture
-def ingestion() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
-    handler = type("Ingestion", (_Ingestion,), {"received": received})
-    server = HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", received
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-def test_the_canonical_line_span_and_metrics_arrive_as_application_insights_telemetry(
-    ingestion: tuple[str, list[dict[str, Any]]],
-) -> None:
-    endpoint, received = ingestion
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("POSTBUS_", "APPLICATIONINSIGHTS_", "OTEL_"))
-    }
-    env |= {
-        "APPLICATIONINSIGHTS_CONNECTION_STRING": (
+def test_the_canonical_line_span_and_metrics_arrive_as_application_insights_telemetry() -> None:
+    with stand_in_ingestion() as ingestion:
+        endpoint = ingestion.endpoint
+        done = run_child(
+            _CHILD,
             f"InstrumentationKey=00000000-0000-4000-8000-000000000000;IngestionEndpoint={endpoint};"
-            f"LiveEndpoint={endpoint}"
-        ),
-        "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
-        "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
-        # The distro's default sampler admits ~5 new traces/s, measured from process start: a process
-        # this short would keep almost none.
-        "OTEL_TRACES_SAMPLER": "always_on",
-        "POSTBUS_SERVICE_NAME": "postbus-worker",
-        "PYTHONPATH": str(ROOT),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+            f"LiveEndpoint={endpoint}",
+            POSTBUS_SERVICE_NAME="postbus-worker",
+        )
     assert done.returncode == 0, done.stderr
-    by_type: dict[str, list[dict[str, Any]]] = {}
-    for item in received:
-        by_type.setdefault(item["data"]["baseType"], []).append(item)
+    received = ingestion.envelopes
+    by_type = ingestion.by_type()
     # One log line: message = event name, fields = customDimensions, in the span's operation
     (line,) = by_type["MessageData"]
     data = line["data"]["baseData"]
@@ -138,11 +68,7 @@ def test_the_canonical_line_span_and_metrics_arrive_as_application_insights_tele
     assert request["tags"]["ai.operation.id"] == "0af7651916cd43dd8448eb211c80319c"
     assert request["tags"]["ai.operation.parentId"] == "b7ad6b7169203331"
     # And the postbus metrics with their dimensions
-    metrics = {
-        metric["name"]: item["data"]["baseData"].get("properties", {})
-        for item in by_type["MetricData"]
-        for metric in item["data"]["baseData"]["metrics"]
-    }
+    metrics = ingestion.metrics()
     assert metrics["postbus.messages.processed"] == {
         "outcome": "dead_lettered",
         "type": "order.confirmation",

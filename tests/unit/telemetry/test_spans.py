@@ -68,7 +68,8 @@ def test_the_consumer_span_is_parented_to_the_producer_span_whose_context_the_me
     assert dict(producer.attributes or {}) == {
         "messaging.system": "servicebus",
         "messaging.destination.name": "notifications",
-        "messaging.operation": "publish",
+        "messaging.operation.type": "create",
+        "messaging.operation.name": "publish",
         "messaging.message.id": "order-1",
         "postbus.event_id": "order-1",
         "postbus.type": "order.confirmation",
