@@ -76,8 +76,8 @@ class QueueSettings:
     requires_session: bool
 
 
-class ServiceBusConnection:
-    """The async client of one namespace, created on first use, and the credential it owns.
+class _Namespace:
+    """A namespace and how to reach it: a connection string, or a token credential built on demand.
 
     ``client_options`` go to ``ServiceBusClient`` (``retry_total``, ``retry_backoff_factor``, ...);
     the SDK's defaults retry three times over about 11 s.
@@ -94,15 +94,20 @@ class ServiceBusConnection:
         self._conn_str = connection_string
         self._options = dict(client_options or {})
         self._credential: Any = None
-        self._client: ServiceBusClient | None = None
 
     @classmethod
     def from_settings(
         cls, settings: Settings, *, purpose: str, client_options: Mapping[str, Any] | None = None
-    ) -> ServiceBusConnection:
+    ) -> Self:
         """The namespace the settings name; raises :class:`SettingsError` (naming ``purpose``) if none."""
         namespace, conn_str = namespace_of(settings, purpose)
         return cls(namespace, connection_string=conn_str, client_options=client_options)
+
+
+class ServiceBusConnection(_Namespace):
+    """The async client of one namespace, created on first use, and the credential it owns."""
+
+    _client: ServiceBusClient | None = None
 
     @property
     def client(self) -> ServiceBusClient:
@@ -186,29 +191,10 @@ class ServiceBusConnection:
         return ServiceBusAdministrationClient(self.namespace, self._token_credential(), retry_total=0)
 
 
-class SyncServiceBusConnection:
+class SyncServiceBusConnection(_Namespace):
     """:class:`ServiceBusConnection` for the synchronous client (same settings, same ownership)."""
 
-    def __init__(
-        self,
-        namespace: str,
-        *,
-        connection_string: str | None,
-        client_options: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.namespace = namespace
-        self._conn_str = connection_string
-        self._options = dict(client_options or {})
-        self._credential: Any = None
-        self._client: SyncClient | None = None
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, *, purpose: str, client_options: Mapping[str, Any] | None = None
-    ) -> SyncServiceBusConnection:
-        """See :meth:`ServiceBusConnection.from_settings`."""
-        namespace, conn_str = namespace_of(settings, purpose)
-        return cls(namespace, connection_string=conn_str, client_options=client_options)
+    _client: SyncClient | None = None
 
     @property
     def client(self) -> SyncClient:

@@ -1,4 +1,4 @@
-"""How much a worker holds: prefetch and in-flight messages follow the send rate when a quota paces it."""
+"""How much a worker holds (prefetch and in-flight follow the send rate) and the heartbeat that tells a stalled receive."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from postbus.settings import load_settings
-from postbus.worker.runner import (
+from postbus.worker.flow import (
     HEARTBEAT_SECONDS,
     HOLD_SECONDS,
     LoopHeartbeat,
