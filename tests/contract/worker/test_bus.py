@@ -20,6 +20,8 @@ from postbus.emulators.servicebus import EmulatorConfig, ServiceBusEmulator
 from postbus.events import WireMessage
 from postbus.reasons import DeadLetterReason
 from postbus.settings import load_settings
+from postbus.worker.mailer import FakeMailer
+from postbus.worker.runner import Worker
 
 LOCK_SECONDS = 3.0
 CONFIG = EmulatorConfig.from_queues({"work": {"LockDuration": "PT3S", "MaxDeliveryCount": 10}})
@@ -108,3 +110,18 @@ async def test_closed_links_fail_as_a_lost_connection(links: QueueLinks) -> None
         await links.complete(delivery)
     with pytest.raises(ConnectionLost):
         await links.receive(1, max_wait=0.1)
+
+
+async def test_a_worker_on_a_queue_that_does_not_exist_stops_with_one_line(
+    emulator: ServiceBusEmulator,
+) -> None:
+    settings = load_settings(
+        servicebus_connection_string=emulator.connection_string, queue="no-such-queue", health_port=0
+    )
+    worker = Worker(settings, mailer=FakeMailer())
+    with pytest.raises(QueueNotFound) as caught:
+        await asyncio.wait_for(worker.run(asyncio.Event()), timeout=30)
+    # No reconnect can fix a wrong name: the CLI prints this one line and exits non-zero.
+    assert "no-such-queue" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert worker.counts["reconnects"] == 0
