@@ -153,7 +153,9 @@ class InMemoryBroker:
 
     def _settle_fault(self) -> None:
         if self.faults.settle_errors:
-            raise self.faults.settle_errors.pop(0)
+            error = self.faults.settle_errors.pop(0)
+            self._notify()
+            raise error
 
     def _take(self, delivery: Delivery) -> None:
         self._settle_fault()

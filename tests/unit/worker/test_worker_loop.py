@@ -13,7 +13,7 @@ import structlog
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
-from postbus.bus import InMemoryBroker
+from postbus.bus import BusBusy, InMemoryBroker
 from postbus.events import WireMessage, encode, parse_event
 from postbus.reasons import DeadLetterReason
 from postbus.settings import Settings, load_settings
@@ -265,3 +265,23 @@ async def test_health_is_strict_json_when_the_gate_is_unlimited(settings: Settin
     status = Worker(settings, source=InMemoryBroker(), mailer=FakeMailer()).health()
     assert status.detail["send_rate"] is None
     json.dumps(status.detail, allow_nan=False)
+
+
+async def test_a_settlement_service_bus_refuses_is_reported_on_the_line(settings: Settings) -> None:
+    # Given a queue whose next settlement fails
+    broker, mailer = InMemoryBroker(), FakeMailer()
+    broker.fail_settlements(BusBusy("complete the message", "namespace busy"))
+    broker.send(_order("order-7"))
+    worker = Worker(settings, source=broker, mailer=mailer, renderer=_renderer)
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        async with running(worker, broker):
+            await broker.wait_for(lambda: bool(mailer.sent) and not broker.faults.settle_errors, timeout=10)
+    # Then the email went out, the message stays locked (its lock would expire and bring it back,
+    # where its operation id keeps it from being sent twice) and the line says why
+    (line,) = _lines(logs, "message processed")
+    assert (line["outcome"], line["settle_error"]) == (
+        "sent",
+        "could not complete the message: namespace busy",
+    )
+    assert [message.message_id for message in broker.locked] == ["order-7"]
+    assert broker.completed == []
