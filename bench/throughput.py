@@ -34,9 +34,9 @@ from typing import Any
 
 import psutil
 
-from postbus.demo import SENDERS, worker_env
 from postbus.emulators.acs_email import EmailEmulator
 from postbus.emulators.servicebus import ServiceBusEmulator
+from postbus.harness import SENDERS, worker_env
 from postbus.logs import configure_logging
 from postbus.producers.publisher import Publisher
 from postbus.producers.simulate import checkout_spike
@@ -51,7 +51,7 @@ def naive_consumer(servicebus: str, endpoint: str, key: str, count: int) -> None
     from azure.core.credentials import AzureKeyCredential
     from azure.servicebus import ServiceBusClient
 
-    from postbus.events import from_servicebus_message
+    from postbus.bus import delivery_from
     from postbus.worker.mailer import build_payload
     from postbus.worker.rendering import TemplateRenderer
 
@@ -64,7 +64,7 @@ def naive_consumer(servicebus: str, endpoint: str, key: str, count: int) -> None
     ):
         while done < count:
             for message in r.receive_messages(max_message_count=1, max_wait_time=5):
-                event = from_servicebus_message(message).event
+                event = delivery_from(message).decode().event
                 rendered = renderer.render(
                     event.type, locale=event.locale, data=event.data, tenant=event.tenant
                 )
@@ -96,11 +96,11 @@ async def _measure(
     """Sample the consumer's CPU at its first and last accepted email."""
     ps = psutil.Process(proc.pid)
     deadline = time.monotonic() + limit
-    while len(acs.mailbox) == 0 and time.monotonic() < deadline:  # noqa: ASYNC110 - emulator thread, no notification
-        await asyncio.sleep(0.005)
+    with contextlib.suppress(TimeoutError):
+        await acs.mailbox.wait_for(count=1, timeout=limit)
     cpu0, t0, n0 = _cpu(ps), time.monotonic(), len(acs.mailbox)
-    while len(acs.mailbox) < total and time.monotonic() < deadline:  # noqa: ASYNC110 - as above
-        await asyncio.sleep(0.005)
+    with contextlib.suppress(TimeoutError):
+        await acs.mailbox.wait_for(count=total, timeout=max(0.0, deadline - time.monotonic()))
     cpu1, t1, n1 = _cpu(ps), time.monotonic(), len(acs.mailbox)
     sent = max(1, n1 - n0)
     return {

@@ -39,12 +39,14 @@ COMMANDS: dict[str, LazyCommand] = {
     "publish": LazyCommand("postbus.producers.cli:app", "Publish notification events to the queue."),
     "worker": LazyCommand("postbus.worker.cli:app", "Consume the queue and send email through ACS."),
     "templates": LazyCommand("postbus.worker.templates_cli:app", "List and preview the email templates."),
-    "dlq": LazyCommand("postbus.worker.ops.cli:dlq_app", "Inspect, replay and purge dead-lettered messages."),
+    "dlq": LazyCommand(
+        "postbus.worker.ops.dlq_cli:dlq_app", "Inspect, replay and purge dead-lettered messages."
+    ),
     "status": LazyCommand(
-        "postbus.worker.ops.cli:status_app", "Look up the ACS status of an event or operation."
+        "postbus.worker.ops.status_cli:status_app", "Look up the ACS status of an event or operation."
     ),
     "doctor": LazyCommand(
-        "postbus.worker.ops.cli:doctor_app", "Preflight checks of settings, queue, ACS and templates."
+        "postbus.worker.ops.doctor_cli:doctor_app", "Preflight checks of settings, queue, ACS and templates."
     ),
     "emulator": LazyCommand(
         "postbus.emulators.cli:app", "Run the local Service Bus and ACS Email emulators."

@@ -6,31 +6,38 @@ the mailbox drain, and then accounts for every event: each one must be in the ma
 once or in the dead-letter queue with the reason the traffic generator expected. It exits
 non-zero otherwise.
 
-This module wires producers, worker and emulators together, so it imports them lazily.
+This module wires producers, worker and emulators together, so it imports them lazily. The parts
+the chaos tests and benchmarks reuse (worker processes, accounting) are :mod:`postbus.harness`;
+they are re-exported here for scripts written against this module.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import statistics
-import subprocess
-import sys
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from postbus.harness import (
+    SENDERS,
+    DemoReport,
+    account,
+    dead_letters,
+    start_workers,
+    stop_workers,
+    worker_env,
+)
+
 if TYPE_CHECKING:
     from postbus.emulators.acs_email import EmailEmulator
     from postbus.emulators.servicebus import ServiceBusEmulator
 
 __all__ = [
+    "SENDERS",
     "DemoReport",
     "account",
     "app",
@@ -42,34 +49,6 @@ __all__ = [
 ]
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-SENDERS = {
-    "orders": "orders@shop.example.com",
-    "returns": "returns@shop.example.com",
-    "care": "care@clinic.example.org",
-    "permits": "permits@city.example.net",
-}
-EVENT_ID_HEADER = "X-Postbus-Event-Id"
-
-
-@dataclass
-class DemoReport:
-    """What the demo measured and whether every event is accounted for."""
-
-    published: int = 0
-    sent: int = 0
-    dead_lettered: Counter[str] = field(default_factory=Counter)
-    problems: list[str] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)
-    drain_seconds: float = 0.0
-    throttled: int = 0
-    mailbox_dir: Path | None = None
-    inspection_url: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """Every event accounted for."""
-        return not self.problems
 
 
 @app.command()
@@ -100,123 +79,12 @@ def demo(
         raise typer.Exit(1)
 
 
-def worker_env(
-    sb: ServiceBusEmulator, acs: EmailEmulator, *, quota: int, concurrency: int, **extra: str
-) -> dict[str, str]:
-    """Environment of a ``postbus worker`` process wired to the embedded emulators."""
-    import json
-
-    env = {key: value for key, value in os.environ.items() if not key.startswith("POSTBUS_")}
-    env.update(
-        {
-            "POSTBUS_ENV_FILE": "",  # the user's ./.env is for their own setup, not the demo's workers
-            "POSTBUS_SERVICEBUS_CONNECTION_STRING": sb.connection_string,
-            "POSTBUS_ACS_ENDPOINT": acs.endpoint,
-            "POSTBUS_ACS_ACCESS_KEY": acs.access_key,
-            "POSTBUS_SENDERS": json.dumps(SENDERS),
-            "POSTBUS_QUOTA_PER_MINUTE": str(quota),
-            "POSTBUS_QUOTA_PER_HOUR": "0",
-            "POSTBUS_CONCURRENCY": str(concurrency),
-            "POSTBUS_HEALTH_PORT": "0",
-            "POSTBUS_LOG_FORMAT": "json",
-            "POSTBUS_RETRY_BACKOFF_BASE_SECONDS": "1",
-            "POSTBUS_RETRY_BACKOFF_CAP_SECONDS": "10",
-        }
-    )
-    env.update({f"POSTBUS_{name.upper()}": value for name, value in extra.items()})
-    return env
-
-
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
-
-
-async def dead_letters(sb: ServiceBusEmulator) -> list[tuple[str, str, str]]:
-    """(message id, event id or "", reason) of every dead-lettered message, read with peek."""
-    import json
-
-    from azure.servicebus import ServiceBusSubQueue
-    from azure.servicebus.aio import ServiceBusClient
-
-    found: list[tuple[str, str, str]] = []
-    async with ServiceBusClient.from_connection_string(sb.connection_string) as client:
-        receiver = client.get_queue_receiver("notifications", sub_queue=ServiceBusSubQueue.DEAD_LETTER)
-        async with receiver:
-            while True:
-                page = await receiver.peek_messages(max_message_count=250)
-                if not page:
-                    break
-                for message in page:
-                    body = b"".join(message.body) if not isinstance(message.body, bytes) else message.body
-                    try:
-                        event_id = str(json.loads(body).get("id", ""))
-                    except (ValueError, AttributeError):
-                        event_id = ""
-                    found.append((str(message.message_id), event_id, str(message.dead_letter_reason or "")))
-    return found
-
-
-def account(
-    report: DemoReport,
-    expected: dict[str, str],
-    sent_ids: list[str],
-    dead: list[tuple[str, str, str]],
-) -> None:
-    """Check every published event against what happened to it."""
-    sent_counts = Counter(sent_ids)
-    for event_id, count in sent_counts.items():
-        if count > 1:
-            report.problems.append(f"{event_id}: sent {count} times")
-    dead_by_key: dict[str, str] = {}
-    for message_id, event_id, reason in dead:
-        key = event_id if event_id in expected else message_id.split("#", 1)[0]
-        if key in dead_by_key:
-            report.problems.append(f"{key}: dead-lettered twice")
-        dead_by_key[key] = reason
-        report.dead_lettered[reason] += 1
-    for key, outcome in expected.items():
-        if outcome == "sent":
-            if sent_counts.get(key, 0) != 1:
-                where = f"dead-lettered as {dead_by_key[key]}" if key in dead_by_key else "missing"
-                report.problems.append(f"{key}: expected one email, {where}")
-        elif dead_by_key.get(key) != outcome:
-            actual = dead_by_key.get(key) or ("sent" if key in sent_counts else "missing")
-            report.problems.append(f"{key}: expected dead-letter {outcome}, got {actual}")
-    for key in set(sent_counts) | set(dead_by_key):
-        if key not in expected:
-            report.problems.append(f"{key}: not published by the demo")
-
-
-def start_workers(
-    count: int, env: dict[str, str], run_dir: Path
-) -> tuple[list[subprocess.Popen[bytes]], list[Any]]:
-    """Start ``count`` real ``postbus worker`` processes, each logging to its own file."""
-    logs = [(run_dir / f"worker-{n}.log").open("wb") for n in range(count)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "postbus.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        for log in logs
-    ]
-    return procs, logs
-
-
-def stop_workers(procs: list[subprocess.Popen[bytes]], logs: list[Any]) -> None:
-    """SIGTERM, then wait for the graceful shutdown (kill only if it hangs)."""
-    for proc in procs:
-        proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    for log in logs:
-        log.close()
 
 
 async def run_demo(
@@ -239,6 +107,7 @@ async def run_demo(
     from postbus.producers.simulate import broken_bodies, holiday_spike
     from postbus.settings import load_settings
     from postbus.telemetry import configure_telemetry
+    from postbus.worker.mailer import EVENT_ID_HEADER
 
     console = Console(stderr=False)
     configure_logging(level="warning", fmt="console")

@@ -27,7 +27,10 @@ __all__ = ["DEPLOYMENT_VARIABLES", "UnknownVariable", "unknown_variables", "vari
 #: unknown, so ``azd env get-values > .env`` does not warn.
 DEPLOYMENT_VARIABLES: Final = frozenset(
     {
+        "POSTBUS_ACS_RAISED_QUOTA_PER_HOUR",
+        "POSTBUS_ACS_RAISED_QUOTA_PER_MINUTE",
         "POSTBUS_ALERT_EMAIL",
+        "POSTBUS_ALERT_RECEIVERS",
         "POSTBUS_DEPLOYER_DATA_ACCESS",
         "POSTBUS_EMAIL_DATA_LOCATION",
         "POSTBUS_EMAIL_DOMAIN",
@@ -35,10 +38,12 @@ DEPLOYMENT_VARIABLES: Final = frozenset(
         "POSTBUS_EMAIL_DOMAIN_VERIFIED",
         "POSTBUS_EMAIL_SENDER_ROLE",
         "POSTBUS_MAX_REPLICAS",
+        "POSTBUS_PRIVATE_NETWORKING",
         "POSTBUS_PRODUCER_CLIENT_ID",
         "POSTBUS_PRODUCER_IDENTITY_ID",
         "POSTBUS_SCALER_ROLE",
         "POSTBUS_SENDING_DOMAIN",
+        "POSTBUS_SENDING_DOMAIN_KIND",
         "POSTBUS_SERVICEBUS_SKU",
         "POSTBUS_WORKBOOK_ID",
     }

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
+from postbus.bus import to_servicebus_message
 from postbus.errors import InvalidEvent
-from postbus.events import NotificationEvent, WireMessage, encode, parse_event, to_servicebus_message
+from postbus.events import NotificationEvent, WireMessage, encode, parse_event
 
 if TYPE_CHECKING:
     from azure.servicebus import ServiceBusMessage

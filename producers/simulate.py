@@ -27,6 +27,7 @@ from typing import Any, Final
 from postbus.events import PROP_ATTEMPT, PROP_SCHEMA, SCHEMA, NotificationEvent, WireMessage
 from postbus.producers import catalog
 from postbus.producers.catalog import City
+from postbus.reasons import DeadLetterReason
 
 __all__ = [
     "EXPECT_SENT",
@@ -373,10 +374,10 @@ def _expired(event: NotificationEvent, start: datetime) -> NotificationEvent:
 
 
 #: Dead-letter reason -> how to spoil a valid event so the worker must produce it.
-_SPOILERS: Final[dict[str, Callable[[NotificationEvent, datetime], NotificationEvent]]] = {
-    "UnknownTemplate": _unknown_template,
-    "SenderNotAllowed": _unknown_sender,
-    "Expired": _expired,
+_SPOILERS: Final[dict[DeadLetterReason, Callable[[NotificationEvent, datetime], NotificationEvent]]] = {
+    DeadLetterReason.UNKNOWN_TEMPLATE: _unknown_template,
+    DeadLetterReason.SENDER_NOT_ALLOWED: _unknown_sender,
+    DeadLetterReason.EXPIRED: _expired,
 }
 
 #: Shares of the valid part of the holiday spike.
@@ -416,7 +417,7 @@ def holiday_spike(
         spoiled = _SPOILERS[reason](items[index].event, start)
         # Re-validate: model_copy skips validation, and the producer must accept what we publish.
         event = NotificationEvent.model_validate_json(spoiled.to_json())
-        items[index] = SimulatedEvent(event, items[index].send_at, expect=reason)
+        items[index] = SimulatedEvent(event, items[index].send_at, expect=reason.value)
     return items
 
 

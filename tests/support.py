@@ -34,8 +34,10 @@ async def eventually(
 ) -> Any:
     """Poll ``condition`` until it returns something truthy; fail after ``within`` seconds.
 
-    The emulators run in their own threads and offer no change notification, so polling with a
-    deadline is how a test waits for them. ``explain`` describes the state a failure was left in.
+    Only for in-process state that announces no change (a worker's counters, spans in an in-memory
+    exporter). The emulators announce theirs: await ``acs.mailbox.wait_for(...)`` and
+    ``servicebus.wait_for(...)``/``wait_until_empty(...)`` instead. ``explain`` describes the state
+    a failure was left in.
     """
     deadline = time.monotonic() + within
     while True:

@@ -17,20 +17,22 @@ message's delivery count.
 Example::
 
     breaker = CircuitBreaker(cooldown=5.0, max_cooldown=300.0)
-    await breaker.wait_until_allowed()        # returns at once while closed
-    try:
-        outcome = await process(message)
-    except SystemicError as exc:
-        breaker.record_failure(str(exc))
-    else:
-        breaker.record_success()             # or release_probe() when there was no verdict
+    async with breaker.probe():               # at once while closed; else the cool-down, then the probe
+        try:
+            outcome = await process(message)
+        except SystemicError as exc:
+            breaker.record_failure(str(exc))
+        else:
+            breaker.record_success()
+    # a probe that ended without a verdict is handed back for the next message
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import Enum
 
 import structlog
@@ -142,6 +144,24 @@ class CircuitBreaker:
         if self._probe_out:
             self._probe_out = False
             self._wake()
+
+    @contextlib.asynccontextmanager
+    async def probe(self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> AsyncIterator[bool]:
+        """Hold the breaker's one probe for the block; yields whether the block is a probe.
+
+        Closed: yields ``False`` at once. Open or half-open: waits out the cool-down (and any other
+        probe), then yields ``True``. The block's message records the verdict (:meth:`record_success`
+        or :meth:`record_failure`); a probe that ends without one (nothing received, the message
+        skipped, the block cancelled) is handed back, so the next message can probe.
+        """
+        if self.ready:
+            yield False
+            return
+        await self.wait_until_allowed(sleep)
+        try:
+            yield self._probe_out
+        finally:
+            self.release_probe()
 
     async def wait_until_allowed(self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         """Return once :meth:`allow` said yes (the caller then owns that permission, probe included).

@@ -4,13 +4,11 @@
 
     PostbusError (postbus.errors)
     └── ProcessingError          something went wrong while handling one message
-        ├── PermanentError       dead-letter now, with ``reason`` from DEAD_LETTER_REASONS
-        │   ├── InvalidMessage       InvalidEvent: bad JSON, schema violation
+        ├── PermanentError       dead-letter now, with ``reason`` (a postbus.reasons.DeadLetterReason)
+        │   ├── InvalidMessage       InvalidEvent: ACS refused the email's content
         │   ├── UnknownTemplate      no template for the event type
         │   ├── TemplateError        the template failed to render with the event's data
-        │   ├── SenderNotAllowed     sender alias not in the allow-list
         │   ├── MessageTooLarge      the rendered email exceeds the ACS request limit
-        │   ├── Expired              ``not_after`` has passed
         │   └── RecipientRejected    ACS refused the recipients (400 on an address)
         ├── TransientError       retry: a few quick tries, then a delayed retry
         │   └── AmbiguousSend        the request may have been accepted: same operation id, look up first
@@ -18,44 +16,31 @@
         └── SystemicError        configuration or credentials: abandon, open the circuit breaker
 
 Third-party exceptions are translated into this tree once, in the adapter that calls the SDK
-(``worker.mailer`` for ACS, the Service Bus adapter for the queue); nothing else catches
-``azure.*`` exceptions.
+(``worker.mailer`` for ACS); Service Bus failures are ``postbus.bus.errors.BusError``. The other
+dead-letter reasons (an event that does not decode, an expired one, an unknown sender alias) are
+decided by the pipeline as values, not raised.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import ClassVar
 
 from postbus.errors import PostbusError
+from postbus.reasons import DeadLetterReason
 
 __all__ = [
-    "DEAD_LETTER_REASONS",
     "AmbiguousSend",
-    "Expired",
     "InvalidMessage",
     "MessageTooLarge",
     "PermanentError",
     "ProcessingError",
     "RecipientRejected",
-    "SenderNotAllowed",
     "SystemicError",
     "TemplateError",
     "ThrottledError",
     "TransientError",
     "UnknownTemplate",
 ]
-
-#: The only values a Postbus worker writes to ``DeadLetterReason``.
-DEAD_LETTER_REASONS: Final = (
-    "InvalidEvent",
-    "UnknownTemplate",
-    "TemplateError",
-    "SenderNotAllowed",
-    "MessageTooLarge",
-    "Expired",
-    "RecipientRejected",
-    "RetriesExhausted",
-)
 
 
 class ProcessingError(PostbusError):
@@ -65,49 +50,37 @@ class ProcessingError(PostbusError):
 class PermanentError(ProcessingError):
     """Retrying cannot help: dead-letter the message with :attr:`reason` and the message text."""
 
-    reason: str = "InvalidEvent"
+    reason: ClassVar[DeadLetterReason] = DeadLetterReason.INVALID_EVENT
 
 
 class InvalidMessage(PermanentError):
-    """The message body is not a valid notification event."""
+    """The message is not an email ACS accepts (ACS refused its content)."""
 
-    reason = "InvalidEvent"
+    reason = DeadLetterReason.INVALID_EVENT
 
 
 class UnknownTemplate(PermanentError):
     """No template is registered for the event's type."""
 
-    reason = "UnknownTemplate"
+    reason = DeadLetterReason.UNKNOWN_TEMPLATE
 
 
 class TemplateError(PermanentError):
     """The template exists but failed to render with the event's data."""
 
-    reason = "TemplateError"
-
-
-class SenderNotAllowed(PermanentError):
-    """The event's sender alias is not in the configured allow-list."""
-
-    reason = "SenderNotAllowed"
+    reason = DeadLetterReason.TEMPLATE_ERROR
 
 
 class MessageTooLarge(PermanentError):
     """The rendered email is larger than ACS accepts."""
 
-    reason = "MessageTooLarge"
-
-
-class Expired(PermanentError):
-    """The event's ``not_after`` instant has passed; sending now would be worse than not sending."""
-
-    reason = "Expired"
+    reason = DeadLetterReason.MESSAGE_TOO_LARGE
 
 
 class RecipientRejected(PermanentError):
     """ACS rejected the recipients themselves (invalid or suppressed addresses)."""
 
-    reason = "RecipientRejected"
+    reason = DeadLetterReason.RECIPIENT_REJECTED
 
 
 class TransientError(ProcessingError):

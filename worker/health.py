@@ -6,18 +6,23 @@ readiness probe fails; KEDA keeps scaling on queue depth either way.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
 __all__ = ["HealthServer", "HealthStatus"]
 
+#: Strict JSON: NaN and Infinity are not JSON, so a detail holding one fails loudly here, not in a probe.
+_DUMPS: Final = functools.partial(json.dumps, allow_nan=False)
+
 
 @dataclass(frozen=True, slots=True)
 class HealthStatus:
-    """A snapshot for the probes; ``detail`` is returned as JSON."""
+    """A snapshot for the probes; ``detail`` is returned as strict JSON (no NaN or Infinity)."""
 
     live: bool
     ready: bool
@@ -64,9 +69,9 @@ class HealthServer:
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         status = self._status()
-        return web.json_response({"live": status.live}, status=200 if status.live else 503)
+        return web.json_response({"live": status.live}, status=200 if status.live else 503, dumps=_DUMPS)
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         status = self._status()
         body = {"ready": status.ready, **status.detail}
-        return web.json_response(body, status=200 if status.ready else 503)
+        return web.json_response(body, status=200 if status.ready else 503, dumps=_DUMPS)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from postbus.reasons import DeadLetterReason, RetryReason
+
 __all__ = ["AlreadySent", "DeadLetter", "Outcome", "RetryLater", "Sent", "Systemic"]
 
 
@@ -33,16 +35,16 @@ class RetryLater:
     """
 
     delay: float
-    reason: str
+    reason: RetryReason
     error: str
     spend_attempt: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """Move the message to the dead-letter queue with a fixed ``reason`` and a description."""
+    """Move the message to the dead-letter queue with a reason from the closed list and a description."""
 
-    reason: str
+    reason: DeadLetterReason
     description: str
 
 

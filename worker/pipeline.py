@@ -2,7 +2,8 @@
 
 The steps read like the runbook: decode and validate, check ``not_after``, resolve the sender
 alias, render, (for a redelivered message) ask ACS whether it already has the email, wait for a
-send permit, send. Each failure class becomes a value; nothing here settles a message.
+send permit, send. Each failure class becomes a value; nothing here settles a message. Retry
+timings come from the :class:`~worker.retry.RetryPolicy`.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol
-from uuid import UUID, uuid5
+from typing import Any, Protocol
 
+from postbus.bus import Delivery
 from postbus.errors import InvalidEvent
-from postbus.events import MAX_REQUEST_BYTES, DecodedMessage, NotificationEvent, decode
+from postbus.events import MAX_REQUEST_BYTES, DecodedMessage, EventIdentity, NotificationEvent, identify
+from postbus.reasons import DeadLetterReason, RetryReason
 from postbus.settings import Settings
 from postbus.telemetry import Telemetry, current_telemetry
 from postbus.worker.errors import (
@@ -28,29 +31,12 @@ from postbus.worker.errors import (
     ThrottledError,
     TransientError,
 )
-from postbus.worker.mailer import Mailer, SendResult, build_payload
+from postbus.worker.mailer import Mailer, SendResult, build_payload, operation_id_for
 from postbus.worker.outcome import AlreadySent, DeadLetter, Outcome, RetryLater, Sent, Systemic
-from postbus.worker.retry import RetryBudget, backoff
+from postbus.worker.retry import RetryPolicy
 from postbus.worker.throttle import SendGate
 
-__all__ = [
-    "PROP_GENERATION",
-    "PROP_THROTTLED",
-    "Delivery",
-    "Pipeline",
-    "Processed",
-    "Renderer",
-    "operation_id_for",
-]
-
-#: Delayed retries that spend no attempt (throttling, a systemic outage): not counted in the budget.
-PROP_THROTTLED: Final = "postbus-throttled"
-#: Send generation after a dead-letter replay; each generation gets its own ACS operation id.
-PROP_GENERATION: Final = "postbus-replay"
-#: Longest 429 pause the pipeline sits out while holding the message (the lock is being renewed).
-MAX_INLINE_THROTTLE_WAIT: Final = 30.0
-#: Pause between quick in-process retries of a transient failure (doubled each time, jittered).
-QUICK_RETRY_DELAY: Final = 0.2
+__all__ = ["Pipeline", "Processed", "Renderer"]
 
 
 class Renderer(Protocol):
@@ -62,48 +48,47 @@ class Renderer(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
-    """A received queue message, free of SDK types."""
-
-    body: bytes
-    content_type: str | None
-    application_properties: Mapping[Any, Any]
-    message_id: str
-    delivery_count: int
-    sequence_number: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Processed:
-    """The outcome of one message and what the log line and settlement need to know about it."""
+    """The outcome of one message and what the log line and settlement need to know about it.
+
+    ``undecoded`` identifies an event whose body did not decode (read best-effort from its JSON);
+    ``gate_wait`` and ``acs`` are the seconds spent waiting for send permits and in ACS calls.
+    """
 
     outcome: Outcome
     decoded: DecodedMessage | None = None
     operation_id: str | None = None
     delivery_count: int = 0
+    undecoded: EventIdentity | None = None
+    gate_wait: float = 0.0
+    acs: float = 0.0
 
     @property
     def event(self) -> NotificationEvent | None:
         """The event, when the body decoded."""
         return self.decoded.event if self.decoded else None
 
+    @property
+    def identity(self) -> EventIdentity | None:
+        """Id, type and tenant of the event, from the decoded event or the raw body."""
+        event = self.event
+        if event is not None:
+            return EventIdentity(event.id, event.type, event.tenant)
+        return self.undecoded
 
-def operation_id_for(event_id: str, *, namespace: UUID, generation: int = 0) -> str:
-    """The ACS operation id of an event: stable across redeliveries and retries of one generation."""
-    name = event_id if generation == 0 else f"{event_id}#replay{generation}"
-    return str(uuid5(namespace, name))
 
+class _Clock:
+    """Seconds one message spends waiting for permits and in ACS calls."""
 
-def _int_property(properties: Mapping[str, str | int], name: str) -> int:
-    value = properties.get(name, 0)
-    try:
-        return max(0, int(value))
-    except ValueError:
-        return 0
+    __slots__ = ("acs", "gate_wait")
+
+    def __init__(self) -> None:
+        self.gate_wait = 0.0
+        self.acs = 0.0
 
 
 class Pipeline:
-    """Turns one :class:`Delivery` into one :class:`Processed`.
+    """Turns one :class:`~postbus.bus.Delivery` into one :class:`Processed`.
 
     Example::
 
@@ -121,6 +106,7 @@ class Pipeline:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
         telemetry: Telemetry | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self._settings = settings
         self._telemetry = telemetry or current_telemetry()
@@ -129,29 +115,25 @@ class Pipeline:
         self._gate = gate
         self._now = now
         self._rng = rng or random.Random()
-        self._budget = RetryBudget(
-            max_attempts=settings.retry_max_attempts, max_age=settings.retry_max_age_seconds
-        )
+        self._policy = policy or RetryPolicy.from_settings(settings)
 
     async def process(self, delivery: Delivery) -> Processed:
         """Decode, validate, render and send one message."""
         try:
-            decoded = decode(
-                delivery.body,
-                content_type=delivery.content_type,
-                application_properties=delivery.application_properties,
-            )
+            decoded = delivery.decode()
         except InvalidEvent as exc:
-            return Processed(DeadLetter("InvalidEvent", str(exc)))
+            return Processed(
+                DeadLetter(DeadLetterReason.INVALID_EVENT, str(exc)), undecoded=identify(delivery.body)
+            )
         event = decoded.event
         if event.not_after is not None and event.not_after <= self._now():
             description = f"not_after {event.not_after.isoformat()} had passed when the worker got it"
-            return Processed(DeadLetter("Expired", description), decoded)
+            return Processed(DeadLetter(DeadLetterReason.EXPIRED, description), decoded)
         sender = self._settings.senders.get(event.sender)
         if sender is None:
             known = ", ".join(sorted(self._settings.senders)) or "none configured"
             description = f"sender alias {event.sender!r} is not allowed (known: {known})"
-            return Processed(DeadLetter("SenderNotAllowed", description), decoded)
+            return Processed(DeadLetter(DeadLetterReason.SENDER_NOT_ALLOWED, description), decoded)
         try:
             with self._telemetry.render(event.type):
                 rendered = self._renderer.render(
@@ -165,35 +147,49 @@ class Pipeline:
         size = len(json.dumps(payload))
         if size > MAX_REQUEST_BYTES:
             description = f"rendered email is {size} bytes, ACS accepts at most {MAX_REQUEST_BYTES}"
-            return Processed(DeadLetter("MessageTooLarge", description), decoded)
-        generation = _int_property(decoded.application_properties, PROP_GENERATION)
+            return Processed(DeadLetter(DeadLetterReason.MESSAGE_TOO_LARGE, description), decoded)
         operation_id = operation_id_for(
-            event.id, namespace=self._settings.operation_namespace, generation=generation
+            event.id, namespace=self._settings.operation_namespace, generation=decoded.generation
         )
-        outcome = await self._send(payload, operation_id, decoded, redelivered=delivery.delivery_count > 0)
-        return Processed(outcome, decoded, operation_id, delivery.delivery_count)
+        clock = _Clock()
+        outcome = await self._send(
+            payload, operation_id, decoded, clock, redelivered=delivery.delivery_count > 0
+        )
+        return Processed(
+            outcome,
+            decoded,
+            operation_id,
+            delivery.delivery_count,
+            gate_wait=clock.gate_wait,
+            acs=clock.acs,
+        )
 
     async def _send(
-        self, payload: Mapping[str, Any], operation_id: str, decoded: DecodedMessage, *, redelivered: bool
+        self,
+        payload: Mapping[str, Any],
+        operation_id: str,
+        decoded: DecodedMessage,
+        clock: _Clock,
+        *,
+        redelivered: bool,
     ) -> Outcome:
-        if (redelivered or decoded.attempt > 0) and await self._known_to_acs(operation_id):
+        if (redelivered or decoded.attempt > 0) and await self._known_to_acs(operation_id, clock):
             return AlreadySent(operation_id)
+        policy = self._policy
         last: TransientError | None = None
-        quick_tries = self._settings.retry_quick_attempts + 1
+        quick_tries = policy.quick_attempts + 1
         throttle_waited = 0.0
         tries = 0
         while tries < quick_tries:
-            await self._gate.acquire()
+            await self._permit(clock)
             try:
-                with self._telemetry.acs_send(operation_id=operation_id) as call:
-                    result = await self._mailer.send(payload, operation_id=operation_id)
-                    call.result = result.value
+                result = await self._call_acs(payload, operation_id, clock)
             except ThrottledError as exc:
                 self._telemetry.record_throttle()
                 self._gate.on_throttled(exc.retry_after)
                 throttle_waited += exc.retry_after
-                if throttle_waited > MAX_INLINE_THROTTLE_WAIT:
-                    return RetryLater(exc.retry_after, "Throttled", str(exc), spend_attempt=False)
+                if throttle_waited > policy.max_inline_throttle_wait:
+                    return RetryLater(exc.retry_after, RetryReason.THROTTLED, str(exc), spend_attempt=False)
                 continue  # the gate holds every send in the process until Retry-After has passed
             except PermanentError as exc:
                 return DeadLetter(exc.reason, str(exc))
@@ -203,7 +199,7 @@ class Pipeline:
                 last = exc
                 tries += 1
                 if tries < quick_tries:
-                    await asyncio.sleep(self._rng.uniform(0, QUICK_RETRY_DELAY * 2**tries))
+                    await asyncio.sleep(policy.quick_retry(tries, rng=self._rng))
                 continue
             self._gate.on_accepted()
             if result is SendResult.ACCEPTED:
@@ -216,25 +212,39 @@ class Pipeline:
         assert last is not None
         return self._delayed_retry(decoded, last)
 
-    async def _known_to_acs(self, operation_id: str) -> bool:
+    async def _permit(self, clock: _Clock) -> None:
+        started = time.perf_counter()
+        try:
+            await self._gate.acquire()
+        finally:
+            clock.gate_wait += time.perf_counter() - started
+
+    async def _call_acs(self, payload: Mapping[str, Any], operation_id: str, clock: _Clock) -> SendResult:
+        started = time.perf_counter()
+        try:
+            with self._telemetry.acs_send(operation_id=operation_id) as call:
+                result = await self._mailer.send(payload, operation_id=operation_id)
+                call.result = result.value
+                return result
+        finally:
+            clock.acs += time.perf_counter() - started
+
+    async def _known_to_acs(self, operation_id: str, clock: _Clock) -> bool:
         """Whether ACS already has this operation; unknown answers mean "send" (same id is safe)."""
+        started = time.perf_counter()
         try:
             return await self._mailer.lookup(operation_id) is not None
         except ProcessingError:
             return False
+        finally:
+            clock.acs += time.perf_counter() - started
 
     def _delayed_retry(self, decoded: DecodedMessage, error: TransientError) -> Outcome:
-        reason = "Ambiguous" if isinstance(error, AmbiguousSend) else "Transient"
-        spent = decoded.attempt - _int_property(decoded.application_properties, PROP_THROTTLED)
-        exhausted = self._budget.exhausted(
-            attempt=spent, first_enqueued=decoded.first_enqueued, now=self._now()
+        reason = RetryReason.AMBIGUOUS if isinstance(error, AmbiguousSend) else RetryReason.TRANSIENT
+        exhausted = self._policy.budget.exhausted(
+            attempt=decoded.spent, first_enqueued=decoded.first_enqueued, now=self._now()
         )
         if exhausted is not None:
-            return DeadLetter("RetriesExhausted", f"{error} ({exhausted})")
-        delay = backoff(
-            spent,
-            base=self._settings.retry_backoff_base_seconds,
-            cap=self._settings.retry_backoff_cap_seconds,
-            rng=self._rng,
-        )
+            return DeadLetter(DeadLetterReason.RETRIES_EXHAUSTED, f"{error} ({exhausted})")
+        delay = self._policy.delayed_retry(spent=decoded.spent, rng=self._rng)
         return RetryLater(delay, reason, str(error))

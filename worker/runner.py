@@ -1,134 +1,105 @@
 """The worker loop: receive, process, settle, one log line — until told to stop.
 
-One process runs ``POSTBUS_CONCURRENCY`` handlers over a PEEK_LOCK receiver with prefetch. A
-message's lock is renewed while its handler works and no longer. Settlements run concurrently
-because each one is a round trip. On SIGTERM the loop stops receiving, gives in-flight work the
-shutdown grace, abandons what is left so Service Bus redelivers it at once, and logs one summary
-line.
+One process runs ``POSTBUS_CONCURRENCY`` handlers over the links of a
+:class:`~postbus.bus.MessageSource` (the Service Bus queue, or an in-memory broker in tests). A
+message's lock is renewed while its handler works and no longer. When the links break the loop
+lets in-flight work settle on them for a short grace, then opens new ones. Whatever the loop is
+doing when SIGTERM arrives (receiving, reconnecting, waiting out the breaker), the stop path is
+the same: stop receiving, give in-flight work the shutdown grace, abandon what is left so Service
+Bus redelivers it at once, and log one ``worker stopped`` summary line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
-from azure.servicebus.aio import ServiceBusReceiver
-from azure.servicebus.exceptions import ServiceBusError
+import structlog
 
-from postbus.logs import get_logger, recipient_domain
+from postbus.bus import (
+    BusError,
+    BusRefused,
+    Delivery,
+    Links,
+    MessageSource,
+    ServiceBusConnection,
+    ServiceBusSource,
+    route_sdk_logs,
+)
+from postbus.logs import get_logger
 from postbus.settings import Settings
-from postbus.telemetry import BREAKER_STATE_CODES, Processing, Telemetry, current_telemetry
+from postbus.telemetry import BREAKER_STATE_CODES, Telemetry, current_telemetry
 from postbus.worker.breaker import CircuitBreaker
-from postbus.worker.bus import ServiceBusPort, SettlementFailed, delivery_from, servicebus_client
+from postbus.worker.canonical import CanonicalLine
+from postbus.worker.flow import LoopHeartbeat, effective_prefetch, holding_limit
 from postbus.worker.health import HealthServer, HealthStatus
 from postbus.worker.mailer import AcsMailer, Mailer
-from postbus.worker.outcome import AlreadySent, DeadLetter, RetryLater, Sent, Systemic
+from postbus.worker.outcome import AlreadySent, Sent, Systemic
 from postbus.worker.pipeline import Pipeline, Processed, Renderer
-from postbus.worker.settlement import settle
+from postbus.worker.retry import RetryPolicy
+from postbus.worker.settlement import give_back, settle
 from postbus.worker.throttle import SendGate, gate_for_quota
 
-__all__ = ["LoopHeartbeat", "Worker", "effective_prefetch", "holding_limit"]
+__all__ = ["Worker"]
 
 log = get_logger("postbus.worker")
+T = TypeVar("T")
 
 #: A prefetched message whose lock ends sooner than this is left to expire and come back.
 MIN_LOCK_LEFT: Final = timedelta(seconds=2)
 #: In-flight work gets this long to settle on the old links before a reconnect replaces them.
 RECONNECT_GRACE: Final = 5.0
-#: Seconds of paced sends a process holds messages for (see :func:`holding_limit`).
-HOLD_SECONDS: Final = 2.0
-#: Period of the event-loop heartbeat that tells a waiting receive from a spinning one.
-HEARTBEAT_SECONDS: Final = 0.1
 #: How long one receive call waits for messages (bounds how fast the loop notices a stop).
 RECEIVE_WAIT: Final = 1.0
+#: Pause before new links are opened after the old ones broke.
+RECONNECT_PAUSE: Final = 1.0
 
 
-def effective_prefetch(settings: Settings) -> int:
-    """Prefetch, bounded when a quota paces the sends.
+class _LinksBroken(Exception):
+    """The links cannot be used any more; ``cause`` names why (the reconnect metric's attribute)."""
 
-    A buffered message's lock is not renewed until a handler takes it, and a replica's share of a
-    shared quota can be small; a deep buffer would also keep messages from replicas that have
-    quota to spare at the end of a spike. One round of handlers' worth is enough.
-    """
-    if settings.quota_per_minute <= 0 and settings.quota_per_hour <= 0:
-        return settings.prefetch
-    return min(settings.prefetch, settings.concurrency)
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
 
 
-def holding_limit(rate: float, concurrency: int) -> int:
-    """How many messages this process should hold at once when its sends are paced at ``rate``/s.
-
-    Messages held beyond a couple of seconds of sends just wait for permits while other replicas,
-    whose share of the quota is idle, could send them.
-    """
-    if not math.isfinite(rate):
-        return concurrency
-    return max(1, min(concurrency, math.ceil(rate * HOLD_SECONDS)))
-
-
-class LoopHeartbeat:
-    """Counts event-loop turns, to tell a receive that waited from one that spun without yielding.
-
-    After some connection failures the SDK's receiver stops working without raising: a receive
-    either polls the dead connection for its whole wait without suspending, or returns no messages
-    at once, every time. Nothing else in the process runs meanwhile, not even the SIGTERM handler.
-    An empty receive while this counter did not move is that case, and the worker replaces its
-    links.
-    """
-
-    def __init__(self) -> None:
-        self.beats = 0
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> LoopHeartbeat:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-            self.beats += 1
-
-
-def _outcome_name(processed: Processed) -> str:
-    match processed.outcome:
-        case Sent():
-            return "sent"
-        case AlreadySent():
-            return "already_sent"
-        case RetryLater():
-            return "retry_scheduled"
-        case DeadLetter():
-            return "dead_lettered"
-        case Systemic():
-            return "abandoned"
+async def _until_stopped(stop: asyncio.Event, awaitable: Awaitable[T]) -> T | None:
+    """Await ``awaitable`` unless ``stop`` is set first (then it is cancelled and ``None`` returned)."""
+    work = asyncio.ensure_future(awaitable)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+    return None if work.cancelled() else work.result()
 
 
 class Worker:
-    """Consumes the queue until ``stop`` is set.
+    """Consumes a queue until ``stop`` is set.
 
     Example::
 
         stop = asyncio.Event()
         summary = await Worker(settings).run(stop)
+
+    Every collaborator can be passed in: ``source`` (an
+    :class:`~postbus.bus.InMemoryBroker` in unit tests), ``mailer`` (a
+    :class:`~worker.mailer.FakeMailer`), ``renderer``, ``gate``, ``breaker``, ``telemetry``.
     """
 
     def __init__(
         self,
         settings: Settings,
         *,
+        source: MessageSource | None = None,
         renderer: Renderer | None = None,
         mailer: Mailer | None = None,
         gate: SendGate | None = None,
@@ -136,6 +107,7 @@ class Worker:
         telemetry: Telemetry | None = None,
     ) -> None:
         self._settings = settings
+        self._source = source
         self._telemetry = telemetry
         self._renderer = renderer
         self._mailer = mailer
@@ -143,6 +115,8 @@ class Worker:
         self._breaker = breaker or CircuitBreaker(
             cooldown=settings.breaker_cooldown_seconds, max_cooldown=settings.breaker_cooldown_max_seconds
         )
+        self._policy = RetryPolicy.from_settings(settings)
+        self._queue = source.queue if source is not None else settings.queue
         self._connected = False
         self._inflight: set[asyncio.Task[None]] = set()
         self.counts: Counter[str] = Counter()
@@ -154,287 +128,287 @@ class Worker:
 
     def health(self) -> HealthStatus:
         """Snapshot for ``/healthz`` and ``/readyz``."""
+        rate = self._gate.rate
         detail: dict[str, Any] = {
             "connected": self._connected,
             "breaker": self._breaker.state.name.lower(),
             "inflight": len(self._inflight),
-            "send_rate": round(self._gate.rate, 3),
+            # An unlimited gate has no rate to report (and JSON has no Infinity).
+            "send_rate": round(rate, 3) if math.isfinite(rate) else None,
         }
         if not self._breaker.ready and self._breaker.last_error:
             detail["last_error"] = self._breaker.last_error
         return HealthStatus(live=True, ready=self.ready, detail=detail)
 
+    # -- the loop ---------------------------------------------------------------------------------
+
     async def run(self, stop: asyncio.Event) -> Counter[str]:
         """Run until ``stop`` is set; returns the count of messages by outcome."""
         settings = self._settings
+        route_sdk_logs()
         if self._renderer is None:
             from postbus.worker.rendering import TemplateRenderer
 
             self._renderer = TemplateRenderer(user_dir=settings.templates_dir)
-        mailer = self._mailer or AcsMailer.from_settings(settings)
         telemetry = self._telemetry = self._telemetry or current_telemetry()
+        prefetch = effective_prefetch(settings)
+        source = self._source or ServiceBusSource(
+            ServiceBusConnection.from_settings(settings, purpose="the worker"),
+            settings.queue,
+            prefetch=prefetch,
+        )
+        mailer = self._mailer or AcsMailer.from_settings(settings)
         pipeline = Pipeline(
-            settings=settings, renderer=self._renderer, mailer=mailer, gate=self._gate, telemetry=telemetry
+            settings=settings,
+            renderer=self._renderer,
+            mailer=mailer,
+            gate=self._gate,
+            telemetry=telemetry,
+            policy=self._policy,
         )
         health = HealthServer(port=settings.health_port, status=self.health) if settings.health_port else None
-        if health is not None:
-            await health.start()
-        prefetch = effective_prefetch(settings)
-        log.info("worker starting", queue=settings.queue, concurrency=settings.concurrency, prefetch=prefetch)
+        log.info(
+            "worker starting",
+            queue=source.queue,
+            concurrency=settings.concurrency,
+            prefetch=prefetch,
+            quota_per_minute=settings.quota_per_minute or None,
+            quota_per_hour=settings.quota_per_hour or None,
+        )
         unwatch = telemetry.watch(
             send_rate=lambda: self._gate.rate,
             breaker_state=lambda: BREAKER_STATE_CODES[self._breaker.state.value],
         )
         try:
-            async with servicebus_client(settings) as client:
-                while not stop.is_set():
-                    # A receiver the SDK has shut down (after a dropped connection, say) stays dead:
-                    # every call on it fails. So each pass opens fresh links and, when receiving
-                    # breaks, lets in-flight work settle before opening new ones.
-                    receiver = client.get_queue_receiver(
-                        settings.queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK, prefetch_count=prefetch
-                    )
-                    sender = client.get_queue_sender(settings.queue)
-                    async with receiver, sender:
-                        port = ServiceBusPort(receiver, sender)
-                        self._connected = True
-                        async with LoopHeartbeat() as heartbeat:
-                            await self._receive_loop(stop, receiver, port, pipeline, heartbeat)
-                        self._connected = False
-                        await self._drain(port, final=stop.is_set())
-                    if not stop.is_set():
-                        self.counts["reconnects"] += 1
-                        log.warning("reconnecting to the queue", reconnects=self.counts["reconnects"])
-                        await self._wait_for(stop, asyncio.sleep(RECEIVE_WAIT))
+            if health is not None:
+                await health.start()
+            await self._serve(stop, source, pipeline)
         finally:
-            unwatch()
+            # The one stop path, whatever the loop was doing: in-flight work gets the grace, the rest
+            # is abandoned, and the summary line is written.
             self._connected = False
+            await self._drain(stop, reconnecting=False)
+            log.info(
+                "worker stopped",
+                **{name: count for name, count in sorted(self.counts.items())},
+                grace_seconds=settings.shutdown_grace_seconds,
+            )
+            unwatch()
+            if self._source is None:
+                await source.close()
             if self._mailer is None:
                 await mailer.close()
             if health is not None:
                 await health.stop()
         return self.counts
 
-    async def _receive_loop(
-        self,
-        stop: asyncio.Event,
-        receiver: ServiceBusReceiver,
-        port: ServiceBusPort,
-        pipeline: Pipeline,
-        heartbeat: LoopHeartbeat,
+    async def _serve(self, stop: asyncio.Event, source: MessageSource, pipeline: Pipeline) -> None:
+        """Open links, consume until they break, let in-flight work settle on them, reopen."""
+        while not stop.is_set():
+            try:
+                links = await _until_stopped(stop, source.open())
+            except BusRefused:
+                raise  # a wrong queue name or credential: no reconnect can fix it
+            except BusError as exc:
+                await self._reconnect(stop, "open_failed", str(exc))
+                continue
+            if links is None:
+                return
+            cause: str | None = None
+            try:
+                self._connected = True
+                async with LoopHeartbeat() as heartbeat:
+                    await self._consume(stop, links, pipeline, heartbeat)
+            except _LinksBroken as broken:
+                cause = broken.cause
+            finally:
+                self._connected = False
+                # In-flight work settles on these links before they close.
+                await self._drain(stop, reconnecting=cause is not None)
+                await links.close()
+            if cause is not None:
+                await self._reconnect(stop, cause, "")
+
+    async def _reconnect(self, stop: asyncio.Event, cause: str, error: str) -> None:
+        if stop.is_set():
+            return
+        self.counts["reconnects"] += 1
+        if self._telemetry is not None:
+            self._telemetry.record_reconnect(cause)
+        fields = {"error": error} if error else {}
+        log.warning("reconnecting to the queue", cause=cause, reconnects=self.counts["reconnects"], **fields)
+        await _until_stopped(stop, asyncio.sleep(RECONNECT_PAUSE))
+
+    async def _consume(
+        self, stop: asyncio.Event, links: Links, pipeline: Pipeline, heartbeat: LoopHeartbeat
     ) -> None:
+        """Receive and start handlers until ``stop`` is set; raises :class:`_LinksBroken`."""
         concurrency = self._settings.concurrency
         while not stop.is_set():
-            probing = not self._breaker.ready
-            if probing:
-                # Open or half-open: nothing is received until the breaker lets one probe through.
-                if not self._breaker.allow():
-                    await self._wait_for(stop, self._breaker.wait_until_allowed())
-                    continue
-                free = 1
-            else:
-                free = holding_limit(self._gate.rate, concurrency) - len(self._inflight)
-                if free <= 0:
-                    await self._wait_for(
-                        stop, asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
-                    )
-                    continue
-            beats, asked = heartbeat.beats, time.monotonic()
-            try:
-                messages = await receiver.receive_messages(max_message_count=free, max_wait_time=RECEIVE_WAIT)
-            except (ServiceBusError, ValueError) as exc:
-                # The SDK has already retried; its handler may now be shut down for good: reconnect.
-                log.warning("receive failed", error=str(exc))
-                if probing:
-                    self._breaker.release_probe()
-                return
-            if not messages and heartbeat.beats == beats:
-                # A healthy empty receive waits RECEIVE_WAIT with the loop turning. One that came back
-                # empty without a single beat either spun for its whole wait or did not wait at all:
-                # both are what the SDK does over a connection it has given up on without raising.
-                self.counts["stalled_receives"] += 1
-                log.warning(
-                    "receiver returned without waiting; reconnecting",
-                    waited_ms=round((time.monotonic() - asked) * 1000, 1),
+            if not self._breaker.ready:
+                # Open or half-open: one probe message at a time, after the cool-down.
+                await _until_stopped(stop, self._probe(links, pipeline, heartbeat))
+                continue
+            free = holding_limit(self._gate.rate, concurrency) - len(self._inflight)
+            if free <= 0:
+                await _until_stopped(
+                    stop, asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
                 )
-                if probing:
-                    self._breaker.release_probe()
-                return
-            if probing and not messages:
-                self._breaker.release_probe()
-            for message in messages:
-                task = asyncio.create_task(self._handle_safely(message, port, pipeline, probe=probing))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
+                continue
+            for delivery in await self._receive(links, free, heartbeat):
+                self._start(delivery, links, pipeline)
             # Yield on every pass, whatever the receiver did: handlers, renewals and the SIGTERM
             # handler must run even if a receive never suspends.
             await asyncio.sleep(0)
 
-    @staticmethod
-    async def _wait_for(stop: asyncio.Event, awaitable: Any) -> None:
-        """Await ``awaitable`` or until ``stop`` is set, whichever comes first."""
-        work = asyncio.ensure_future(awaitable)
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for future in (work, stopper):
-                if not future.done():
-                    future.cancel()
+    async def _probe(self, links: Links, pipeline: Pipeline, heartbeat: LoopHeartbeat) -> None:
+        async with self._breaker.probe():
+            for delivery in await self._receive(links, 1, heartbeat):
+                # The probe's verdict comes from its handler; a stop meanwhile leaves it to the drain.
+                await asyncio.wait({self._start(delivery, links, pipeline)})
 
-    async def _handle_safely(self, message: ServiceBusReceivedMessage, *args: Any, probe: bool) -> None:
-        """Run :meth:`_handle`; a bug or an SDK surprise costs one message's lock, never the worker."""
+    async def _receive(self, links: Links, count: int, heartbeat: LoopHeartbeat) -> list[Delivery]:
+        beats, asked = heartbeat.beats, time.monotonic()
         try:
-            await self._handle(message, *args, probe=probe)
-        except Exception:
-            self.counts["failed"] += 1
-            log.exception("message handling failed", message_id=message.message_id)
-            if probe:
-                self._breaker.release_probe()
-
-    async def _handle(
-        self,
-        message: ServiceBusReceivedMessage,
-        port: ServiceBusPort,
-        pipeline: Pipeline,
-        *,
-        probe: bool,
-    ) -> None:
-        started = time.perf_counter()
-        locked_until = message.locked_until_utc
-        if locked_until is not None and locked_until - datetime.now(UTC) < MIN_LOCK_LEFT:
-            # Waited too long in the prefetch buffer: it is (nearly) back on the queue already.
-            log.info(
-                "message skipped", reason="lock expired in prefetch buffer", message_id=message.message_id
+            deliveries = await links.receive(count, max_wait=RECEIVE_WAIT)
+        except BusError as exc:
+            # The SDK has already retried; its handler may now be shut down for good: reconnect.
+            log.warning("receive failed", error=str(exc))
+            raise _LinksBroken("receive_failed") from exc
+        if not deliveries and heartbeat.beats == beats:
+            # A healthy empty receive waits RECEIVE_WAIT with the loop turning. One that came back
+            # empty without a single beat either spun for its whole wait or did not wait at all:
+            # both are what the SDK does over a connection it has given up on without raising.
+            self.counts["stalled_receives"] += 1
+            log.warning(
+                "receiver returned without waiting; reconnecting",
+                waited_ms=round((time.monotonic() - asked) * 1000, 1),
             )
-            self.counts["lock_expired"] += 1
-            if probe:
-                self._breaker.release_probe()
+            raise _LinksBroken("stalled")
+        return deliveries
+
+    def _start(self, delivery: Delivery, links: Links, pipeline: Pipeline) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._handle_safely(delivery, links, pipeline))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return task
+
+    async def _drain(self, stop: asyncio.Event, *, reconnecting: bool) -> None:
+        """Let in-flight messages finish within the grace period; cancel (and so abandon) the rest.
+
+        Before a reconnect the grace is short; a stop that arrives meanwhile turns it into the
+        shutdown grace, counted from the stop.
+        """
+        pending = set(self._inflight)
+        if not pending:
             return
-        delivery = delivery_from(message)
+        grace = self._settings.shutdown_grace_seconds
+        if reconnecting and not stop.is_set():
+            pending = await self._wait_for_inflight(pending, min(grace, RECONNECT_GRACE), until=stop)
+        if pending and (stop.is_set() or not reconnecting):
+            pending = await self._wait_for_inflight(pending, grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+            before_reconnect = reconnecting and not stop.is_set()
+            self.counts["abandoned_on_reconnect" if before_reconnect else "abandoned_on_shutdown"] += len(
+                pending
+            )
+
+    @staticmethod
+    async def _wait_for_inflight(
+        pending: set[asyncio.Task[None]], within: float, *, until: asyncio.Event | None = None
+    ) -> set[asyncio.Task[None]]:
+        """Wait until ``pending`` is done, ``within`` seconds have passed or ``until`` is set; returns what is left."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        stopper = asyncio.ensure_future(until.wait()) if until is not None else None
+        try:
+            while pending and (until is None or not until.is_set()):
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                waiting: set[asyncio.Future[Any]] = {*pending, *([stopper] if stopper else [])}
+                await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                pending = {task for task in pending if not task.done()}
+        finally:
+            if stopper is not None:
+                stopper.cancel()
+        return pending
+
+    # -- one message ------------------------------------------------------------------------------
+
+    async def _handle_safely(self, delivery: Delivery, links: Links, pipeline: Pipeline) -> None:
+        """Run :meth:`_handle`; a bug or an SDK surprise costs one message's lock, never the worker."""
+        with structlog.contextvars.bound_contextvars(
+            message_id=delivery.message_id, delivery_count=delivery.delivery_count
+        ):
+            try:
+                await self._handle(delivery, links, pipeline)
+            except Exception:
+                self.counts["failed"] += 1
+                log.exception("message handling failed")
+
+    async def _handle(self, delivery: Delivery, links: Links, pipeline: Pipeline) -> None:
+        started = time.perf_counter()
+        if delivery.locked_until is not None and delivery.locked_until - datetime.now(UTC) < MIN_LOCK_LEFT:
+            # Waited too long in the prefetch buffer: it is (nearly) back on the queue already.
+            log.info("message skipped", reason="lock expired in prefetch buffer")
+            self.counts["lock_expired"] += 1
+            return
         telemetry = self._telemetry or current_telemetry()
         # Everything from here to the log line runs inside the consumer span, so the line carries its ids.
         with telemetry.processing(
-            queue=self._settings.queue,
+            queue=self._queue,
             properties=delivery.application_properties,
             message_id=delivery.message_id,
             delivery_count=delivery.delivery_count,
         ) as processing:
             # The lock is renewed until settlement ends, and not after: a message whose
             # settlement failed must come back when its lock expires.
-            async with port.keep_locked(message):
+            async with links.keep_locked(delivery):
                 try:
                     processed = await pipeline.process(delivery)
                 except asyncio.CancelledError:
-                    await asyncio.shield(self._abandon(port, message))
+                    await asyncio.shield(self._give_back(links, delivery))
                     raise
-                self._record_breaker(processed, probe=probe)
-                settle_error = ""
-                try:
-                    await settle(port, message, processed)
-                except SettlementFailed as exc:
-                    settle_error = str(exc)
-            outcome = _outcome_name(processed)
-            self.counts[outcome] += 1
-            fields = self._log_fields(
-                processed, delivery.message_id, delivery.delivery_count, started, outcome, settle_error
+                with structlog.contextvars.bound_contextvars(**_event_context(processed)):
+                    self._record_breaker(processed)
+                    settle_error = ""
+                    try:
+                        await settle(links, delivery, processed, policy=self._policy)
+                    except BusError as exc:
+                        settle_error = str(exc)
+            line = CanonicalLine.of(
+                processed, delivery, duration=time.perf_counter() - started, settle_error=settle_error
             )
-            _finish(processing, fields)
-            log.info("message processed", **fields)
+            self.counts[line.outcome] += 1
+            line.record(processing)
+            log.info("message processed", **line.fields())
 
-    def _record_breaker(self, processed: Processed, *, probe: bool) -> None:
+    def _record_breaker(self, processed: Processed) -> None:
         match processed.outcome:
             case Systemic(error=error):
                 self._breaker.record_failure(error)
             case Sent() | AlreadySent():
                 self._breaker.record_success()
-            case _ if probe:
-                self._breaker.release_probe()
-
-    @staticmethod
-    async def _abandon(port: ServiceBusPort, message: ServiceBusReceivedMessage) -> None:
-        try:
-            await port.abandon(message)
-        except SettlementFailed as exc:
-            log.warning("abandon failed", message_id=message.message_id, error=str(exc))
-
-    async def _drain(self, port: ServiceBusPort, *, final: bool = True) -> None:
-        """Let in-flight messages finish within the grace period; abandon the rest.
-
-        Before a reconnect (``final`` false) the same applies: the old links are about to close,
-        and what they could not settle comes back when its lock expires.
-        """
-        inflight = set(self._inflight)
-        grace = (
-            self._settings.shutdown_grace_seconds
-            if final
-            else min(self._settings.shutdown_grace_seconds, RECONNECT_GRACE)
-        )
-        if inflight:
-            _, pending = await asyncio.wait(inflight, timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
-            self.counts["abandoned_on_shutdown" if final else "abandoned_on_reconnect"] += len(pending)
-        if not final:
-            return
-        log.info(
-            "worker stopped",
-            **{name: count for name, count in sorted(self.counts.items())},
-            grace_seconds=self._settings.shutdown_grace_seconds,
-        )
-
-    @staticmethod
-    def _log_fields(
-        processed: Processed,
-        message_id: str,
-        delivery_count: int,
-        started: float,
-        outcome: str,
-        settle_error: str,
-    ) -> dict[str, Any]:
-        event = processed.event
-        fields: dict[str, Any] = {
-            "outcome": outcome,
-            "message_id": message_id,
-            "delivery_count": delivery_count,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-        }
-        if event is not None and processed.decoded is not None:
-            fields |= {
-                "event_id": event.id,
-                "type": event.type,
-                "tenant": event.tenant,
-                "attempt": processed.decoded.attempt,
-                "recipient_domain": recipient_domain(event.to[0].address),
-            }
-        if processed.operation_id:
-            fields["operation_id"] = processed.operation_id
-        match processed.outcome:
-            case DeadLetter(reason=reason, description=description):
-                fields |= {"reason": reason, "description": description}
-            case RetryLater(delay=delay, reason=reason, error=error):
-                fields |= {"reason": reason, "retry_in_seconds": round(delay, 3), "error": error}
-            case Systemic(error=error):
-                fields |= {"reason": "Systemic", "error": error}
             case _:
-                pass
-        if settle_error:
-            fields["settle_error"] = settle_error
-        return fields
+                pass  # no verdict: a probe is handed back when its block ends
+
+    @staticmethod
+    async def _give_back(links: Links, delivery: Delivery) -> None:
+        try:
+            await give_back(links, delivery)
+        except BusError as exc:
+            log.warning("abandon failed", error=str(exc))
 
 
-def _finish(processing: Processing, fields: dict[str, Any]) -> None:
-    """Record the canonical line's verdict on the consumer span and in the metrics."""
-    processing.finish(
-        outcome=fields["outcome"],
-        event_id=fields.get("event_id"),
-        event_type=fields.get("type", ""),
-        tenant=fields.get("tenant", ""),
-        attempt=fields.get("attempt"),
-        reason=fields.get("reason"),
-        operation_id=fields.get("operation_id"),
-        recipient_domain=fields.get("recipient_domain"),
-        error=fields.get("settle_error"),
-    )
+def _event_context(processed: Processed) -> dict[str, Any]:
+    """What to bind for the rest of the message's log lines once its event is known."""
+    context: dict[str, Any] = {}
+    if (identity := processed.identity) is not None:
+        context["event_id"] = identity.id
+    if processed.decoded is not None:
+        context["attempt"] = processed.decoded.attempt
+    return context

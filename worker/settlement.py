@@ -1,71 +1,64 @@
-"""Settlement: the one place where a processed message is completed, retried, dead-lettered or abandoned."""
+"""Settlement: the one place where a processed message is completed, retried, dead-lettered or abandoned.
+
+:func:`settle` is one ``match`` on the outcome; :func:`give_back` is the abandon of a message
+whose handler was cancelled (shutdown). Both raise :class:`~postbus.bus.errors.BusError` when
+Service Bus refuses; the message then comes back when its lock expires, and its ACS operation id
+keeps the redelivery from sending twice.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
 
-from postbus.events import PROP_LAST_ERROR, WireMessage, encode
-from postbus.worker.bus import SettlementFailed, SettlementPort
+from postbus.bus import BusError, Delivery, SettlementPort
+from postbus.events import retry_wire
+from postbus.reasons import RetryReason
 from postbus.worker.outcome import AlreadySent, DeadLetter, RetryLater, Sent, Systemic
-from postbus.worker.pipeline import PROP_GENERATION, PROP_THROTTLED, Processed
+from postbus.worker.pipeline import Processed
+from postbus.worker.retry import RetryPolicy
 
-__all__ = ["SYSTEMIC_ABANDONS", "SYSTEMIC_RETRY_DELAY", "retry_copy", "settle"]
-
-#: Deliveries a message may be abandoned for during an outage before it is parked as a copy.
-SYSTEMIC_ABANDONS: Final = 3
-#: When a parked message comes back (the breaker decides when sending resumes).
-SYSTEMIC_RETRY_DELAY: Final = 60.0
+__all__ = ["give_back", "settle"]
 
 
-def retry_copy(processed: Processed, retry: RetryLater, *, now: datetime) -> WireMessage:
-    """The scheduled copy of a message for a delayed retry.
-
-    Same event, attempt + 1 (hence a new message id, which duplicate detection lets through), the
-    original first-enqueued time, the last error, and every foreign property (trace context) kept.
-    """
-    decoded = processed.decoded
-    if decoded is None:  # pragma: no cover - RetryLater is only produced after a successful decode
-        raise ValueError("a retry needs the decoded event")
-    properties = decoded.application_properties
-    throttled = int(properties.get(PROP_THROTTLED, 0)) + (0 if retry.spend_attempt else 1)
-    kept = {key: value for key, value in properties.items() if not key.startswith("postbus-")}
-    extra: dict[str, str | int] = {**kept, PROP_THROTTLED: throttled, PROP_LAST_ERROR: retry.error[:500]}
-    generation = int(properties.get(PROP_GENERATION, 0))
-    if generation:
-        extra[PROP_GENERATION] = generation
-    return encode(
-        decoded.event,
-        attempt=decoded.attempt + 1,
-        generation=generation,
-        first_enqueued=decoded.first_enqueued or now,
-        extra_properties=extra,
-    )
-
-
-async def settle(port: SettlementPort, message: Any, processed: Processed) -> None:
-    """Act on the outcome; raises :class:`~worker.bus.SettlementFailed` when Service Bus refuses."""
+async def settle(
+    port: SettlementPort, delivery: Delivery, processed: Processed, *, policy: RetryPolicy
+) -> None:
+    """Act on the outcome of ``delivery``."""
     match processed.outcome:
         case Sent() | AlreadySent():
-            await port.complete(message)
+            await port.complete(delivery)
         case RetryLater() as retry:
-            now = datetime.now(UTC)
-            try:
-                await port.schedule(
-                    retry_copy(processed, retry, now=now), at=now + timedelta(seconds=retry.delay)
-                )
-            except SettlementFailed:
-                # No copy exists, so the original must come back: let Service Bus redeliver it.
-                await port.abandon(message)
-                raise
-            await port.complete(message)
+            await _retry_later(port, delivery, processed, retry)
         case DeadLetter(reason=reason, description=description):
-            await port.dead_letter(message, reason=reason, description=description)
-        case Systemic(error=error):
-            if processed.decoded is None or processed.delivery_count + 1 < SYSTEMIC_ABANDONS:
-                await port.abandon(message)
-                return
+            await port.dead_letter(delivery, reason=reason, description=description)
+        case Systemic(error=error) if processed.decoded is not None and policy.parks_systemic(
+            processed.delivery_count
+        ):
             # Abandons count towards MaxDeliveryCount; a long outage must not dead-letter a good
-            # message, so after a few abandons it waits as a fresh copy instead.
-            retry = RetryLater(SYSTEMIC_RETRY_DELAY, "Systemic", error, spend_attempt=False)
-            await settle(port, message, Processed(retry, processed.decoded, processed.operation_id))
+            # message, so after a few abandons it waits as a fresh copy that spends no attempt.
+            parked = RetryLater(policy.systemic_retry_delay, RetryReason.SYSTEMIC, error, spend_attempt=False)
+            await _retry_later(port, delivery, processed, parked)
+        case Systemic():
+            await port.abandon(delivery)
+
+
+async def give_back(port: SettlementPort, delivery: Delivery) -> None:
+    """Abandon a message whose handling was cut short, so Service Bus redelivers it at once."""
+    await port.abandon(delivery)
+
+
+async def _retry_later(
+    port: SettlementPort, delivery: Delivery, processed: Processed, retry: RetryLater
+) -> None:
+    """Schedule the retry copy, then complete the original; abandon it if no copy could be made."""
+    if processed.decoded is None:  # pragma: no cover - RetryLater is only produced after a successful decode
+        raise ValueError("a retry needs the decoded event")
+    now = datetime.now(UTC)
+    copy = retry_wire(processed.decoded, error=retry.error, spend_attempt=retry.spend_attempt, now=now)
+    try:
+        await port.schedule(copy, at=now + timedelta(seconds=retry.delay))
+    except BusError:
+        # No copy exists, so the original must come back: let Service Bus redeliver it.
+        await port.abandon(delivery)
+        raise
+    await port.complete(delivery)

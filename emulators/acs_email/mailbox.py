@@ -11,17 +11,21 @@ With a directory, each email is also written as ``<received>_<operation id>.eml`
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
+from typing import TypeVar
 
 __all__ = ["CapturedAttachment", "CapturedEmail", "Mailbox", "to_eml"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,12 +149,19 @@ def to_eml(mail: CapturedEmail) -> bytes:
     return bytes(msg)
 
 
+def _resolve(future: asyncio.Future[T], value: T) -> None:
+    """Set a waiter's result on its own loop, unless it finished (timed out) meanwhile."""
+    if not future.done():
+        future.set_result(value)
+
+
 class Mailbox:
     """Thread-safe list of :class:`CapturedEmail`, in arrival order."""
 
     def __init__(self, directory: Path | None = None) -> None:
         self._lock = threading.Lock()
         self._messages: list[CapturedEmail] = []
+        self._watchers: list[Callable[[], None]] = []
         self.directory = directory
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
@@ -158,6 +169,42 @@ class Mailbox:
     def add(self, mail: CapturedEmail) -> None:
         with self._lock:
             self._messages.append(mail)
+            watchers = tuple(self._watchers)
+        for watcher in watchers:
+            watcher()
+
+    async def wait_for(
+        self,
+        count: int = 1,
+        *,
+        timeout: float,  # noqa: ASYNC109 - a test's deadline
+        recipient: str | None = None,
+    ) -> list[CapturedEmail]:
+        """Wait until at least ``count`` emails (to ``recipient``, if given) arrived; returns them.
+
+        Woken by each arrival, never polled; ``TimeoutError`` after ``timeout`` seconds::
+
+            (mail,) = await acs.mailbox.wait_for(count=1, timeout=15)
+        """
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[CapturedEmail]] = loop.create_future()
+
+        def check() -> None:
+            if recipient is None and len(self) < count:
+                return  # the common case, without copying the list on every arrival
+            found = self.messages(recipient=recipient)
+            if len(found) >= count:
+                loop.call_soon_threadsafe(_resolve, done, found)
+
+        with self._lock:
+            self._watchers.append(check)
+        try:
+            check()
+            async with asyncio.timeout(timeout):
+                return await done
+        finally:
+            with self._lock:
+                self._watchers.remove(check)
 
     def write(self, mail: CapturedEmail) -> None:
         """Write the ``.eml`` and ``.json`` files (blocking; the server calls it in a worker thread)."""

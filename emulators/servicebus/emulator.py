@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import structlog
 from proton import Handler
@@ -40,6 +41,40 @@ logging.getLogger("proton").addFilter(_PeerGone())
 T = TypeVar("T")
 
 _START_TIMEOUT = 10.0
+
+
+def _resolve(future: asyncio.Future[T], value: T) -> None:
+    """Set a waiter's result on its own loop, unless it finished (timed out) meanwhile."""
+    if not future.done():
+        future.set_result(value)
+
+
+class _WatchedLock:
+    """The lock every change to the queues is made under; releasing it runs the watchers.
+
+    So a caller awaiting a condition on the queues (:meth:`ServiceBusEmulator.wait_for`) is woken
+    by the emulator's own state changes instead of polling. Readers that change nothing take
+    :attr:`quiet`, the same lock without the watchers.
+    """
+
+    def __init__(self) -> None:
+        self.quiet = threading.Lock()
+        self._watchers: list[Callable[[], None]] = []
+
+    def __enter__(self) -> bool:
+        return self.quiet.acquire()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.quiet.release()
+        for watcher in tuple(self._watchers):
+            watcher()
+
+    def watch(self, watcher: Callable[[], None]) -> None:
+        self._watchers.append(watcher)
+
+    def unwatch(self, watcher: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._watchers.remove(watcher)
 
 
 class Faults:
@@ -129,7 +164,7 @@ class ServiceBusEmulator:
         self.host = host
         self._requested_port = port
         self._admin_port = admin_port
-        self._lock = threading.Lock()
+        self._lock = _WatchedLock()
         self._fault_state = FaultState()
         self.faults = Faults(self, self._fault_state)
         self.namespace = Namespace(self.config, clock=clock)
@@ -157,12 +192,46 @@ class ServiceBusEmulator:
 
     def counts(self, queue_name: str) -> QueueCounts:
         """Runtime counts of one queue (``KeyError`` for an unknown queue)."""
-        with self._lock:
+        with self._lock.quiet:
             return self.namespace.queues[queue_name.lower()].counts()
 
     def all_counts(self) -> dict[str, QueueCounts]:
-        with self._lock:
+        with self._lock.quiet:
             return self.namespace.counts()
+
+    async def wait_for(
+        self,
+        queue_name: str,
+        condition: Callable[[QueueCounts], bool],
+        *,
+        timeout: float,  # noqa: ASYNC109 - a test's deadline
+    ) -> QueueCounts:
+        """Wait until ``condition(counts)`` holds for the queue; ``TimeoutError`` after ``timeout`` s.
+
+        Checked whenever the emulator changes its queues (including timers firing), never polled::
+
+            await sb.wait_for("notifications", lambda counts: counts.scheduled == 1, timeout=15)
+        """
+        self.counts(queue_name)  # KeyError now for an unknown queue, not on the reactor thread
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[QueueCounts] = loop.create_future()
+
+        def check() -> None:
+            counts = self.counts(queue_name)
+            if condition(counts):
+                loop.call_soon_threadsafe(_resolve, done, counts)
+
+        self._lock.watch(check)
+        try:
+            check()
+            async with asyncio.timeout(timeout):
+                return await done
+        finally:
+            self._lock.unwatch(check)
+
+    async def wait_until_empty(self, queue_name: str, *, timeout: float) -> None:  # noqa: ASYNC109 - as above
+        """Wait until the queue holds nothing: no active, scheduled, locked, deferred or dead-lettered message."""
+        await self.wait_for(queue_name, lambda counts: counts.total == 0, timeout=timeout)
 
     def start(self) -> ServiceBusEmulator:
         """Start listening; returns once connections are accepted."""
@@ -170,7 +239,9 @@ class ServiceBusEmulator:
             raise RuntimeError("emulator already started")
         self._ready.clear()
         self._stopping = False
-        handler = _ReactorHandler(self, namespace=self.namespace, lock=self._lock, faults=self._fault_state)
+        # The broker only enters and leaves the lock; the watched one wakes callers of wait_for.
+        lock = cast(threading.Lock, self._lock)
+        handler = _ReactorHandler(self, namespace=self.namespace, lock=lock, faults=self._fault_state)
         self._handler = handler
         self._thread = threading.Thread(
             target=self._run, args=(handler,), name="servicebus-emulator", daemon=True

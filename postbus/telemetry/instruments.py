@@ -115,6 +115,11 @@ class Telemetry:
             unit="{message}",
             description="Messages being processed now.",
         )
+        self.reconnects = meter.create_counter(
+            "postbus.reconnects",
+            unit="{reconnect}",
+            description="Times a worker replaced its Service Bus links, by cause.",
+        )
         self.events_published = meter.create_counter(
             "postbus.events.published", unit="{event}", description="Events published to the queue."
         )
@@ -197,6 +202,10 @@ class Telemetry:
     def record_throttle(self) -> None:
         """ACS answered 429."""
         self.throttle_events.add(1)
+
+    def record_reconnect(self, cause: str) -> None:
+        """The worker replaced its Service Bus links (``receive_failed``, ``stalled``, ``open_failed``)."""
+        self.reconnects.add(1, {"cause": cause})
 
     # ---- producer side ---------------------------------------------------------------------------
 

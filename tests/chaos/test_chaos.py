@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
@@ -17,15 +18,15 @@ from typing import Any
 
 import pytest
 
-from postbus.demo import DemoReport, account, dead_letters, worker_env
 from postbus.emulators.acs_email import EmailEmulator
-from postbus.emulators.servicebus import EmulatorConfig, ServiceBusEmulator
+from postbus.emulators.servicebus import EmulatorConfig, QueueCounts, ServiceBusEmulator
 from postbus.events import parse_event
+from postbus.harness import DemoReport, account, dead_letters, worker_env
 from postbus.producers.publisher import Publisher
 from postbus.producers.simulate import broken_bodies, holiday_spike
 from postbus.settings import load_settings
 from postbus.worker.mailer import EVENT_ID_HEADER
-from tests.support import WorkerProcess, eventually
+from tests.support import WorkerProcess
 
 # A bounded run: about a minute on an idle 2-core machine; the timeout only stops a hang.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -100,7 +101,7 @@ async def _drain_with_a_new_worker(
     """Start a second worker, wait until the queue is empty, stop it; returns it for its log."""
     second = spawn(_env(servicebus, acs), "second")
     try:
-        await eventually(lambda: servicebus.counts("notifications").total == 0, within=60)
+        await servicebus.wait_until_empty("notifications", timeout=60)
     finally:
         await asyncio.to_thread(second.terminate)
     return second
@@ -113,7 +114,7 @@ async def test_sigterm_with_messages_in_flight_loses_none(
     acs.faults.latency_ms = 1500
     first = spawn(_env(servicebus, acs, shutdown_grace_seconds="0.3"), "first")
     await _publish(servicebus, [_order(f"order-{i}") for i in range(24)])
-    await eventually(lambda: servicebus.counts("notifications").locked >= 8, within=30)
+    await servicebus.wait_for("notifications", lambda counts: counts.locked >= 8, timeout=30)
     # When it is told to stop
     exit_code = await asyncio.to_thread(first.terminate)
     # Then it exits cleanly, having abandoned what it could not finish, and nothing is lost
@@ -134,7 +135,7 @@ async def test_a_crash_between_send_and_complete_yields_one_email(
     first = spawn(_env(servicebus, acs), "first")
     await _publish(servicebus, [_order("order-crash")])
     # When it is killed after ACS accepted the email but before Service Bus took the completion
-    await eventually(lambda: len(acs.mailbox) == 1, within=30)
+    await acs.mailbox.wait_for(count=1, timeout=30)
     await asyncio.to_thread(first.kill)
     servicebus.faults.settle_delay = 0.0
     # Then the redelivered message is recognised as already sent
@@ -172,22 +173,23 @@ async def test_two_workers_under_faults_send_every_event_once_or_dead_letter_it(
     try:
         await _publish(servicebus, list(spike), broken)
         # When one Service Bus connection drop and one SIGKILL hit mid-run
-        await eventually(lambda: len(acs.mailbox) >= 400, within=60)
+        await acs.mailbox.wait_for(count=400, timeout=60)
         servicebus.faults.drop_connections()
-        await eventually(lambda: len(acs.mailbox) >= 900, within=60)
+        await acs.mailbox.wait_for(count=900, timeout=60)
         await asyncio.to_thread(workers[0].kill)
 
-        def drained() -> bool:
-            counts = servicebus.counts("notifications")
+        def drained(counts: QueueCounts) -> bool:
+            # An email is stored before its message is completed, so a queue change follows the last one.
             settled = len(acs.mailbox) + counts.dead_lettered >= len(expected)
             return settled and counts.active + counts.scheduled + counts.locked + counts.deferred == 0
 
-        def state() -> str:
+        try:
+            await servicebus.wait_for("notifications", drained, timeout=90)
+        except TimeoutError:
             sent = Counter(mail.headers.get(EVENT_ID_HEADER, "") for mail in acs.mailbox.messages())
             missing = [event_id for event_id in expected if event_id not in sent][:10]
-            return f"{servicebus.counts('notifications')}, {len(sent)} sent, not sent (first 10): {missing}"
-
-        await eventually(drained, within=90, explain=state)
+            state = f"{servicebus.counts('notifications')}, {len(sent)} sent, not sent (first 10): {missing}"
+            raise AssertionError(f"not drained within 90 s: {state}") from None
     finally:
         stop_bursts.set()
         await bursts
@@ -198,3 +200,8 @@ async def test_two_workers_under_faults_send_every_event_once_or_dead_letter_it(
     account(report, expected, sent, await dead_letters(servicebus))
     assert report.problems == [], report.problems[:10]
     assert acs.stats()["throttled"] > 0
+    # And the connection cut, which the workers recovered from, left no error lines or tracebacks
+    lines = [json.loads(line) for w in workers for line in w.log().splitlines() if line.startswith("{")]
+    assert any(line["event"] == "reconnecting to the queue" for line in lines)
+    noisy = [line for line in lines if line["level"] in ("error", "critical") or "exception" in line]
+    assert noisy == [], noisy[:3]

@@ -34,8 +34,8 @@ async def test_throttling_pauses_sends_and_every_event_is_sent_once(
 ) -> None:
     acs.faults.throttle_next(4, retry_after=1)
     await publisher.publish_many([_event(f"order-t{i}") for i in range(6)])
-    await eventually(lambda: len(acs.mailbox) == 6, within=30)
-    await eventually(lambda: servicebus.counts("notifications").total == 0)
+    await acs.mailbox.wait_for(count=6, timeout=30)
+    await servicebus.wait_until_empty("notifications", timeout=20)
     assert acs.stats()["throttled"] == 4
     assert sorted(m.headers[EVENT_ID_HEADER] for m in acs.mailbox.messages()) == [
         f"order-t{i}" for i in range(6)
@@ -49,7 +49,7 @@ async def test_an_ambiguous_timeout_is_resent_with_the_same_operation_and_stored
     async with running(Worker(settings.model_copy(update={"send_timeout_seconds": 0.5}))) as worker:
         acs.faults.stall_next(1)
         await publisher.publish(_event("order-stall"))
-        await eventually(lambda: servicebus.counts("notifications").total == 0, within=30)
+        await servicebus.wait_until_empty("notifications", timeout=30)
     (mail,) = acs.mailbox.messages()
     assert mail.headers[EVENT_ID_HEADER] == "order-stall"
     assert worker.counts["sent"] + worker.counts["already_sent"] == 1
@@ -78,6 +78,6 @@ async def test_systemic_failures_open_the_breaker_and_never_dead_letter(
         assert counts.total == 1
     # When a correctly configured worker takes over, the event is sent once
     async with running(Worker(settings)) as healthy:
-        (mail,) = await eventually(lambda: acs.mailbox.messages(), within=30)
+        (mail,) = await acs.mailbox.wait_for(count=1, timeout=30)
         assert mail.headers[EVENT_ID_HEADER] == "order-key"
         assert healthy.ready

@@ -16,7 +16,7 @@ from postbus.settings import Settings
 from postbus.worker.mailer import EVENT_ID_HEADER
 from postbus.worker.rendering import TemplateRenderer
 from postbus.worker.runner import Worker
-from tests.support import SENDERS, eventually
+from tests.support import SENDERS
 
 _renderer = TemplateRenderer()
 
@@ -54,7 +54,7 @@ async def test_an_order_confirmation_arrives_with_sender_recipients_subject_and_
     worker: Worker, publisher: Publisher, acs: EmailEmulator
 ) -> None:
     await publisher.publish(parse_event(_event("order-1")))
-    (mail,) = await eventually(lambda: acs.mailbox.messages())
+    (mail,) = await acs.mailbox.wait_for(count=1, timeout=20)
     expected = _renderer.render(
         "order.confirmation", locale="de-DE", data=_event("x")["data"], tenant="contoso"
     )
@@ -80,7 +80,7 @@ async def test_a_scheduled_reminder_is_not_delivered_before_send_at(
         data=_renderer.sample_data("appointment.reminder"),
     )
     await publisher.publish(parse_event(reminder), send_at=send_at)
-    (mail,) = await eventually(lambda: acs.mailbox.messages(), within=15)
+    (mail,) = await acs.mailbox.wait_for(count=1, timeout=15)
     assert mail.received_at >= send_at
     assert mail.headers[EVENT_ID_HEADER] == "visit-1"
 
@@ -130,8 +130,8 @@ async def test_the_same_event_published_twice_yields_one_email(
     await publisher.publish(event)
     await publisher.publish(event)
     await publisher.publish(parse_event(_event("order-marker")))
-    mails = await eventually(lambda: len(acs.mailbox.messages()) >= 2 and acs.mailbox.messages())
-    await eventually(lambda: servicebus.counts("notifications").total == 0)
+    mails = await acs.mailbox.wait_for(count=2, timeout=20)
+    await servicebus.wait_until_empty("notifications", timeout=20)
     ids = sorted(mail.headers[EVENT_ID_HEADER] for mail in acs.mailbox.messages())
     assert ids == ["order-marker", "order-twice"]
     assert len(mails) == 2
@@ -144,11 +144,11 @@ async def test_a_delayed_retry_after_acs_faults_sends_exactly_once(
     acs.faults.fail_rate = 1.0
     acs.faults.fail_statuses = (503,)
     await publisher.publish(parse_event(_event("order-flaky")))
-    await eventually(lambda: servicebus.counts("notifications").scheduled == 1, within=15)
+    await servicebus.wait_for("notifications", lambda counts: counts.scheduled == 1, timeout=15)
     acs.faults.fail_rate = 0.0
-    (mail,) = await eventually(lambda: acs.mailbox.messages(), within=15)
+    (mail,) = await acs.mailbox.wait_for(count=1, timeout=15)
     assert mail.headers[EVENT_ID_HEADER] == "order-flaky"
-    await eventually(lambda: servicebus.counts("notifications").total == 0)
+    await servicebus.wait_until_empty("notifications", timeout=20)
     assert len(acs.mailbox.messages()) == 1
 
 

@@ -167,7 +167,7 @@ async def test_a_delayed_retry_stays_in_the_original_trace(
     acs.faults.fail_rate = 0.0
     # When the retry copy is processed
     spans = await eventually(lambda: (found := _processed(captured, "order-2")) and len(found) >= 2 and found)
-    await eventually(lambda: acs.mailbox.messages())
+    await acs.mailbox.wait_for(count=1, timeout=20)
     # Then both attempts are children of the producer span, in one trace
     (producer,) = captured.spans("notifications publish")
     first, retry = sorted(spans, key=lambda span: (span.attributes or {})["postbus.attempt"])

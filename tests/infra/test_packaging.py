@@ -41,16 +41,32 @@ def _build_wheel(source: Path, out: Path, scratch: Path) -> Path:
         ],
         check=True,
         capture_output=True,
-        # setuptools writes build/ and *.egg-info beside the sources; keep the checkout clean.
         env={"PATH": "", "TMPDIR": str(scratch), "HOME": str(scratch)},
     )
     (wheel,) = out.glob("postbus-*.whl")
     return wheel
 
 
+def _context(sources: list[str], into: Path) -> Path:
+    """A copy of ``sources`` (paths relative to the checkout) in ``into``, links kept as links.
+
+    Wheels are built from a copy because setuptools builds in the source tree and reuses a stale
+    ``build/lib`` there, which would ship modules that no longer exist.
+    """
+    for source in sources:
+        path = REPO_ROOT / source
+        if path.is_dir():
+            # symlinks=True copies postbus/emulators as the link it is; without emulators/ beside it, it dangles.
+            shutil.copytree(path, into / source, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(path, into / source)
+    return into
+
+
 @pytest.fixture(scope="module")
 def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
-    wheel = _build_wheel(REPO_ROOT, tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("build"))
+    context = _context(["pyproject.toml", "README.md", *SOURCE_FOLDERS], tmp_path_factory.mktemp("source"))
+    wheel = _build_wheel(context, tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("build"))
     with zipfile.ZipFile(wheel) as archive:
         return set(archive.namelist())
 
@@ -58,16 +74,7 @@ def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
 @pytest.fixture(scope="module")
 def image_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel the Dockerfile builds: from a build context holding only what the Dockerfile copies."""
-    context = tmp_path_factory.mktemp("context")
-    for source in copied():
-        path = REPO_ROOT / source
-        if path.is_dir():
-            # symlinks=True copies postbus/emulators as the link it is; with no emulators/ beside it, it dangles.
-            shutil.copytree(
-                path, context / source, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
-            )
-        else:
-            shutil.copy2(path, context / source)
+    context = _context(list(copied()), tmp_path_factory.mktemp("context"))
     assert (context / "postbus" / "emulators").is_symlink()
     assert not (context / "postbus" / "emulators").exists()
     return _build_wheel(

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from postbus.bus import delivery_from, to_servicebus_message
 from postbus.errors import InvalidEvent
 from postbus.events import (
     CONTENT_TYPE,
@@ -22,10 +23,8 @@ from postbus.events import (
     NotificationEvent,
     decode,
     encode,
-    from_servicebus_message,
     parse_event,
     retry_message_id,
-    to_servicebus_message,
 )
 
 # --- strategies ---------------------------------------------------------------------------------
@@ -123,7 +122,7 @@ def test_any_valid_event_survives_encode_and_decode_unchanged(document: dict[str
     decoded = decode(
         wire.body, content_type=wire.content_type, application_properties=wire.application_properties
     )
-    via_sdk = from_servicebus_message(to_servicebus_message(wire))
+    via_sdk = delivery_from(to_servicebus_message(wire)).decode()
     # Then it comes back equal, and so does its JSON form
     assert decoded.event == event
     assert via_sdk.event == event
@@ -144,7 +143,7 @@ def test_wire_message_carries_the_contract_properties() -> None:
     sdk = to_servicebus_message(wire, send_at=first)
     assert sdk.message_id == "order-1001#3"
     assert sdk.scheduled_enqueue_time_utc == first
-    decoded = from_servicebus_message(sdk)
+    decoded = delivery_from(sdk).decode()
     assert decoded.attempt == 3
     assert decoded.first_enqueued == first
     assert decoded.application_properties[PROP_FIRST_ENQUEUED] == "2026-11-27T10:00:00.000000Z"

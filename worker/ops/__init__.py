@@ -1,7 +1,7 @@
 """Operations tooling: dead-letter list/replay/purge, ACS status lookups and the preflight doctor.
 
-The CLI (``worker.ops.cli``) is a thin layer over these modules, which tests and other tools can
-call directly::
+The CLI (``dlq_cli``, ``status_cli``, ``doctor_cli``) is a thin layer over these modules, which
+tests and other tools can call directly::
 
     from postbus.worker.ops import DeadLetterQueue, ReplayOptions, Selection, replay
 

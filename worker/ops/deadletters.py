@@ -2,8 +2,8 @@
 
 :class:`DeadLetterEntry` is the SDK-free view of one dead-lettered message (it tolerates bodies
 that never decoded: ``InvalidEvent`` dead-letters are exactly those). :class:`DeadLetterQueue` is
-the Service Bus adapter of the ``dlq`` commands, the only module here that catches
-``azure.servicebus`` exceptions, and :func:`sweep` visits each matching message once under a
+the ``dlq`` commands' view of the queue, over the Service Bus adapter's links (:mod:`postbus.bus`),
+with its failures as :class:`~worker.ops.errors.OpsError`; :func:`sweep` visits each matching message once under a
 peek-lock, handing it to a callback that settles it or leaves it; whatever it leaves is abandoned
 at the end (also on cancellation), so it stays in the dead-letter queue::
 
@@ -17,27 +17,35 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
 
+from postbus.bus import (
+    AccessDenied,
+    AuthenticationFailed,
+    BusError,
+    Delivery,
+    QueueLinks,
+    QueueNotFound,
+    ServiceBusConnection,
+)
 from postbus.errors import InvalidEvent
 from postbus.events import (
     PROP_ATTEMPT,
     PROP_FIRST_ENQUEUED,
+    PROP_GENERATION,
     DecodedMessage,
     NotificationEvent,
     WireMessage,
-    from_servicebus_message,
-    to_servicebus_message,
 )
 from postbus.logs import get_logger, mask_address, redact
 from postbus.settings import Settings
 from postbus.worker.ops.errors import OpsError
 from postbus.worker.ops.filters import Selection
-from postbus.worker.pipeline import PROP_GENERATION
 
 __all__ = [
     "DEFAULT_WAIT_SECONDS",
@@ -70,21 +78,6 @@ def _int(value: object) -> int:
         return max(0, int(_text(value)))
     except ValueError:
         return 0
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _body(message: Any) -> bytes:
-    body = message.body
-    if isinstance(body, bytes):
-        return body
-    if isinstance(body, str):
-        return body.encode()
-    return b"".join(body) if body is not None else b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,14 +160,13 @@ def masked_event(event: NotificationEvent) -> dict[str, Any]:
     return document
 
 
-def entry_from(message: Any) -> DeadLetterEntry:
-    """Read a received (or peeked) dead-lettered SDK message."""
-    properties = {_text(k): v for k, v in (message.application_properties or {}).items()}
-    message_id = _text(message.message_id or "")
+def entry_from(delivery: Delivery) -> DeadLetterEntry:
+    """Read a received (or peeked) dead-lettered message."""
+    properties = {_text(k): v for k, v in (delivery.application_properties or {}).items()}
     decoded: DecodedMessage | None = None
     error: str | None = None
     try:
-        decoded = from_servicebus_message(message)
+        decoded = delivery.decode()
     except InvalidEvent as exc:
         error = str(exc)
     first: datetime | None = None
@@ -187,21 +179,21 @@ def entry_from(message: Any) -> DeadLetterEntry:
             first = None
     event = decoded.event if decoded else None
     return DeadLetterEntry(
-        sequence_number=int(message.sequence_number or 0),
-        message_id=message_id,
-        event_id=event.id if event else message_id.split("#", 1)[0],
-        type=event.type if event else _text(message.subject or ""),
+        sequence_number=delivery.sequence_number or 0,
+        message_id=delivery.message_id,
+        event_id=event.id if event else delivery.message_id.split("#", 1)[0],
+        type=event.type if event else delivery.subject or "",
         tenant=event.tenant if event else "",
-        reason=_text(message.dead_letter_reason or ""),
-        description=_text(message.dead_letter_error_description or ""),
+        reason=delivery.dead_letter_reason or "",
+        description=delivery.dead_letter_description or "",
         attempt=decoded.attempt if decoded else _int(properties.get(PROP_ATTEMPT, 0)),
         generation=_int(properties.get(PROP_GENERATION, 0)),
-        delivery_count=int(message.delivery_count or 0),
-        enqueued_at=_aware(message.enqueued_time_utc),
-        first_enqueued_at=_aware(first),
+        delivery_count=delivery.delivery_count,
+        enqueued_at=delivery.enqueued_at,
+        first_enqueued_at=first,
         decoded=decoded,
         decode_error=error,
-        body=_body(message),
+        body=delivery.body,
     )
 
 
@@ -212,15 +204,15 @@ class DeadLetterPort(Protocol):
         """Matching entries without locking anything (peek)."""
         ...
 
-    async def receive(self, max_count: int) -> list[Any]:
+    async def receive(self, max_count: int) -> list[Delivery]:
         """Peek-lock up to ``max_count`` dead-lettered messages; empty when none arrive in time."""
         ...
 
-    async def complete(self, message: Any) -> None:
+    async def complete(self, message: Delivery) -> None:
         """Remove a locked dead-lettered message."""
         ...
 
-    async def abandon(self, message: Any) -> None:
+    async def abandon(self, message: Delivery) -> None:
         """Release a locked dead-lettered message (it stays in the dead-letter queue)."""
         ...
 
@@ -230,7 +222,7 @@ class DeadLetterPort(Protocol):
 
 
 class DeadLetterQueue:
-    """:class:`DeadLetterPort` over azure-servicebus: a peek-lock DLQ receiver and a main-queue sender.
+    """:class:`DeadLetterPort` over the Service Bus adapter: a peek-lock DLQ receiver and a main-queue sender.
 
     Example::
 
@@ -240,63 +232,40 @@ class DeadLetterQueue:
     """
 
     def __init__(self, settings: Settings, *, wait_time: float = DEFAULT_WAIT_SECONDS) -> None:
-        settings.require_servicebus("the dead-letter commands")
-        self._settings = settings
+        self._connection = ServiceBusConnection.from_settings(settings, purpose="the dead-letter commands")
         self._queue = settings.queue
         self._wait_time = wait_time
-        self._client: Any = None
-        self._receiver: Any = None
-        self._sender: Any = None
-        self._renewer: Any = None
+        # Held messages may wait behind a slow, rate-limited replay: their locks are kept.
+        self._links = QueueLinks(self._connection, self._queue, dead_letters=True, hold_for=MAX_LOCK_RENEWAL)
 
     async def __aenter__(self) -> Self:
-        from azure.servicebus import ServiceBusReceiveMode, ServiceBusSubQueue
-        from azure.servicebus.aio import AutoLockRenewer
-
-        from postbus.worker.bus import servicebus_client
-
-        self._client = servicebus_client(self._settings)
-        await self._client.__aenter__()
-        self._receiver = self._client.get_queue_receiver(
-            self._queue,
-            sub_queue=ServiceBusSubQueue.DEAD_LETTER,
-            receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
-            prefetch_count=0,
-        )
-        self._sender = self._client.get_queue_sender(self._queue)
-        self._renewer = AutoLockRenewer(max_lock_renewal_duration=MAX_LOCK_RENEWAL)
         try:
-            await self._guard("open the dead-letter queue", self._receiver.__aenter__())
+            with self._guard():
+                await self._links.open()
         except BaseException:
-            await self._client.__aexit__(None, None, None)
+            await self._connection.close()
             raise
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for closable in (self._renewer, self._sender, self._receiver, self._client):
-            try:
-                await closable.close()
-            except Exception as error:  # closing must not hide the real outcome
-                log.debug("dlq.close_failed", error=str(error))
-
-    async def _guard(self, action: str, call: Awaitable[Any]) -> Any:
-        from azure.servicebus.exceptions import (
-            MessagingEntityNotFoundError,
-            ServiceBusAuthenticationError,
-            ServiceBusAuthorizationError,
-            ServiceBusError,
-        )
-
         try:
-            return await call
-        except MessagingEntityNotFoundError as exc:
+            await self._links.close()
+        finally:
+            await self._connection.close()
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Service Bus failures as one line for the operator."""
+        try:
+            yield
+        except QueueNotFound as exc:
             raise OpsError(f"queue {self._queue!r} does not exist in this namespace") from exc
-        except (ServiceBusAuthenticationError, ServiceBusAuthorizationError) as exc:
-            raise OpsError(f"Service Bus refused the credentials: {exc}") from exc
-        except ServiceBusError as exc:
-            raise OpsError(f"could not {action}: {redact(str(exc))}") from exc
+        except (AuthenticationFailed, AccessDenied) as exc:
+            raise OpsError(f"Service Bus refused the credentials: {exc.detail}") from exc
+        except BusError as exc:
+            raise OpsError(str(exc)) from exc
 
     async def browse(
         self, selection: Selection, *, limit: int | None = None
@@ -305,45 +274,37 @@ class DeadLetterQueue:
         found = 0
         next_seq = 0
         while limit is None or found < limit:
-            batch = await self._guard(
-                "peek the dead-letter queue",
-                self._receiver.peek_messages(max_message_count=100, sequence_number=next_seq),
-            )
+            with self._guard():
+                batch = await self._links.peek(100, from_sequence=next_seq)
             if not batch:
                 return
-            for message in batch:
-                next_seq = max(next_seq, int(message.sequence_number or 0) + 1)
-                entry = entry_from(message)
+            for delivery in batch:
+                next_seq = max(next_seq, (delivery.sequence_number or 0) + 1)
+                entry = entry_from(delivery)
                 if selection.matches(entry):
                     found += 1
                     yield entry
                     if limit is not None and found >= limit:
                         return
 
-    async def receive(self, max_count: int) -> list[Any]:
-        messages: list[Any] = await self._guard(
-            "receive from the dead-letter queue",
-            self._receiver.receive_messages(max_message_count=max_count, max_wait_time=self._wait_time),
-        )
-        for message in messages:
-            # Held messages may wait behind a slow, rate-limited replay; keep their locks.
-            self._renewer.register(self._receiver, message)
-        return messages
+    async def receive(self, max_count: int) -> list[Delivery]:
+        with self._guard():
+            return await self._links.receive(max_count, max_wait=self._wait_time)
 
-    async def complete(self, message: Any) -> None:
-        await self._guard("complete a dead-lettered message", self._receiver.complete_message(message))
+    async def complete(self, message: Delivery) -> None:
+        with self._guard():
+            await self._links.complete(message)
 
-    async def abandon(self, message: Any) -> None:
-        await self._guard("abandon a dead-lettered message", self._receiver.abandon_message(message))
+    async def abandon(self, message: Delivery) -> None:
+        with self._guard():
+            await self._links.abandon(message)
 
     async def publish(self, wire: WireMessage) -> None:
-        await self._guard(
-            f"publish {wire.message_id} to {self._queue!r}",
-            self._sender.send_messages(to_servicebus_message(wire)),
-        )
+        with self._guard():
+            await self._links.send(wire)
 
 
-Handler = Callable[[Any, DeadLetterEntry], Awaitable[bool]]
+Handler = Callable[[Delivery, DeadLetterEntry], Awaitable[bool]]
 
 
 async def sweep(
@@ -362,7 +323,7 @@ async def sweep(
     dead-letter queue, and holding it keeps the sweep from seeing it twice. On cancellation the
     message in hand is abandoned too, so an interrupted sweep loses nothing.
     """
-    held: list[Any] = []
+    held: list[Delivery] = []
     handled = 0
     try:
         while not stop.is_set() and (limit is None or handled < limit):
@@ -384,7 +345,7 @@ async def sweep(
     return handled
 
 
-async def _release(port: DeadLetterPort, held: list[Any]) -> None:
+async def _release(port: DeadLetterPort, held: list[Delivery]) -> None:
     """Abandon what the sweep holds; a failure only means the lock lapses later (nothing is lost)."""
     for message in held:
         try:

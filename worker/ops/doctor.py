@@ -16,6 +16,7 @@ skipped rather than failed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import urllib.request
 import uuid
@@ -26,9 +27,16 @@ from typing import Any, Final, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
+from postbus.bus import (
+    AccessDenied,
+    AuthenticationFailed,
+    BusError,
+    QueueLinks,
+    QueueNotFound,
+    ServiceBusConnection,
+)
 from postbus.errors import PostbusError, SettingsError
 from postbus.events import Address
-from postbus.logs import redact
 from postbus.settings import Settings, env_name
 from postbus.variables import variables_check
 from postbus.worker.ops.acs import AcsRefused, AcsStatusClient
@@ -142,47 +150,24 @@ async def _servicebus_checks(settings: Settings, options: DoctorOptions) -> list
 
 
 async def _queue_reachable(settings: Settings) -> tuple[Check, Check | None]:
-    from azure.servicebus import ServiceBusSubQueue
-    from azure.servicebus.aio import ServiceBusClient
-    from azure.servicebus.exceptions import (
-        MessagingEntityNotFoundError,
-        ServiceBusAuthenticationError,
-        ServiceBusAuthorizationError,
-        ServiceBusError,
-    )
-
     name = "Service Bus queue"
-    kwargs: dict[str, Any] = {"retry_total": 1, "retry_backoff_factor": 0.2}
-    credential: Any = None
-    if settings.servicebus_connection_string is not None:
-        client = ServiceBusClient.from_connection_string(
-            settings.servicebus_connection_string.get_secret_value(), **kwargs
-        )
-    else:
-        from azure.identity.aio import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
-        client = ServiceBusClient(settings.servicebus_namespace or "", credential, **kwargs)
+    connection = ServiceBusConnection.from_settings(
+        settings, purpose="the worker", client_options={"retry_total": 1, "retry_backoff_factor": 0.2}
+    )
     try:
-        async with asyncio.timeout(_TIMEOUT), client:
-            async with client.get_queue_receiver(settings.queue) as receiver:
-                await receiver.peek_messages(max_message_count=1)
-            async with client.get_queue_receiver(
-                settings.queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER
-            ) as dead_letters:
-                waiting = await dead_letters.peek_messages(max_message_count=1)
-    except MessagingEntityNotFoundError:
+        async with asyncio.timeout(_TIMEOUT), connection:
+            await _peek_one(connection, settings.queue, dead_letters=False)
+            waiting = await _peek_one(connection, settings.queue, dead_letters=True)
+    except QueueNotFound:
         fix = "create the queue (infra/modules/messaging.bicep, or the emulator's Config.json) or fix POSTBUS_QUEUE"
         return Check(name, "fail", f"queue {settings.queue!r} does not exist", fix), None
-    except (ServiceBusAuthenticationError, ServiceBusAuthorizationError) as exc:
+    except (AuthenticationFailed, AccessDenied) as exc:
         fix = "check the SAS key in the connection string, or the identity's 'Azure Service Bus Data Owner' role"
-        return Check(name, "fail", f"credentials refused: {redact(str(exc))[:300]}", fix), None
-    except (ServiceBusError, OSError, TimeoutError) as exc:
-        detail = f"not reachable: {type(exc).__name__}: {redact(str(exc))[:300]}"
+        return Check(name, "fail", f"credentials refused: {exc.detail[:300]}", fix), None
+    except (BusError, TimeoutError) as exc:
+        cause = exc.detail if isinstance(exc, BusError) else "no answer in time"
+        detail = f"not reachable: {type(exc).__name__}: {cause[:300]}"
         return Check(name, "fail", detail, "check the namespace host, port and network path"), None
-    finally:
-        if credential is not None:
-            await credential.close()
     dlq = (
         Check(
             "dead-letter queue",
@@ -194,6 +179,15 @@ async def _queue_reachable(settings: Settings) -> tuple[Check, Check | None]:
         else Check("dead-letter queue", "pass", "empty")
     )
     return Check(name, "pass", f"reachable; queue {settings.queue!r} exists"), dlq
+
+
+async def _peek_one(connection: ServiceBusConnection, queue: str, *, dead_letters: bool) -> bool:
+    """Whether the queue (or its dead-letter queue) holds a message; proves it exists and we may listen."""
+    links = await QueueLinks(connection, queue, dead_letters=dead_letters, send=False).open()
+    try:
+        return bool(await links.peek(1))
+    finally:
+        await links.close()
 
 
 async def _queue_properties(settings: Settings, options: DoctorOptions) -> Check:
@@ -261,37 +255,13 @@ def _emulator_properties(admin_url: str, queue: str) -> dict[str, Any] | None:
 
 
 async def _azure_properties(settings: Settings) -> dict[str, Any] | None:
-    from azure.core.exceptions import AzureError, ResourceNotFoundError
-    from azure.servicebus.aio.management import ServiceBusAdministrationClient
-
-    credential: Any = None
-    if settings.servicebus_connection_string is not None:
-        admin = ServiceBusAdministrationClient.from_connection_string(
-            settings.servicebus_connection_string.get_secret_value(), retry_total=0
-        )
-    else:
-        from azure.identity.aio import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
-        admin = ServiceBusAdministrationClient(settings.servicebus_namespace or "", credential, retry_total=0)
+    connection = ServiceBusConnection.from_settings(settings, purpose="the worker")
     try:
-        async with asyncio.timeout(_TIMEOUT), admin:
-            queue = await admin.get_queue(settings.queue)
-    except ResourceNotFoundError:
-        return None
-    except (AzureError, OSError, TimeoutError, ValueError) as exc:
-        raise _Unreachable(f"{type(exc).__name__}: {redact(str(exc))[:200]}") from exc
-    finally:
-        if credential is not None:
-            await credential.close()
-    return {
-        "requires_duplicate_detection": bool(queue.requires_duplicate_detection),
-        "duplicate_detection_history_time_window": queue.duplicate_detection_history_time_window
-        or timedelta(0),
-        "max_delivery_count": int(queue.max_delivery_count or 0),
-        "lock_duration": queue.lock_duration or timedelta(0),
-        "requires_session": bool(queue.requires_session),
-    }
+        async with connection:
+            found = await connection.queue_settings(settings.queue)
+    except BusError as exc:
+        raise _Unreachable(f"{type(exc).__name__}: {exc.detail[:200]}") from exc
+    return dataclasses.asdict(found) if found is not None else None
 
 
 def _property_problems(props: dict[str, Any], expected: QueueExpectations) -> list[str]:

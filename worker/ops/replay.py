@@ -32,16 +32,18 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Literal
 from uuid import UUID
 
-from postbus.events import PROP_LAST_ERROR, WireMessage, encode, retry_message_id
+from postbus.bus import Delivery
+from postbus.events import WireMessage, replay_message_id
+from postbus.events import replay_wire as encode_replay
 from postbus.logs import get_logger
+from postbus.worker.mailer import operation_id_for
 from postbus.worker.ops.acs import OperationLookup
 from postbus.worker.ops.deadletters import DeadLetterEntry, DeadLetterPort, sweep
 from postbus.worker.ops.errors import OpsError
 from postbus.worker.ops.filters import Selection
-from postbus.worker.pipeline import PROP_GENERATION, PROP_THROTTLED, operation_id_for
 
 __all__ = [
     "Action",
@@ -58,30 +60,12 @@ log = get_logger(__name__)
 
 Action = Literal["replayed", "skipped", "failed", "would-replay"]
 
-_POSTBUS_PREFIX: Final = "postbus-"
-# Properties a new generation must not inherit: they describe the previous generation's attempts.
-_DROPPED: Final = frozenset({PROP_LAST_ERROR, PROP_THROTTLED, PROP_GENERATION})
-
-
-def replay_message_id(event_id: str, generation: int) -> str:
-    """``<event id>#r<generation>``: distinct from ``<id>`` and ``<id>#<attempt>``, stable across re-runs."""
-    if generation < 1:
-        raise ValueError("a replay generation starts at 1")
-    return retry_message_id(event_id, 0, generation)
-
 
 def replay_wire(entry: DeadLetterEntry, *, generation: int, now: datetime) -> WireMessage:
-    """The queue message that replays ``entry`` as ``generation``."""
-    decoded = entry.decoded
-    if decoded is None:
+    """The queue message that replays ``entry`` as ``generation`` (see :func:`postbus.events.replay_wire`)."""
+    if entry.decoded is None:
         raise ValueError("only a decodable event can be replayed")
-    kept = {
-        key: value
-        for key, value in decoded.application_properties.items()
-        if not key.startswith(_POSTBUS_PREFIX) and key not in _DROPPED
-    }
-    kept[PROP_GENERATION] = generation
-    return encode(decoded.event, attempt=0, generation=generation, first_enqueued=now, extra_properties=kept)
+    return encode_replay(entry.decoded, generation=generation, now=now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +196,7 @@ class _Replay:
             return True
         return False
 
-    async def handle(self, message: Any, entry: DeadLetterEntry) -> bool:
+    async def handle(self, message: Delivery | None, entry: DeadLetterEntry) -> bool:
         """Replay one message; True when its dead-letter copy was completed."""
         if entry.decoded is None:
             self.record(
@@ -227,7 +211,7 @@ class _Replay:
             return False
         generation = entry.generation + 1
         wire = replay_wire(entry, generation=generation, now=self.now())
-        if self.options.dry_run:
+        if self.options.dry_run or message is None:
             self.record(entry, "would-replay", f"as generation {generation}", wire.message_id)
             return False
         try:

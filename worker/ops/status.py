@@ -1,7 +1,7 @@
 """``postbus status``: what ACS says about an event's sends, by operation id or by event id.
 
 The worker derives the operation id of each send generation from the event id
-(:func:`worker.pipeline.operation_id_for`), so an event id maps to one operation per generation:
+(:func:`worker.mailer.operation_id_for`), so an event id maps to one operation per generation:
 0 for the original, ``N`` after the ``N``-th dead-letter replay::
 
     async with AcsStatusClient.from_settings(settings) as acs:
@@ -10,19 +10,17 @@ The worker derives the operation id of each send generation from the event id
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 from uuid import UUID
 
+from postbus.events import TOKENS, valid_token
+from postbus.worker.mailer import operation_id_for
 from postbus.worker.ops.acs import OperationInfo, OperationLookup
 from postbus.worker.ops.errors import BadInput
-from postbus.worker.pipeline import operation_id_for
 
 __all__ = ["StatusRow", "check_event_id", "check_operation_id", "event_status", "operation_status"]
-
-_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +60,8 @@ def check_operation_id(value: str) -> str:
 
 
 def check_event_id(value: str) -> str:
-    if not _ID_RE.fullmatch(value):
-        raise BadInput(f"{value!r} is not a valid event id (1-100 of A-Z a-z 0-9 . _ : @ -)")
+    if not valid_token("id", value):
+        raise BadInput(f"{value!r} is not a valid {TOKENS['id'][1]}")
     return value
 
 

@@ -19,11 +19,12 @@ from azure.core.credentials import AzureKeyCredential
 from azure.servicebus import ServiceBusMessage, ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient
 
+from postbus.bus import to_servicebus_message
 from postbus.emulators.acs_email import EmailEmulator
 from postbus.emulators.servicebus import ServiceBusEmulator
-from postbus.events import NotificationEvent, WireMessage, encode, parse_event, to_servicebus_message
+from postbus.events import PROP_GENERATION, NotificationEvent, WireMessage, encode, parse_event
 from postbus.settings import DEFAULT_OPERATION_NAMESPACE, Settings, load_settings
-from postbus.worker.pipeline import PROP_GENERATION, operation_id_for
+from postbus.worker.mailer import operation_id_for
 from postbus.worker.rendering import TemplateRenderer
 from tests.support import SENDERS
 

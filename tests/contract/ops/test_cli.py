@@ -15,7 +15,6 @@ from postbus.cli import main
 from postbus.emulators.acs_email import EmailEmulator
 from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.settings import Settings
-from tests.support import eventually
 
 from .conftest import event_ids, failed, fill_dead_letters, garbage, make_event, mark_sent, queue_state, run
 
@@ -183,7 +182,7 @@ async def test_a_replay_interrupted_by_sigterm_loses_nothing_and_duplicates_noth
 
     # When it is sent SIGTERM once two replays have reached the queue
     try:
-        await eventually(lambda: servicebus.counts("notifications").active >= 2, within=60)
+        await servicebus.wait_for("notifications", lambda counts: counts.active >= 2, timeout=60)
     finally:
         process.send_signal(signal.SIGTERM)
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)

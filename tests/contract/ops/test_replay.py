@@ -8,8 +8,10 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from postbus.bus import delivery_from
 from postbus.emulators.acs_email import EmailEmulator
 from postbus.emulators.servicebus import ServiceBusEmulator
+from postbus.events import PROP_GENERATION
 from postbus.settings import Settings
 from postbus.worker.mailer import EVENT_ID_HEADER
 from postbus.worker.ops import (
@@ -22,9 +24,7 @@ from postbus.worker.ops import (
     replay,
     replay_wire,
 )
-from postbus.worker.pipeline import PROP_GENERATION
 from postbus.worker.runner import Worker
-from tests.support import eventually
 
 from .conftest import (
     TRACEPARENT,
@@ -112,10 +112,12 @@ async def test_replay_of_a_mixed_dead_letter_queue_respects_filters_skips_sent_a
     # And a worker delivers each replayed event exactly once, and e4 no second time
     stop = asyncio.Event()
     worker = Worker(settings)
+    sent_before = len(acs.mailbox)
     task = asyncio.create_task(worker.run(stop))
     try:
-        await eventually(
-            lambda: servicebus.counts("notifications").active == 0 and worker.counts["sent"] >= 3
+        await acs.mailbox.wait_for(count=sent_before + 3, timeout=20)
+        await servicebus.wait_for(
+            "notifications", lambda counts: counts.active + counts.locked == 0, timeout=20
         )
     finally:
         stop.set()
@@ -188,7 +190,9 @@ async def test_a_cancelled_replay_loses_nothing_and_a_rerun_duplicates_nothing(
     # And a re-run that publishes a replay again (as after a publish whose complete was lost) is
     # dropped by duplicate detection; finishing leaves each event once in the queue
     async with DeadLetterQueue(settings) as dlq:
-        await dlq.publish(replay_wire(entry_from(main[0]), generation=1, now=datetime.now(UTC)))
+        await dlq.publish(
+            replay_wire(entry_from(delivery_from(main[0])), generation=1, now=datetime.now(UTC))
+        )
     await _replay(settings, ReplayOptions())
     main, dead = await queue_state(conn)
     assert event_ids(main) == names

@@ -15,9 +15,10 @@ import pytest
 from azure.servicebus import ServiceBusMessageBatch, ServiceBusReceivedMessage, ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient
 
+from postbus.bus import delivery_from
 from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.errors import InvalidEvent
-from postbus.events import PROP_ATTEMPT, PROP_FIRST_ENQUEUED, PROP_SCHEMA, SCHEMA, from_servicebus_message
+from postbus.events import PROP_ATTEMPT, PROP_FIRST_ENQUEUED, PROP_SCHEMA, SCHEMA
 from postbus.logs import capture_lines
 from postbus.producers.outgoing import prepare
 from postbus.producers.publisher import Publisher, PublishError, SyncPublisher
@@ -84,7 +85,7 @@ async def test_one_event_arrives_with_the_contract_properties(
     assert message.message_id == "order-1001"
     assert message.subject == "order.confirmation"
     assert message.content_type == "application/json"
-    decoded = from_servicebus_message(message)
+    decoded = delivery_from(message).decode()
     assert decoded.event.id == "order-1001"
     assert decoded.event.tenant == "contoso"
     assert decoded.attempt == 0
@@ -108,7 +109,7 @@ async def test_many_events_arrive_in_order_over_one_reused_connection(
     assert ids == [item.event.id for item in items]
     received = await receive(emulator, 40)
     assert [m.message_id for m in received] == ids
-    assert [from_servicebus_message(m).event for m in received] == [item.event for item in items]
+    assert [delivery_from(m).decode().event for m in received] == [item.event for item in items]
 
 
 async def test_send_at_schedules_the_message_until_it_is_due(
@@ -236,7 +237,7 @@ async def test_the_properties_hook_adds_application_properties(
     ) as pub:
         await pub.publish(doc("traced"))
     [message] = await receive(emulator, 1)
-    assert from_servicebus_message(message).application_properties["traceparent"] == traceparent
+    assert delivery_from(message).decode().application_properties["traceparent"] == traceparent
 
 
 async def test_raw_wire_messages_arrive_byte_for_byte(

@@ -115,15 +115,15 @@ async def test_receive_and_delete_iterator(emulator: ServiceBusEmulator) -> None
     assert emulator.counts("long").total == 0
 
 
-async def test_lock_expiry_max_delivery_and_lock_lost(
-    emulator: ServiceBusEmulator, await_until: AwaitUntil
-) -> None:
+async def test_lock_expiry_max_delivery_and_lock_lost(emulator: ServiceBusEmulator) -> None:
     async with _client(emulator) as client:
         async with client.get_queue_sender("orders", keep_alive=0) as sender:
             await sender.send_messages(ServiceBusMessage("forgotten"))
         async with client.get_queue_receiver("orders") as receiver:
             (msg,) = await receiver.receive_messages(max_message_count=1, max_wait_time=5)
-            await await_until(lambda: emulator.counts("orders").active == 1, what="the lock to expire")
+            await emulator.wait_for(
+                "orders", lambda counts: counts.active == 1, timeout=10
+            )  # the lock expired
             with pytest.raises(MessageLockLostError):
                 await receiver.complete_message(msg)
             for attempt in (1, 2):
@@ -155,15 +155,15 @@ async def test_auto_lock_renewer(emulator: ServiceBusEmulator, await_until: Awai
     assert emulator.counts("renew").total == 0
 
 
-async def test_ttl_expiry_and_duplicate_detection(
-    emulator: ServiceBusEmulator, await_until: AwaitUntil
-) -> None:
+async def test_ttl_expiry_and_duplicate_detection(emulator: ServiceBusEmulator) -> None:
     message_id = str(uuid.uuid4())
     async with _client(emulator) as client, client.get_queue_sender("orders", keep_alive=0) as sender:
         await sender.send_messages(ServiceBusMessage("stale", time_to_live=timedelta(seconds=1)))
         await sender.send_messages([ServiceBusMessage("a", message_id=message_id)])
         await sender.send_messages([ServiceBusMessage("a", message_id=message_id)])
-    await await_until(lambda: emulator.counts("orders").dead_lettered == 1, what="TTL dead-lettering")
+    await emulator.wait_for(
+        "orders", lambda counts: counts.dead_lettered == 1, timeout=10
+    )  # TTL dead-lettering
     assert emulator.counts("orders").active == 1
 
 

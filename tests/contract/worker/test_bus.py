@@ -1,4 +1,4 @@
-"""The worker's Service Bus adapter against the emulator through the real SDK: lock renewal scope."""
+"""The Service Bus adapter against the emulator through the real SDK: lock renewal scope, settlement, errors."""
 
 from __future__ import annotations
 
@@ -7,55 +7,121 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from azure.servicebus import ServiceBusMessage
-from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
 
+from postbus.bus import (
+    ConnectionLost,
+    LockLost,
+    QueueLinks,
+    QueueNotFound,
+    ServiceBusConnection,
+    ServiceBusSource,
+)
 from postbus.emulators.servicebus import EmulatorConfig, ServiceBusEmulator
-from postbus.worker.bus import ServiceBusPort
+from postbus.events import WireMessage
+from postbus.reasons import DeadLetterReason
+from postbus.settings import load_settings
+from postbus.worker.mailer import FakeMailer
+from postbus.worker.runner import Worker
 
 LOCK_SECONDS = 3.0
 CONFIG = EmulatorConfig.from_queues({"work": {"LockDuration": "PT3S", "MaxDeliveryCount": 10}})
+WORK = WireMessage(body=b"slow work", message_id="work-1", subject="work")
 
 
 @pytest.fixture
-async def links() -> AsyncIterator[tuple[ServiceBusEmulator, ServiceBusReceiver, ServiceBusSender]]:
-    async with (
-        ServiceBusEmulator(CONFIG) as emulator,
-        ServiceBusClient.from_connection_string(emulator.connection_string) as client,
-        client.get_queue_receiver("work") as receiver,
-        client.get_queue_sender("work") as sender,
-    ):
-        await sender.send_messages(ServiceBusMessage("slow work"))
-        yield emulator, receiver, sender
+async def emulator() -> AsyncIterator[ServiceBusEmulator]:
+    async with ServiceBusEmulator(CONFIG) as started:
+        yield started
+
+
+@pytest.fixture
+async def connection(emulator: ServiceBusEmulator) -> AsyncIterator[ServiceBusConnection]:
+    settings = load_settings(servicebus_connection_string=emulator.connection_string, queue="work")
+    async with ServiceBusConnection.from_settings(settings, purpose="the test") as opened:
+        yield opened
+
+
+@pytest.fixture
+async def links(connection: ServiceBusConnection) -> AsyncIterator[QueueLinks]:
+    opened = await ServiceBusSource(connection, "work").open()
+    try:
+        await opened.send(WORK)
+        yield opened
+    finally:
+        await opened.close()
 
 
 async def test_a_lock_is_kept_for_as_long_as_the_handler_works(
-    links: tuple[ServiceBusEmulator, ServiceBusReceiver, ServiceBusSender],
+    emulator: ServiceBusEmulator, links: QueueLinks
 ) -> None:
-    emulator, receiver, sender = links
-    (message,) = await receiver.receive_messages(max_message_count=1, max_wait_time=5)
-    first_expiry = message.locked_until_utc
+    (delivery,) = await links.receive(1, max_wait=5)
+    first_expiry = delivery.locked_until
     assert first_expiry is not None
-    port = ServiceBusPort(receiver, sender)
-    async with port.keep_locked(message):
+    async with links.keep_locked(delivery):
         await asyncio.sleep(LOCK_SECONDS * 1.5)  # the handler's work, longer than one lock
         assert datetime.now(UTC) > first_expiry
-        await port.complete(message)  # raises SettlementFailed if the lock had lapsed
+        await links.complete(delivery)  # raises LockLost if the lock had lapsed
     assert emulator.counts("work").total == 0
 
 
 async def test_renewal_ends_with_the_handler_so_an_unsettled_message_comes_back(
-    links: tuple[ServiceBusEmulator, ServiceBusReceiver, ServiceBusSender],
+    emulator: ServiceBusEmulator, links: QueueLinks
 ) -> None:
-    emulator, receiver, sender = links
-    (message,) = await receiver.receive_messages(max_message_count=1, max_wait_time=5)
-    port = ServiceBusPort(receiver, sender)
-    async with port.keep_locked(message):
+    (delivery,) = await links.receive(1, max_wait=5)
+    async with links.keep_locked(delivery):
         await asyncio.sleep(LOCK_SECONDS * 1.5)  # renewed at least once
     # The handler gave up without settling (say its complete failed): the lock lapses and the
     # message comes back, instead of staying locked until a renewal limit minutes away.
-    (again,) = await receiver.receive_messages(max_message_count=1, max_wait_time=LOCK_SECONDS * 3)
-    assert again.message_id == message.message_id
+    (again,) = await links.receive(1, max_wait=LOCK_SECONDS * 3)
+    assert again.message_id == delivery.message_id
     assert again.delivery_count == 1
-    await receiver.complete_message(again)
+    await links.complete(again)
+    # The first delivery's lock is gone: settling it now is a lost lock, not an SDK exception.
+    with pytest.raises(LockLost):
+        await links.complete(delivery)
     assert emulator.counts("work").total == 0
+
+
+async def test_a_dead_letter_carries_a_reason_from_the_closed_list_and_a_bounded_description(
+    connection: ServiceBusConnection, links: QueueLinks
+) -> None:
+    (delivery,) = await links.receive(1, max_wait=5)
+    await links.dead_letter(delivery, reason=DeadLetterReason.EXPIRED, description="x" * 5000)
+    dead_letters = await QueueLinks(connection, "work", dead_letters=True, send=False).open()
+    try:
+        (dead,) = await dead_letters.peek(10)
+    finally:
+        await dead_letters.close()
+    assert (dead.message_id, dead.dead_letter_reason) == ("work-1", "Expired")
+    assert dead.dead_letter_description == "x" * 1024
+
+
+async def test_a_queue_that_does_not_exist_is_a_refusal_not_an_outage(
+    connection: ServiceBusConnection,
+) -> None:
+    with pytest.raises(QueueNotFound, match="no-such-queue"):
+        await QueueLinks(connection, "no-such-queue").open()
+
+
+async def test_closed_links_fail_as_a_lost_connection(links: QueueLinks) -> None:
+    (delivery,) = await links.receive(1, max_wait=5)
+    await links.close()
+    with pytest.raises(ConnectionLost):
+        await links.complete(delivery)
+    with pytest.raises(ConnectionLost):
+        await links.receive(1, max_wait=0.1)
+
+
+async def test_a_worker_on_a_queue_that_does_not_exist_stops_with_one_line(
+    emulator: ServiceBusEmulator,
+) -> None:
+    settings = load_settings(
+        servicebus_connection_string=emulator.connection_string, queue="no-such-queue", health_port=0
+    )
+    worker = Worker(settings, mailer=FakeMailer())
+    with pytest.raises(QueueNotFound) as caught:
+        await asyncio.wait_for(worker.run(asyncio.Event()), timeout=30)
+    # No reconnect can fix a wrong name: the CLI prints this one line and exits non-zero.
+    assert "no-such-queue" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert worker.counts["reconnects"] == 0

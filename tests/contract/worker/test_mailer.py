@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from azure.communication.email.aio import EmailClient
+from azure.core.credentials import AzureKeyCredential
 
 from postbus.emulators.acs_email import EmailEmulator
 from postbus.settings import load_settings
@@ -112,6 +114,41 @@ async def test_invalid_recipients_are_rejected(acs: EmailEmulator) -> None:
     try:
         with pytest.raises(RecipientRejected):
             await mailer.send(payload, operation_id=OPERATION)
+    finally:
+        await mailer.close()
+
+
+async def test_a_refused_recipient_whose_address_names_a_domain_is_not_systemic(acs: EmailEmulator) -> None:
+    # ACS answers 400 InvalidEmailAddress naming the recipient; "domain" in it must not open the breaker.
+    payload = _payload()
+    payload["recipients"] = {"to": [{"address": "domain admin@sender-domain.example"}]}
+    mailer = _mailer(acs)
+    try:
+        with pytest.raises(RecipientRejected, match="InvalidEmailAddress"):
+            await mailer.send(payload, operation_id=OPERATION)
+    finally:
+        await mailer.close()
+
+
+async def test_a_refused_sender_is_systemic(acs: EmailEmulator) -> None:
+    payload = _payload()
+    payload["senderAddress"] = "Orders <orders@shop.example.com>"
+    mailer = _mailer(acs)
+    try:
+        with pytest.raises(SystemicError, match="sender"):
+            await mailer.send(payload, operation_id=OPERATION)
+    finally:
+        await mailer.close()
+
+
+async def test_an_api_version_the_service_does_not_serve_is_systemic(acs: EmailEmulator) -> None:
+    client = EmailClient(
+        acs.endpoint, AzureKeyCredential(acs.access_key), api_version="2099-01-01", retry_total=0
+    )
+    mailer = AcsMailer(client, timeout=5)
+    try:
+        with pytest.raises(SystemicError, match="UnsupportedApiVersion"):
+            await mailer.send(_payload(), operation_id=OPERATION)
     finally:
         await mailer.close()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postbus.events import PROP_ATTEMPT, PROP_FIRST_ENQUEUED, encode, parse_event, retry_message_id
+from postbus.bus import Delivery
+from postbus.events import (
+    PROP_ATTEMPT,
+    PROP_FIRST_ENQUEUED,
+    PROP_GENERATION,
+    encode,
+    parse_event,
+    retry_message_id,
+)
 from postbus.worker.ops import (
     BadInput,
     Selection,
@@ -21,7 +28,6 @@ from postbus.worker.ops import (
     replay_wire,
 )
 from postbus.worker.ops.deadletters import masked_event
-from postbus.worker.pipeline import PROP_GENERATION
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -40,27 +46,32 @@ def _event(event_id: str = "order-1", **extra: Any) -> Any:
     return parse_event(document)
 
 
-@dataclass
-class Received:
-    """The attributes of a ServiceBusReceivedMessage that entry_from reads."""
-
-    body: Any
-    message_id: str
-    application_properties: dict[Any, Any] = field(default_factory=dict)
-    content_type: str | None = "application/json"
-    subject: str | None = "order.confirmation"
-    sequence_number: int = 7
-    dead_letter_reason: str | None = "RetriesExhausted"
-    dead_letter_error_description: str | None = "ACS answered 503"
-    delivery_count: int = 1
-    enqueued_time_utc: datetime | None = NOW
-
-
-def _received(wire: Any, **overrides: Any) -> Received:
-    properties = {key.encode(): value for key, value in wire.application_properties.items()}
-    return Received(
-        body=[wire.body], message_id=wire.message_id, application_properties=properties, **overrides
+def Received(
+    *,
+    body: bytes,
+    message_id: str,
+    application_properties: dict[Any, Any] | None = None,
+    dead_letter_reason: str | None = "RetriesExhausted",
+) -> Delivery:
+    """A dead-lettered message as the Service Bus adapter hands it over."""
+    return Delivery(
+        body=body,
+        content_type="application/json",
+        application_properties=application_properties or {},
+        message_id=message_id,
+        subject="order.confirmation",
+        sequence_number=7,
+        dead_letter_reason=dead_letter_reason,
+        dead_letter_description="ACS answered 503",
+        delivery_count=1,
+        enqueued_at=NOW,
     )
+
+
+def _received(wire: Any) -> Delivery:
+    # Keys arrive as bytes from the SDK; the adapter keeps whatever it is given.
+    properties = {key.encode(): value for key, value in wire.application_properties.items()}
+    return Received(body=wire.body, message_id=wire.message_id, application_properties=properties)
 
 
 def test_selection_parses_and_normalises_reasons() -> None:

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from postbus.worker.ops.cli import _run_interruptible
+from postbus.worker.ops.console import run_interruptible
 
 
 def test_the_first_signal_sets_stop_and_the_run_returns_normally() -> None:
@@ -17,7 +17,7 @@ def test_the_first_signal_sets_stop_and_the_run_returns_normally() -> None:
         await stop.wait()
         return "finished cleanly"
 
-    assert _run_interruptible(main) == "finished cleanly"
+    assert run_interruptible(main) == "finished cleanly"
 
 
 def test_a_second_signal_cancels_and_surfaces_as_an_interrupt() -> None:
@@ -29,6 +29,6 @@ def test_a_second_signal_cancels_and_surfaces_as_an_interrupt() -> None:
         return "unreachable"
 
     with pytest.raises(KeyboardInterrupt):
-        _run_interruptible(main)
+        run_interruptible(main)
     # The handlers are gone again: the default SIGINT handler is back in charge.
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -7,13 +7,14 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import pytest
 
+from postbus.bus import Delivery
 from postbus.events import WireMessage, encode, parse_event
 from postbus.settings import DEFAULT_OPERATION_NAMESPACE
+from postbus.worker.mailer import operation_id_for
 from postbus.worker.ops import (
     OperationInfo,
     OpsError,
@@ -26,24 +27,9 @@ from postbus.worker.ops import (
 )
 from postbus.worker.ops.deadletters import DeadLetterEntry
 from postbus.worker.ops.replay import Pacer
-from postbus.worker.pipeline import operation_id_for
 
 
-@dataclass
-class Message:
-    body: Any
-    message_id: str
-    sequence_number: int
-    dead_letter_reason: str = "RetriesExhausted"
-    application_properties: dict[Any, Any] = field(default_factory=dict)
-    content_type: str | None = "application/json"
-    subject: str | None = "order.confirmation"
-    dead_letter_error_description: str | None = ""
-    delivery_count: int = 0
-    enqueued_time_utc: datetime | None = None
-
-
-def _message(seq: int, event_id: str, reason: str = "RetriesExhausted") -> Message:
+def _message(seq: int, event_id: str, reason: str = "RetriesExhausted") -> Delivery:
     event = parse_event(
         {
             "id": event_id,
@@ -54,22 +40,25 @@ def _message(seq: int, event_id: str, reason: str = "RetriesExhausted") -> Messa
         }
     )
     wire = encode(event)
-    return Message(
+    return Delivery(
         body=wire.body,
+        content_type=wire.content_type,
+        application_properties=dict(wire.application_properties),
         message_id=wire.message_id,
         sequence_number=seq,
+        subject="order.confirmation",
         dead_letter_reason=reason,
-        application_properties=dict(wire.application_properties),
+        dead_letter_description="",
     )
 
 
 class FakePort:
     """An in-memory dead-letter queue with peek-lock semantics; failures on request."""
 
-    def __init__(self, messages: list[Message]) -> None:
+    def __init__(self, messages: list[Delivery]) -> None:
         self.available = list(messages)
-        self.locked: list[Message] = []
-        self.completed: list[Message] = []
+        self.locked: list[Delivery] = []
+        self.completed: list[Delivery] = []
         self.published: list[WireMessage] = []
         self.fail_publish: set[str] = set()
         self.fail_complete: set[str] = set()

@@ -2,7 +2,7 @@
 
 Each scenario runs in a fresh interpreter, as an app importing Postbus would: nothing configured
 logging or structlog before. The real ``Publisher`` runs over a stand-in for the SDK client (its
-``client_factory`` seam), so its own log lines -- a success and a failure -- are really written.
+connection seam), so its own log lines -- a success and a failure -- are really written.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ APP = textwrap.dedent(
     import structlog
     from azure.core.exceptions import AzureError
     from azure.servicebus import ServiceBusMessageBatch
+    from postbus.bus import ServiceBusConnection
     from postbus.producers import FakePublisher, NotificationEvent, Publisher, PublishError
 
     class Sender:
@@ -46,6 +47,9 @@ APP = textwrap.dedent(
         async def close(self):
             pass
 
+    class Connection(ServiceBusConnection):
+        client = Client()
+
     def event(event_id):
         return NotificationEvent(
             id=event_id, type="order.confirmation", to=["jane@example.com"], sender="orders", data={{}}
@@ -54,7 +58,7 @@ APP = textwrap.dedent(
     async def main():
         async with FakePublisher() as fake:
             await fake.publish(event("order-1"))
-        async with Publisher(Client, queue="notifications", namespace="sb.local") as publisher:
+        async with Publisher(Connection("sb.local", connection_string=None), queue="notifications") as publisher:
             await publisher.publish(event("order-2"))
             try:
                 await publisher.publish(event("order-3"))

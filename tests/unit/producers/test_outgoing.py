@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
+from postbus.bus import delivery_from
 from postbus.errors import InvalidEvent
 from postbus.events import (
     PROP_ATTEMPT,
     PROP_FIRST_ENQUEUED,
     PROP_SCHEMA,
     SCHEMA,
-    from_servicebus_message,
     parse_event,
 )
 from postbus.producers.outgoing import ScheduledEvent, prepare, prepare_raw
@@ -47,7 +47,7 @@ def test_each_message_carries_the_contract_properties() -> None:
         PROP_FIRST_ENQUEUED: "2026-11-27T09:30:00.000000Z",
     }
     assert message.scheduled_enqueue_time_utc is None
-    assert from_servicebus_message(message).event.id == "order-1"
+    assert delivery_from(message).decode().event.id == "order-1"
 
 
 def test_an_invalid_item_names_its_index_and_field_and_nothing_is_prepared() -> None:

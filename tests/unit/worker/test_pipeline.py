@@ -9,7 +9,8 @@ from uuid import uuid5
 
 import pytest
 
-from postbus.events import PROP_ATTEMPT, encode, parse_event
+from postbus.bus import Delivery
+from postbus.events import PROP_ATTEMPT, PROP_THROTTLED, encode, parse_event
 from postbus.settings import Settings, load_settings
 from postbus.worker.errors import (
     AmbiguousSend,
@@ -19,9 +20,9 @@ from postbus.worker.errors import (
     TransientError,
     UnknownTemplate,
 )
-from postbus.worker.mailer import EVENT_ID_HEADER, FakeMailer, OperationStatus
+from postbus.worker.mailer import EVENT_ID_HEADER, FakeMailer, OperationStatus, operation_id_for
 from postbus.worker.outcome import AlreadySent, DeadLetter, RetryLater, Sent, Systemic
-from postbus.worker.pipeline import PROP_THROTTLED, Delivery, Pipeline, operation_id_for
+from postbus.worker.pipeline import Pipeline
 from postbus.worker.rendering import TemplateRenderer
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

@@ -1,19 +1,15 @@
-"""The notification event contract and its Service Bus wire form.
+"""The notification event: what a producer publishes and the worker sends, validated like ACS does.
 
-A producer builds a :class:`NotificationEvent`, :func:`encode` turns it into a :class:`WireMessage`
-(body, content type, subject, message id, application properties) and the Service Bus adapters
-convert that to and from the SDK's message types. Validation mirrors what ACS Email accepts, so a
-bad event is refused by the producer instead of being dead-lettered by the worker::
+A producer builds a :class:`NotificationEvent` (or lets :func:`parse_event` validate a document)::
 
-    event = NotificationEvent.model_validate({
+    event = parse_event({
         "id": "order-1001", "type": "order.confirmation", "tenant": "contoso",
         "to": ["Jane Doe <jane@example.com>"], "sender": "orders", "data": {"order": {...}},
     })
-    wire = encode(event)                      # WireMessage, message_id == "order-1001"
-    assert decode(wire.body, content_type=wire.content_type,
-                  application_properties=wire.application_properties).event == event
 
-Field names on the wire are the snake_case names below; unknown fields are rejected.
+Validation mirrors what ACS Email accepts, so a bad event is refused by the producer instead of
+being dead-lettered by the worker. Field names are the snake_case names below; unknown fields are
+rejected. How an event travels on the queue is :mod:`postbus.events.wire`.
 """
 
 from __future__ import annotations
@@ -21,11 +17,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
-from uuid import UUID
+from collections.abc import Mapping
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -41,34 +34,21 @@ from pydantic import (
 
 from postbus.errors import InvalidEvent
 
-if TYPE_CHECKING:
-    from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
-
 __all__ = [
-    "CONTENT_TYPE",
+    "MAX_ID_LENGTH",
     "MAX_RECIPIENTS",
     "MAX_REQUEST_BYTES",
-    "PROP_ATTEMPT",
-    "PROP_FIRST_ENQUEUED",
-    "PROP_LAST_ERROR",
-    "PROP_SCHEMA",
     "RESERVED_HEADERS",
     "SCHEMA",
+    "TOKENS",
     "Address",
     "Attachment",
-    "DecodedMessage",
     "NotificationEvent",
-    "WireMessage",
-    "decode",
-    "encode",
-    "from_servicebus_message",
     "parse_event",
-    "retry_message_id",
-    "to_servicebus_message",
+    "valid_token",
 ]
 
 SCHEMA: Final = "postbus.notification/1"
-CONTENT_TYPE: Final = "application/json"
 
 #: ACS accepts at most 50 recipients per email, To, Cc and Bcc together.
 MAX_RECIPIENTS: Final = 50
@@ -76,11 +56,6 @@ MAX_RECIPIENTS: Final = 50
 MAX_REQUEST_BYTES: Final = 10 * 1024 * 1024
 #: Service Bus message ids hold 128 characters; retries append ``#<attempt>``, so ids stop at 100.
 MAX_ID_LENGTH: Final = 100
-
-PROP_SCHEMA: Final = "postbus-schema"
-PROP_ATTEMPT: Final = "postbus-attempt"
-PROP_FIRST_ENQUEUED: Final = "postbus-first-enqueued"
-PROP_LAST_ERROR: Final = "postbus-last-error"
 
 #: Headers that ACS or the MIME envelope own; an event may not set them (compared case-insensitively).
 RESERVED_HEADERS: Final = frozenset(
@@ -223,13 +198,19 @@ class Attachment(BaseModel):
         return value
 
 
-_TOKENS: Final[dict[str, tuple[re.Pattern[str], str]]] = {
+#: The token fields of an event: the pattern each must match and how to name it in an error.
+TOKENS: Final[Mapping[str, tuple[re.Pattern[str], str]]] = {
     "id": (_ID_RE, f"event id (1-{MAX_ID_LENGTH} of A-Z a-z 0-9 . _ : @ -, starting with a letter or digit)"),
     "type": (_TYPE_RE, "notification type (lowercase dotted words, e.g. order.confirmation)"),
     "tenant": (_TENANT_RE, "tenant (1-64 of A-Z a-z 0-9 . _ -)"),
     "sender": (_ALIAS_RE, "sender alias (1-64 of a-z 0-9 . _ -)"),
     "locale": (_LOCALE_RE, "locale (e.g. en, de-DE)"),
 }
+
+
+def valid_token(field: str, value: str) -> bool:
+    """Whether ``value`` is a valid ``id``, ``type``, ``tenant``, ``sender`` or ``locale``."""
+    return TOKENS[field][0].fullmatch(value) is not None and len(value) <= MAX_ID_LENGTH
 
 
 class NotificationEvent(BaseModel):
@@ -261,9 +242,8 @@ class NotificationEvent(BaseModel):
     @field_validator("id", "type", "tenant", "sender", "locale")
     @classmethod
     def _valid_token(cls, value: str, info: ValidationInfo) -> str:
-        regex, what = _TOKENS[info.field_name or ""]
-        if not regex.fullmatch(value) or len(value) > MAX_ID_LENGTH:
-            raise ValueError(f"{value[:120]!r} is not a valid {what}")
+        if not valid_token(info.field_name or "", value):
+            raise ValueError(f"{value[:120]!r} is not a valid {TOKENS[info.field_name or ''][1]}")
         return value
 
     @field_validator("headers")
@@ -339,133 +319,3 @@ def parse_event(document: bytes | str | Mapping[str, Any]) -> NotificationEvent:
             detail = exc.errors()[0]["msg"]
             raise InvalidEvent(f"body is not valid JSON: {detail}") from None
         raise _describe(exc) from None
-
-
-@dataclass(frozen=True, slots=True)
-class WireMessage:
-    """The SDK-neutral shape of a queue message carrying one event."""
-
-    body: bytes
-    message_id: str
-    subject: str
-    content_type: str = CONTENT_TYPE
-    application_properties: dict[str, str | int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class DecodedMessage:
-    """An event read back from the queue, with the delivery metadata Postbus keeps beside it."""
-
-    event: NotificationEvent
-    attempt: int
-    first_enqueued: datetime | None
-    application_properties: dict[str, str | int]
-
-
-def retry_message_id(event_id: str, attempt: int, generation: int = 0) -> str:
-    """Message id of an attempt: unique per attempt and replay generation, so duplicate detection keeps it.
-
-    ``<id>``, ``<id>#<attempt>`` for the first generation; ``<id>#r<g>``, ``<id>#r<g>#<attempt>``
-    after a dead-letter replay. Event ids cannot contain ``#``, so the forms never collide.
-    """
-    base = event_id if generation == 0 else f"{event_id}#r{generation}"
-    return base if attempt == 0 else f"{base}#{attempt}"
-
-
-def _timestamp(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def encode(
-    event: NotificationEvent,
-    *,
-    attempt: int = 0,
-    generation: int = 0,
-    first_enqueued: datetime | None = None,
-    extra_properties: Mapping[str, str | int] | None = None,
-) -> WireMessage:
-    """Encode an event as a queue message.
-
-    The first attempt carries ``message_id = event.id`` so Service Bus duplicate detection drops
-    producer re-sends; delayed retries get ``<id>#<attempt>``.
-    """
-    properties: dict[str, str | int] = {PROP_SCHEMA: SCHEMA, PROP_ATTEMPT: attempt}
-    if first_enqueued is not None:
-        properties[PROP_FIRST_ENQUEUED] = _timestamp(first_enqueued)
-    if extra_properties:
-        properties.update(extra_properties)
-    return WireMessage(
-        body=event.to_json(),
-        message_id=retry_message_id(event.id, attempt, generation),
-        subject=event.type,
-        application_properties=properties,
-    )
-
-
-def _text(value: object) -> object:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
-def decode(
-    body: bytes | Iterable[bytes],
-    *,
-    content_type: str | None,
-    application_properties: Mapping[Any, Any] | None,
-) -> DecodedMessage:
-    """Decode a queue message into an event, raising :class:`InvalidEvent` with the reason."""
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if media_type != CONTENT_TYPE:
-        raise InvalidEvent(
-            f"content_type: expected {CONTENT_TYPE}, got {content_type!r}", field="content_type"
-        )
-    raw = body if isinstance(body, bytes) else b"".join(body)
-    properties: dict[str, str | int] = {}
-    for key, value in (application_properties or {}).items():
-        text = _text(value)
-        if isinstance(text, str | int) and not isinstance(text, bool):
-            properties[str(_text(key))] = text
-    event = parse_event(raw)
-    attempt = properties.get(PROP_ATTEMPT, 0)
-    first = properties.get(PROP_FIRST_ENQUEUED)
-    try:
-        attempt_number = int(attempt)
-        first_enqueued = datetime.fromisoformat(first) if isinstance(first, str) else None
-    except ValueError:
-        raise InvalidEvent(
-            f"{PROP_ATTEMPT}/{PROP_FIRST_ENQUEUED}: malformed delivery metadata", field=PROP_ATTEMPT
-        ) from None
-    return DecodedMessage(event, max(attempt_number, 0), first_enqueued, properties)
-
-
-def to_servicebus_message(wire: WireMessage, *, send_at: datetime | None = None) -> ServiceBusMessage:
-    """Build the SDK message; ``send_at`` becomes the scheduled enqueue time."""
-    from azure.servicebus import ServiceBusMessage
-
-    properties: dict[str | bytes, int | float | bytes | bool | str | UUID] = {
-        key: value for key, value in wire.application_properties.items()
-    }
-    return ServiceBusMessage(
-        wire.body,
-        message_id=wire.message_id,
-        subject=wire.subject,
-        content_type=wire.content_type,
-        application_properties=properties,
-        scheduled_enqueue_time_utc=send_at,
-    )
-
-
-def from_servicebus_message(message: ServiceBusReceivedMessage | ServiceBusMessage) -> DecodedMessage:
-    """Decode a received (or built) SDK message; raises :class:`InvalidEvent`."""
-    body = message.body
-    chunks: Iterable[bytes]
-    if isinstance(body, bytes):
-        chunks = [body]
-    elif isinstance(body, str):
-        chunks = [body.encode()]
-    else:
-        chunks = body
-    return decode(
-        chunks,
-        content_type=message.content_type,
-        application_properties=message.application_properties,
-    )

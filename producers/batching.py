@@ -1,0 +1,184 @@
+"""What the async and sync publishers share: preparing a call, packing batches, reporting it (no I/O).
+
+Every event is validated and encoded before anything is sent; the messages are then packed into
+as few size-limited batches as the queue's limit allows, and all batches are built before the
+first one goes out, so an oversized event fails the call with nothing sent. The packing is a
+generator that asks its driver for an empty batch whenever it needs one, so the async and the
+sync publisher run the same plan with their own SDK calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from postbus.bus import BusError, MessageSizeExceeded, servicebus_errors
+from postbus.logs import get_logger
+from postbus.producers.errors import PublishError, translate_error
+from postbus.producers.outgoing import EventLike, Prepared, PropertiesHook, prepare
+from postbus.telemetry import PublishTrace, current_telemetry
+
+if TYPE_CHECKING:
+    from azure.servicebus import ServiceBusMessageBatch
+
+__all__ = ["BATCH_HEADROOM_BYTES", "MAX_BATCH_MESSAGES", "Batch", "PublisherCore"]
+
+_log = get_logger("postbus.producers.publisher")
+
+#: Bytes kept free in every batch. The SDK sizes a batch before it copies the first message's id
+#: (and partition key) onto the batch envelope, so a batch filled to the link limit goes out a few
+#: dozen bytes over it and the broker rejects it with message-size-exceeded (seen on the emulator:
+#: 262166 > 262144). Ids stop at 128 characters, so 512 bytes covers the envelope with room to spare.
+BATCH_HEADROOM_BYTES: Final = 512
+#: Service Bus refuses batches of more than 4500 messages whatever their size (Azure/azure-service-bus#397).
+MAX_BATCH_MESSAGES: Final = 4500
+
+
+class Batch:
+    """A ``ServiceBusMessageBatch`` with the ids of what went into it."""
+
+    __slots__ = ("batch", "labels", "message_ids")
+
+    def __init__(self, batch: ServiceBusMessageBatch) -> None:
+        self.batch = batch
+        self.labels: list[str] = []
+        self.message_ids: list[str] = []
+
+    def add(self, item: Prepared) -> bool:
+        if len(self.message_ids) >= MAX_BATCH_MESSAGES:
+            return False
+        try:
+            with servicebus_errors("add a message to the batch"):
+                self.batch.add_message(item.message)
+        except MessageSizeExceeded:
+            return False
+        self.labels.append(item.label)
+        self.message_ids.append(item.message_id)
+        return True
+
+
+class _Progress:
+    """What one publish call has done so far (for its log line, spans and errors)."""
+
+    __slots__ = ("batches", "sent", "started")
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.batches: list[Batch] = []
+        self.sent: list[str] = []
+
+
+#: A packing plan: asks for an empty batch (``yield``) whenever it needs one; returns the full batches.
+_Packing = Generator[None, "ServiceBusMessageBatch", list[Batch]]
+
+
+class PublisherCore:
+    """State and bookkeeping shared by the async and sync publishers (no I/O here)."""
+
+    def __init__(
+        self,
+        *,
+        queue: str,
+        namespace: str,
+        properties_hook: PropertiesHook | None,
+        max_batch_bytes: int | None,
+    ) -> None:
+        self.queue = queue
+        self.namespace = namespace
+        self._properties_hook = properties_hook
+        self._max_batch_bytes = max_batch_bytes
+        self._batch_limit: int | None = None
+        #: Batches sent over this publisher's lifetime (for benchmarks and tests).
+        self.batches_sent = 0
+        #: Messages sent over this publisher's lifetime.
+        self.messages_sent = 0
+
+    def _prepare(
+        self, events: Iterable[EventLike], send_at: datetime | None
+    ) -> tuple[list[Prepared], PublishTrace]:
+        # One producer span per event; its context travels in the message's application properties.
+        spans = current_telemetry().publishing(self.queue)
+        try:
+            prepared = prepare(events, send_at=send_at, properties_hook=spans.hook(self._properties_hook))
+        except BaseException as exc:
+            spans.finish((), exc)
+            raise
+        return prepared, spans
+
+    def _learn_limit(self, link_limit: int) -> int:
+        """The batch size to ask for: what the caller set, at most the link's limit less the headroom."""
+        ceiling = max(1024, link_limit - BATCH_HEADROOM_BYTES)
+        self._batch_limit = min(self._max_batch_bytes, ceiling) if self._max_batch_bytes else ceiling
+        return self._batch_limit
+
+    def _packing(self, prepared: Sequence[Prepared]) -> _Packing:
+        """Pack ``prepared`` into as few batches as the limit allows; an oversized event fails the call."""
+        batches: list[Batch] = []
+        current = Batch((yield))
+        for item in prepared:
+            if current.add(item):
+                continue
+            if not current.labels:
+                raise self._too_large(item, current.batch.max_size_in_bytes)
+            batches.append(current)
+            current = Batch((yield))
+            if not current.add(item):
+                raise self._too_large(item, current.batch.max_size_in_bytes)
+        if current.labels:
+            batches.append(current)
+        return batches
+
+    def _too_large(self, item: Prepared, limit: int) -> PublishError:
+        return PublishError(
+            f"event {item.label!r} is larger than the {limit}-byte message limit of queue {self.queue!r}; "
+            "nothing was sent"
+        )
+
+    @contextmanager
+    def _calling(self, labels: Sequence[str], sent: Sequence[str]) -> Iterator[None]:
+        """One Service Bus call on behalf of ``labels``; its failure becomes a :class:`PublishError`."""
+        try:
+            with servicebus_errors(f"send to queue {self.queue!r}"):
+                yield
+        except BusError as exc:
+            raise translate_error(
+                exc, queue=self.queue, namespace=self.namespace, labels=labels, published=sent
+            ) from exc
+
+    @contextmanager
+    def _reporting(self, prepared: Sequence[Prepared], spans: PublishTrace | None) -> Iterator[_Progress]:
+        """Log the call's line and end its spans, whether it succeeded or not."""
+        progress = _Progress()
+        try:
+            yield progress
+        except PublishError as error:
+            self._logged(progress, prepared, error)
+            if spans is not None:
+                spans.finish(progress.sent, error)
+            raise
+        self._logged(progress, prepared)
+        if spans is not None:
+            spans.finish(progress.sent)
+
+    def _record(self, progress: _Progress, batch: Batch) -> None:
+        progress.sent.extend(batch.message_ids)
+        self.batches_sent += 1
+        self.messages_sent += len(batch.message_ids)
+
+    def _logged(
+        self, progress: _Progress, prepared: Sequence[Prepared], error: PublishError | None = None
+    ) -> None:
+        fields: dict[str, Any] = {
+            "queue": self.queue,
+            "count": len(prepared),
+            "scheduled": sum(1 for item in prepared if item.scheduled),
+            "batches": len(progress.batches),
+            "duration_ms": round((time.perf_counter() - progress.started) * 1000, 1),
+        }
+        if error is None:
+            _log.info("publish", **fields)
+        else:
+            _log.warning("publish_failed", **fields, published=len(progress.sent), error=str(error))

@@ -1,0 +1,57 @@
+"""The ACS ``EmailMessage`` of an event, and the operation id that makes its send idempotent."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+from uuid import UUID, uuid5
+
+from postbus.events import Address, NotificationEvent
+
+__all__ = ["EVENT_ID_HEADER", "build_payload", "operation_id_for"]
+
+#: Custom header on every email so support can find the event behind a message in any mailbox.
+EVENT_ID_HEADER: Final = "X-Postbus-Event-Id"
+
+
+def operation_id_for(event_id: str, *, namespace: UUID, generation: int = 0) -> str:
+    """The ACS operation id of an event: stable across redeliveries and retries of one generation.
+
+    A dead-letter replay is a new generation (``postbus-replay``) and gets a new id, so ACS sends
+    it even though it accepted the earlier one.
+    """
+    name = event_id if generation == 0 else f"{event_id}#replay{generation}"
+    return str(uuid5(namespace, name))
+
+
+def _addresses(addresses: Sequence[Address]) -> list[dict[str, str]]:
+    return [
+        {"address": a.address, "displayName": a.display_name} if a.display_name else {"address": a.address}
+        for a in addresses
+    ]
+
+
+def build_payload(
+    event: NotificationEvent, *, subject: str, html: str, text: str, sender: str
+) -> dict[str, Any]:
+    """The ACS ``EmailMessage`` body for one event (2025-09-01 schema)."""
+    recipients: dict[str, Any] = {"to": _addresses(event.to)}
+    if event.cc:
+        recipients["cc"] = _addresses(event.cc)
+    if event.bcc:
+        recipients["bcc"] = _addresses(event.bcc)
+    payload: dict[str, Any] = {
+        "senderAddress": sender,
+        "content": {"subject": subject, "html": html, "plainText": text},
+        "recipients": recipients,
+        "headers": {**event.headers, EVENT_ID_HEADER: event.id},
+    }
+    if event.reply_to:
+        payload["replyTo"] = _addresses(event.reply_to)
+    if event.attachments:
+        payload["attachments"] = [
+            {"name": a.name, "contentType": a.content_type, "contentInBase64": a.content_base64}
+            | ({"contentId": a.content_id} if a.content_id else {})
+            for a in event.attachments
+        ]
+    return payload

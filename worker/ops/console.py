@@ -1,0 +1,75 @@
+"""What the operations commands share on the terminal: settings, output, interrupts.
+
+Tables and summaries go to stdout (``--json`` for machines), progress to stderr. Bad input,
+missing configuration and unreachable services end with one ``postbus: error: ...`` line and a
+non-zero exit code (the root command prints it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from postbus.bus import route_sdk_logs
+from postbus.logs import configure_logging
+from postbus.settings import Settings, load_settings
+
+__all__ = ["AsJson", "echo_json", "ops_settings", "run_interruptible", "stdout"]
+
+T = TypeVar("T")
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def stdout() -> Console:
+    """The console for tables: as wide as the terminal, or 200 columns into a pipe."""
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+
+
+def echo_json(document: Any) -> None:
+    """Print ``document`` as indented JSON on stdout."""
+    typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def ops_settings() -> Settings:
+    """The settings, with logging quiet enough for a table and a progress bar."""
+    settings = load_settings()
+    # Per-message log lines would bury the table and the progress bar; warnings and errors still show.
+    level = "debug" if settings.log_level == "debug" else "warning"
+    configure_logging(level=level, fmt=settings.log_format)
+    route_sdk_logs()
+    return settings
+
+
+def run_interruptible(main: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main(stop)``: the first SIGINT/SIGTERM sets ``stop``, the second cancels it."""
+
+    async def runner() -> T:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(main(stop))
+
+        def on_signal() -> None:
+            if stop.is_set():
+                task.cancel()
+            stop.set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            # The second signal: what was in hand has been abandoned; the root command prints one line.
+            raise KeyboardInterrupt from None
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+    return asyncio.run(runner())

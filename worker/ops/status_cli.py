@@ -1,0 +1,76 @@
+"""``postbus status``: what ACS says about a send, by operation id or every generation of an event."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from postbus.settings import Settings
+from postbus.worker.ops.console import AsJson, echo_json, ops_settings, stdout
+from postbus.worker.ops.errors import BadInput
+
+__all__ = ["status_app"]
+
+status_app = typer.Typer(add_completion=False)
+
+# -- status --------------------------------------------------------------------------------------
+
+
+@status_app.command()
+def status(
+    operation_id: Annotated[
+        str | None, typer.Argument(metavar="OPERATION_ID", help="ACS operation id (a UUID).")
+    ] = None,
+    event_id: Annotated[
+        str | None, typer.Option("--event-id", metavar="ID", help="Look up every generation of this event.")
+    ] = None,
+    generations: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=20,
+            metavar="N",
+            help="With --event-id: replay generations to look up beyond the first.",
+        ),
+    ] = 2,
+    as_json: AsJson = False,
+) -> None:
+    """Print what ACS says about a send: by operation id, or every generation of an event id."""
+    from postbus.worker.ops.status import check_event_id, check_operation_id
+
+    if (operation_id is None) == (event_id is None):
+        raise BadInput("give an operation id or --event-id (one of them)")
+    if operation_id is not None:
+        check_operation_id(operation_id)
+    if event_id is not None:
+        check_event_id(event_id)
+    settings = ops_settings()
+    rows = asyncio.run(_status(settings, operation_id, event_id, generations))
+    if as_json:
+        echo_json([row.to_json() for row in rows])
+        return
+    table = Table("generation", "operation id", "status", "error")
+    for row in rows:
+        generation = "" if row.generation is None else str(row.generation)
+        table.add_row(
+            generation, row.operation_id, row.status, "" if row.status == "Succeeded" else row.error
+        )
+    stdout().print(table)
+
+
+async def _status(
+    settings: Settings, operation_id: str | None, event_id: str | None, generations: int
+) -> list[Any]:
+    from postbus.worker.ops.acs import AcsStatusClient
+    from postbus.worker.ops.status import event_status, operation_status
+
+    async with AcsStatusClient.from_settings(settings) as acs:
+        if operation_id is not None:
+            return [await operation_status(acs, operation_id)]
+        assert event_id is not None
+        return await event_status(
+            acs, event_id, namespace=settings.operation_namespace, generations=generations
+        )
