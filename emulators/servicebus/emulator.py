@@ -15,10 +15,11 @@ import structlog
 from proton import Handler
 from proton.reactor import ApplicationEvent, Container, EventInjector
 
-from postbus.emulators.servicebus.broker import TICK_SECONDS, Broker, FaultState
+from postbus.emulators.servicebus.broker import MAX_FRAME_SIZE, TICK_SECONDS, Broker, FaultState
 from postbus.emulators.servicebus.config import EmulatorConfig, load_config
 from postbus.emulators.servicebus.namespace import Namespace
 from postbus.emulators.servicebus.queue import QueueCounts
+from postbus.emulators.servicebus.sockets import RewritingIO
 
 __all__ = ["Faults", "ServiceBusEmulator"]
 
@@ -229,6 +230,8 @@ class ServiceBusEmulator:
         self._error = None  # from a previous start(); read by start() only after _ready is set
         try:
             container = Container(handler)
+            # Rewrites frames proton would reject but Azure accepts (see frames.py).
+            container.global_handler = RewritingIO(max_frame_size=MAX_FRAME_SIZE)
             handler.container = container
             handler.schedule = lambda delay, func: container.schedule(delay, _Callback(func))
             container.run()
