@@ -262,7 +262,7 @@ class ServiceBusEmulator:
 
     def _shutdown(self, broker: Broker) -> None:
         self._acceptor.close()
-        broker.drop_connections()
+        broker.drop_connections(reason="emulator stopping")
         if self._injector is not None:
             self._injector.close()
         if self._handler is not None and self._handler.container is not None:
