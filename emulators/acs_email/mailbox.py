@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -153,7 +154,10 @@ class Mailbox:
         self._messages: list[CapturedEmail] = []
         self.directory = directory
         if directory is not None:
+            # Fail at start, not at the first accepted email: the directory must exist or be
+            # creatable, and take files.
             directory.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=directory).close()
 
     def add(self, mail: CapturedEmail) -> None:
         with self._lock:

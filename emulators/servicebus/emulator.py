@@ -15,6 +15,7 @@ import structlog
 from proton import Handler
 from proton.reactor import ApplicationEvent, Container, EventInjector
 
+from postbus.emulators.errors import AMQP, SB_ADMIN, ListenError
 from postbus.emulators.servicebus.broker import MAX_FRAME_SIZE, TICK_SECONDS, Broker, FaultState
 from postbus.emulators.servicebus.config import EmulatorConfig, load_config
 from postbus.emulators.servicebus.namespace import Namespace
@@ -146,6 +147,7 @@ class ServiceBusEmulator:
         self._admin: Any = None
         self.port = 0
         self.admin_url: str | None = None
+        self._announced = False
 
     # ------------------------------------------------------------------ public API
 
@@ -182,13 +184,20 @@ class ServiceBusEmulator:
         if self._error is not None:
             self._thread.join()
             self._thread = None
+            if isinstance(self._error, OSError):
+                raise ListenError(AMQP, self.host, self._requested_port, self._error) from self._error
             raise self._error
         if self._admin_port is not None:
             from postbus.emulators.servicebus.admin import AdminServer
 
-            self._admin = AdminServer(self, host=self.host, port=self._admin_port)
+            try:
+                self._admin = AdminServer(self, host=self.host, port=self._admin_port)
+            except OSError as exc:
+                self.stop()
+                raise ListenError(SB_ADMIN, self.host, self._admin_port, exc) from exc
             self.admin_url = self._admin.start()
         log.info("servicebus.started", host=self.host, port=self.port, admin_url=self.admin_url)
+        self._announced = True
         return self
 
     def stop(self) -> None:
@@ -207,7 +216,9 @@ class ServiceBusEmulator:
                 log.warning("servicebus.stop_timeout")
             thread.join(5.0)
         self._thread = None
-        log.info("servicebus.stopped", port=self.port)
+        if self._announced:  # a start that failed says so itself, not with a "stopped" line
+            log.info("servicebus.stopped", port=self.port)
+            self._announced = False
 
     def __enter__(self) -> ServiceBusEmulator:
         return self.start()
