@@ -26,6 +26,7 @@ from postbus.logs import configure_logging
 __all__ = [
     "DEFAULT_STATE_DIR",
     "access_key_for",
+    "app",
     "build_server",
     "mailbox_option",
     "main",
@@ -146,6 +147,10 @@ async def _serve(server: EmulatorServer) -> None:
         await stop.wait()
     finally:
         await server.stop()
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app.command()(run)
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from postbus.emulators.servicebus.config import load_config
 from postbus.emulators.servicebus.emulator import ServiceBusEmulator
 from postbus.logs import configure_logging
 
-__all__ = ["main", "run"]
+__all__ = ["app", "main", "run"]
 
 
 def run(
@@ -63,6 +63,10 @@ def run(
         emulator.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app.command()(run)
 
 
 def main() -> None:
