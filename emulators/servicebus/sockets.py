@@ -97,7 +97,8 @@ class RewritingIO(IOHandler):
         except (BlockingIOError, InterruptedError):
             data = None
         except OSError as exc:
-            log.info("servicebus.socket_error", operation="recv", error=str(exc))
+            if not isinstance(exc, ConnectionResetError):  # a vanished client is logged as lost
+                log.info("servicebus.socket_error", operation="recv", error=str(exc))
             transport.close_tail()
             self.update(transport, selectable, selectable._reactor.now)
             return
