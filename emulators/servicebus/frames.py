@@ -43,6 +43,8 @@ _PROTOCOL_HEADER = b"AMQP"
 _AMQP_FRAME = 0x00
 _BEGIN, _ATTACH, _TRANSFER, _DISPOSITION, _DETACH, _END, _CLOSE = 0x11, 0x12, 0x14, 0x15, 0x16, 0x17, 0x18
 _ERROR = 0x1D
+_INBOUND = frozenset({_BEGIN, _ATTACH, _TRANSFER, _DISPOSITION, _DETACH, _END})  # what each direction
+_OUTBOUND = frozenset({_BEGIN, _DISPOSITION, _DETACH, _END, _CLOSE})  # looks at; the rest passes
 _NULL = b"\x40"
 _ID_MASK = 0xFFFFFFFF  # delivery-ids are RFC-1982 serial numbers
 _TRACKING_ID = encode_symbol("com.microsoft:tracking-id")
@@ -94,42 +96,51 @@ class FrameRewriter:
 
     def inbound(self, data: bytes) -> bytes:
         """Client to proton: renumber transfers, map sender-role dispositions to our ids."""
-        return self._process(self._in, data, self._inbound_frame)
+        return self._process(self._in, data, _INBOUND, self._inbound_frame)
 
     def outbound(self, data: bytes) -> bytes:
         """proton to client: map dispositions back to the client's ids, complete errors."""
-        return self._process(self._out, data, self._outbound_frame)
+        return self._process(self._out, data, _OUTBOUND, self._outbound_frame)
 
     # ------------------------------------------------------------------ framing
 
-    def _process(self, stream: _Stream, data: bytes, rewrite: Callable[[bytes, int, int], bytes]) -> bytes:
+    def _process(
+        self, stream: _Stream, data: bytes, codes: frozenset[int], rewrite: Callable[[bytes, int, int], bytes]
+    ) -> bytes:
         if stream.passthrough:
             return data
-        buf = stream.buffer
-        buf += data
-        out: list[bytes] = []
-        pos, end = 0, len(buf)
+        if stream.buffer:  # the rest of a frame held back last time comes first
+            stream.buffer += data
+            data = bytes(stream.buffer)
+            stream.buffer.clear()
+        view = memoryview(data)
+        out: list[bytes | memoryview] = []
+        pos, end = 0, len(data)
         while end - pos >= 8:
-            if buf[pos : pos + 4] == _PROTOCOL_HEADER:
-                out.append(bytes(buf[pos : pos + 8]))
+            if data[pos : pos + 4] == _PROTOCOL_HEADER:
+                out.append(view[pos : pos + 8])
                 pos += 8
                 continue
-            size, doff, frame_type, channel = _HEADER.unpack_from(buf, pos)
+            size, doff, frame_type, channel = _HEADER.unpack_from(data, pos)
             if size < 8 or doff < 2 or doff * 4 > size or size > self._max_frame_size:
                 stream.passthrough = True  # not ours to judge: proton closes with a framing error
-                out.append(bytes(buf[pos:end]))
+                out.append(view[pos:end])
                 pos = end
                 break
             if end - pos < size:
                 break
-            frame = bytes(buf[pos : pos + size])
-            pos += size
-            if frame_type == _AMQP_FRAME and size > doff * 4:
+            if frame_type == _AMQP_FRAME and _code(data, pos + doff * 4, pos + size) in codes:
+                frame = bytes(view[pos : pos + size])
                 # A malformed frame is left as it came: proton reports what is wrong with it.
                 with contextlib.suppress(*_MALFORMED):
                     frame = rewrite(frame, doff * 4, channel)
-            out.append(frame)
-        del buf[:pos]
+                out.append(frame)
+            else:  # most frames: passed on without a copy of their own
+                out.append(view[pos : pos + size])
+            pos += size
+        stream.buffer += view[pos:end]
+        if len(out) == 1 and isinstance(out[0], memoryview) and len(out[0]) == end:
+            return data  # one whole frame, passed on unchanged
         return b"".join(out)
 
     # ------------------------------------------------------------------ inbound
@@ -307,6 +318,17 @@ class _Performative:
             if value is not None:
                 start = previous = value
         return b"".join(frames)
+
+
+def _code(data: bytes, body: int, end: int) -> int | None:
+    """The performative code of the frame body at ``body`` (``None`` if it is not a described list)."""
+    if end - body < 3 or data[body] != 0x00:
+        return None
+    if data[body + 1] == 0x53:  # smallulong descriptor, the usual form
+        return data[body + 2]
+    if data[body + 1] == 0x80 and end - body >= 10:
+        return int.from_bytes(data[body + 2 : body + 10], "big")
+    return None
 
 
 def _ids(first: int, last: int, mapping: dict[int, int]) -> list[int]:

@@ -108,7 +108,7 @@ class RewritingIO(IOHandler):
             self.update(transport, selectable, selectable._reactor.now)
             return
         if data:
-            wire.inbox += wire.rewriter.inbound(data)
+            self._feed(transport, wire, wire.rewriter.inbound(data))
         self.update(transport, selectable, selectable._reactor.now)
 
     def on_selectable_writable(self, event: Any) -> None:
@@ -121,8 +121,12 @@ class RewritingIO(IOHandler):
         if transport is not None:
             pending = transport.pending()
             if pending > 0:
-                wire.outbox += wire.rewriter.outbound(transport.peek(pending) or b"")
+                rewritten = wire.rewriter.outbound(transport.peek(pending) or b"")
                 transport.pop(pending)
+                if wire.outbox:
+                    wire.outbox += rewritten
+                else:  # the usual case: send it straight away, keep only what the socket refuses
+                    wire.outbox += rewritten[self._send_now(selectable, wire, rewritten) :]
         self._send(selectable, wire)
         if wire.lingering:
             if not wire.outbox:
@@ -155,28 +159,40 @@ class RewritingIO(IOHandler):
     # ------------------------------------------------------------------ helpers
 
     @staticmethod
-    def _feed(transport: Any, wire: _Wire) -> None:
-        """Push rewritten input into the transport as far as it has room."""
+    def _feed(transport: Any, wire: _Wire, data: bytes = b"") -> None:
+        """Push held and new rewritten input into the transport as far as it has room."""
         inbox = wire.inbox
         try:
             while inbox:
                 capacity = transport.capacity()
                 if capacity <= 0:
+                    inbox += data
                     return
                 chunk = bytes(inbox[:capacity])
                 transport.push(chunk)
                 del inbox[: len(chunk)]
+            if data:  # the usual case: nothing held back, so no copy into the inbox
+                capacity = transport.capacity()
+                if capacity >= len(data):
+                    transport.push(data)
+                else:
+                    transport.push(data[: max(capacity, 0)])
+                    inbox += data[max(capacity, 0) :]
         except ProtonException:
             inbox.clear()  # the transport is closed for input; proton has said why
 
+    @classmethod
+    def _send(cls, selectable: Any, wire: _Wire) -> None:
+        if wire.outbox:
+            del wire.outbox[: cls._send_now(selectable, wire, wire.outbox)]
+
     @staticmethod
-    def _send(selectable: Any, wire: _Wire) -> None:
-        if not wire.outbox:
-            return
+    def _send_now(selectable: Any, wire: _Wire, data: bytes | bytearray) -> int:
+        """Bytes of ``data`` the socket took; on a socket error, all of them (they cannot go)."""
         try:
-            sent = selectable.send(wire.outbox)
+            return int(selectable.send(data))
         except (BlockingIOError, InterruptedError):
-            return
+            return 0
         except OSError as exc:
             if not isinstance(exc, (ConnectionResetError, BrokenPipeError)):
                 log.info("servicebus.socket_error", operation="send", error=str(exc))
@@ -184,8 +200,7 @@ class RewritingIO(IOHandler):
             transport = selectable._transport
             if transport is not None:
                 transport.close_head()
-            return
-        del wire.outbox[:sent]
+            return len(data)
 
     @staticmethod
     def _terminate(selectable: Any) -> None:
