@@ -96,16 +96,20 @@ class FrameRewriter:
 
     def inbound(self, data: bytes) -> bytes:
         """Client to proton: renumber transfers, map sender-role dispositions to our ids."""
-        return self._process(self._in, data, _INBOUND, self._inbound_frame)
+        return self._process(self._in, data, self._inbound_wanted, self._inbound_frame)
 
     def outbound(self, data: bytes) -> bytes:
         """proton to client: map dispositions back to the client's ids, complete errors."""
-        return self._process(self._out, data, _OUTBOUND, self._outbound_frame)
+        return self._process(self._out, data, self._outbound_wanted, self._outbound_frame)
 
     # ------------------------------------------------------------------ framing
 
     def _process(
-        self, stream: _Stream, data: bytes, codes: frozenset[int], rewrite: Callable[[bytes, int, int], bytes]
+        self,
+        stream: _Stream,
+        data: bytes,
+        wanted: Callable[[int | None, int], bool],
+        rewrite: Callable[[bytes, int, int], bytes],
     ) -> bytes:
         if stream.passthrough:
             return data
@@ -129,7 +133,7 @@ class FrameRewriter:
                 break
             if end - pos < size:
                 break
-            if frame_type == _AMQP_FRAME and _code(data, pos + doff * 4, pos + size) in codes:
+            if frame_type == _AMQP_FRAME and wanted(_code(data, pos + doff * 4, pos + size), channel):
                 frame = bytes(view[pos : pos + size])
                 # A malformed frame is left as it came: proton reports what is wrong with it.
                 with contextlib.suppress(*_MALFORMED):
@@ -144,6 +148,13 @@ class FrameRewriter:
         return b"".join(out)
 
     # ------------------------------------------------------------------ inbound
+
+    def _inbound_wanted(self, code: int | None, channel: int) -> bool:
+        """Whether a frame needs looking at; most dispositions do not (cheap: no parsing)."""
+        if code == _DISPOSITION:
+            session = self._sessions.get(channel)
+            return session is not None and bool(session.our_ids)
+        return code in _INBOUND
 
     def _inbound_frame(self, frame: bytes, body: int, channel: int) -> bytes:
         performative = _Performative.parse(frame, body)
@@ -205,6 +216,13 @@ class FrameRewriter:
         return transfer.replace({1: _encode_uint(our_id)})
 
     # ------------------------------------------------------------------ outbound
+
+    def _outbound_wanted(self, code: int | None, channel: int) -> bool:
+        if code == _DISPOSITION:
+            client_channel = self._client_channel.get(channel)
+            session = self._sessions.get(client_channel) if client_channel is not None else None
+            return session is not None and bool(session.client_ids)
+        return code in _OUTBOUND
 
     def _outbound_frame(self, frame: bytes, body: int, channel: int) -> bytes:
         performative = _Performative.parse(frame, body)

@@ -48,11 +48,6 @@ class RewritingIO(IOHandler):
         self._max_frame_size = max_frame_size
         self._wires: dict[Any, _Wire] = {}  # by selectable
 
-    def rewriter(self, transport: Any) -> FrameRewriter | None:
-        """The rewriter of an accepted connection's transport (``None`` for any other)."""
-        wire = self._wires.get(getattr(transport, "_selectable", None))
-        return wire.rewriter if wire is not None else None
-
     # ------------------------------------------------------------------ lifecycle
 
     def on_connection_bound(self, event: Any) -> None:
@@ -150,11 +145,11 @@ class RewritingIO(IOHandler):
             self._feed(transport, wire)
         IOHandler.update(transport, selectable, now)
         if wire is not None and not selectable.is_terminal:
-            if wire.outbox:
-                selectable.writing = True
-            if len(wire.inbox) > _INBOX_LIMIT:
-                selectable.reading = False
-            selectable.update()
+            writing = selectable.writing or bool(wire.outbox)
+            reading = selectable.reading and len(wire.inbox) <= _INBOX_LIMIT
+            if (writing, reading) != (selectable.writing, selectable.reading):
+                selectable.writing, selectable.reading = writing, reading
+                selectable.update()
 
     # ------------------------------------------------------------------ helpers
 
