@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -96,6 +97,13 @@ class _ReactorHandler(Broker):
         self._emulator._run_calls()
 
 
+def _check_bindable(host: str, port: int) -> None:
+    """Bind a throw-away socket as proton's listener will: proton leaks its socket when bind fails."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
 class _Callback(Handler):
     def __init__(self, func: Callable[[], None]) -> None:
         super().__init__()
@@ -168,7 +176,11 @@ class ServiceBusEmulator:
             return self.namespace.counts()
 
     def start(self) -> ServiceBusEmulator:
-        """Start listening; returns once connections are accepted."""
+        """Start listening; returns once connections are accepted.
+
+        Raises :class:`~emulators.errors.ListenError` (an ``OSError``) naming the listener (AMQP
+        or admin) that could not be opened; nothing is left running then.
+        """
         if self._thread is not None:
             raise RuntimeError("emulator already started")
         self._ready.clear()
@@ -257,6 +269,7 @@ class ServiceBusEmulator:
 
     def _on_reactor_init(self, container: Container, handler: _ReactorHandler) -> None:
         try:
+            _check_bindable(self.host, self._requested_port)
             acceptor = container.listen(f"{self.host}:{self._requested_port}")
             sock: Any = acceptor._selectable._delegate
             sock.listen(512)  # proton's backlog of 10 is too small for bursts of SDK handlers
