@@ -44,7 +44,7 @@ bench: venv
 # More options: EMULATOR_ARGS="--quota azure-default" (see postbus emulator up --help).
 ENV_FILE ?= .env
 emulators: venv
-	$(BIN)/postbus emulator up --env-file $(ENV_FILE) $(EMULATOR_ARGS)
+	@$(BIN)/postbus emulator up --env-file $(ENV_FILE) $(EMULATOR_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache .hypothesis
