@@ -78,11 +78,11 @@ test: check tools azurite
 bench: venv
 	@for b in bench/*.py; do echo "== $$b" >&2; $(BIN)/python $$b || exit 1; done
 
+# Both emulators in one process; their POSTBUS_* settings go into $(ENV_FILE) (other lines kept).
+# More options: EMULATOR_ARGS="--quota azure-default" (see postbus emulator up --help).
+ENV_FILE ?= .env
 emulators: venv
-	@trap 'kill 0' INT TERM; \
-	$(BIN)/postbus emulator servicebus & \
-	$(BIN)/postbus emulator email & \
-	wait
+	@$(BIN)/postbus emulator up --env-file $(ENV_FILE) $(EMULATOR_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -164,7 +165,10 @@ class Mailbox:
         self._watchers: list[Callable[[], None]] = []
         self.directory = directory
         if directory is not None:
+            # Fail at start, not at the first accepted email: the directory must exist or be
+            # creatable, and take files.
             directory.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=directory).close()
 
     def add(self, mail: CapturedEmail) -> None:
         with self._lock:

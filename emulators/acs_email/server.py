@@ -29,6 +29,7 @@ from postbus.emulators.acs_email.quota import PRESETS, QuotaConfig, QuotaLimiter
 from postbus.emulators.acs_email.state import EmulatorState
 from postbus.emulators.acs_email.tls import server_ssl_context, write_self_signed
 from postbus.emulators.acs_email.validation import MAX_REQUEST_BYTES
+from postbus.emulators.errors import HTTP, ListenError
 from postbus.logs import get_logger
 
 __all__ = ["EmulatorServer", "ServerConfig", "build_app", "new_access_key"]
@@ -108,6 +109,7 @@ class EmulatorServer:
         self.port: int = 0
         self._runner: web.AppRunner | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._announced = False
 
     @property
     def endpoint(self) -> str:
@@ -134,7 +136,10 @@ class EmulatorServer:
         )
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.config.host, self.config.port))
+            try:
+                sock.bind((self.config.host, self.config.port))
+            except OSError as exc:
+                raise ListenError(HTTP, self.config.host, self.config.port, exc) from exc
             self.port = sock.getsockname()[1]
             # A short shutdown timeout: stalled sends must not hold a stop for a minute.
             self._runner = web.AppRunner(
@@ -150,6 +155,7 @@ class EmulatorServer:
         log.info(
             "acs_email.started", endpoint=self.endpoint, quota=self.config.quota.name, tls=self.config.tls
         )
+        self._announced = True
 
     async def stop(self) -> None:
         if self.state.stopping is not None:
@@ -167,4 +173,6 @@ class EmulatorServer:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-        log.info("acs_email.stopped", endpoint=self.endpoint)
+        if self._announced:  # a start that failed says so itself, not with a "stopped" line
+            log.info("acs_email.stopped", endpoint=self.endpoint)
+            self._announced = False

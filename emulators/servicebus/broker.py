@@ -86,12 +86,25 @@ def _guarded(method: Callable[[Broker, Any], None]) -> Callable[[Broker, Any], N
             log.exception("servicebus.handler_failed", handler=method.__name__)
             conn = getattr(event, "connection", None)
             if conn is not None and conn.state & _ACTIVE:
-                conn.condition = Condition(
-                    "amqp:internal-error", "emulator error; see its log", _tracking_info()
-                )
+                description = "emulator error; see its log"
+                conn.condition = Condition("amqp:internal-error", description, _tracking_info())
                 conn.close()
+                _log_closed(conn, "amqp:internal-error", description)
 
     return wrapper
+
+
+def _log_closed(conn: Connection | None, reason: str, description: str | None) -> None:
+    """The one line per connection the emulator closes, saying why."""
+    log.warning("servicebus.connection_closed", reason=reason, description=description, **_who(conn))
+
+
+def _who(conn: Connection | None) -> dict[str, str | None]:
+    """The client's address and container id, for log lines about its connection."""
+    if conn is None:
+        return {"peer": None, "client": None}
+    url = getattr(conn, "url", None)  # set by proton's acceptor to the client's address
+    return {"peer": None if url is None else f"{url.host}:{url.port}", "client": conn.remote_container}
 
 
 def _tracking_info() -> Any:
@@ -137,6 +150,20 @@ class Broker(Handler):
             conn.close()
 
     @_guarded
+    def on_transport_error(self, event: Any) -> None:
+        # proton found a protocol error (or lost the socket); it sends close(error) and hangs up.
+        conn = event.connection
+        if conn is not None and conn not in self.connections:
+            return  # dropped on purpose, and logged then
+        condition = event.transport.condition
+        name = condition.name if condition is not None else "unknown"
+        description = condition.description if condition is not None else None
+        if description is not None and "connection aborted" in description:
+            log.info("servicebus.connection_lost", **_who(conn))
+        else:
+            _log_closed(conn, name, description)
+
+    @_guarded
     def on_transport_closed(self, event: Any) -> None:
         conn = event.connection
         if conn is not None:
@@ -163,8 +190,8 @@ class Broker(Handler):
         for link in [link for link in self._links if link.connection == conn]:
             self._forget_link(link)
 
-    def drop_connections(self) -> int:
-        """Abruptly cut every client socket (fault injection); returns how many."""
+    def drop_connections(self, reason: str = "dropped by fault injection") -> int:
+        """Abruptly cut every client socket, as a network failure would; returns how many."""
         dropped = list(self.connections)
         for conn in dropped:
             self._forget_connection(conn)
@@ -172,8 +199,7 @@ class Broker(Handler):
             if transport is not None:
                 transport.close_tail()
                 transport.close_head()
-        if dropped:
-            log.info("servicebus.connections_dropped", count=len(dropped))
+            log.info("servicebus.connection_closed", reason=reason, **_who(conn))
         return len(dropped)
 
     # ------------------------------------------------------------------ links

@@ -1,7 +1,8 @@
 """``postbus emulator servicebus``: run the Service Bus emulator as a standalone process.
 
 Prints the connection string on the first line of stdout (then the admin URL with
-``--admin-port``), flushes, and serves until SIGINT/SIGTERM, exiting 0. Logs go to stderr.
+``--admin-port``), flushes, and serves until SIGINT/SIGTERM, exiting 0. Logs go to stderr. A
+problem it can name (a port in use, a bad config file) is one line on stderr and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import Annotated
 
 import typer
 
+from postbus.emulators.errors import SB_ADMIN, ListenError, start_error
 from postbus.emulators.servicebus.config import load_config
 from postbus.emulators.servicebus.emulator import ServiceBusEmulator
 from postbus.logs import configure_logging
 
-__all__ = ["main", "run"]
+__all__ = ["app", "main", "run"]
 
 
 def run(
@@ -46,9 +48,9 @@ def run(
     emulator = ServiceBusEmulator(emulator_config, host=host, port=port, admin_port=admin_port)
     try:
         emulator.start()
-    except OSError as exc:
-        typer.echo(f"postbus: error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
-        raise typer.Exit(1) from exc
+    except ListenError as exc:
+        option = "--admin-port" if exc.listener == SB_ADMIN else "--port"
+        raise start_error(exc, port_option=option) from exc
     try:
         lines = [emulator.connection_string]
         if emulator.admin_url is not None:
@@ -63,6 +65,12 @@ def run(
             signal.signal(sig, handler)
 
 
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app.command()(run)
+
+
 def main() -> None:
-    """``python -m emulators.servicebus`` without the ``postbus`` root command."""
-    typer.run(run)
+    """``python -m postbus.emulators.servicebus``: the same command, with the same one-line errors."""
+    from postbus.cli import main as postbus_main
+
+    sys.exit(postbus_main(["emulator", "servicebus", *sys.argv[1:]]))

@@ -23,8 +23,10 @@ __all__ = [
     "ParsedMessage",
     "decode_value",
     "encode_delivery",
+    "encode_str",
     "encode_symbol",
     "parse_message",
+    "skip_value",
     "split_batch",
 ]
 
@@ -60,12 +62,12 @@ class CodecError(ValueError):
     """The bytes are not a well-formed AMQP message."""
 
 
-def _skip(buf: bytes, pos: int) -> int:
+def skip_value(buf: bytes, pos: int) -> int:
     """Position just after the AMQP value starting at ``pos``."""
     code = buf[pos]
     pos += 1
     if code == 0x00:  # described: descriptor, then the value
-        return _skip(buf, _skip(buf, pos))
+        return skip_value(buf, skip_value(buf, pos))
     width = _FIXED_WIDTH.get(code >> 4)
     if width is not None:
         return pos + width
@@ -134,7 +136,7 @@ def decode_value(buf: bytes, pos: int = 0) -> tuple[Any, int]:  # noqa: C901 - o
     if code == 0x00:
         _, pos = decode_value(buf, pos)
         return decode_value(buf, pos)
-    end = _skip(buf, pos - 1)
+    end = skip_value(buf, pos - 1)
     return None, end  # arrays and exotic types are never needed by the broker
 
 
@@ -146,7 +148,7 @@ def encode_symbol(value: str) -> bytes:
     return b"\xa3" + _u8.pack(len(raw)) + raw if len(raw) < 256 else b"\xb3" + _u32.pack(len(raw)) + raw
 
 
-def _encode_str(value: str) -> bytes:
+def encode_str(value: str) -> bytes:
     raw = value.encode("utf-8")
     return b"\xa1" + _u8.pack(len(raw)) + raw if len(raw) < 256 else b"\xb1" + _u32.pack(len(raw)) + raw
 
@@ -171,8 +173,8 @@ _ENQ_KEY = encode_symbol("x-opt-enqueued-time") + b"\x83"
 _LOCK_KEY = encode_symbol("x-opt-locked-until") + b"\x83"
 _STATE_KEY = encode_symbol("x-opt-message-state") + b"\x71"
 _DLQ_SOURCE_KEY = encode_symbol("x-opt-deadletter-source")
-_DLQ_REASON_KEY = _encode_str("DeadLetterReason")
-_DLQ_DESCRIPTION_KEY = _encode_str("DeadLetterErrorDescription")
+_DLQ_REASON_KEY = encode_str("DeadLetterReason")
+_DLQ_DESCRIPTION_KEY = encode_str("DeadLetterErrorDescription")
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -213,7 +215,7 @@ def _parse(buf: bytes) -> ParsedMessage:
         if buf[pos] != 0x00:
             raise CodecError("expected a section descriptor")
         descriptor, value_pos = decode_value(buf, pos + 1)
-        end = _skip(buf, value_pos)
+        end = skip_value(buf, value_pos)
         if end > n:
             raise CodecError("truncated section")
         if descriptor == _HEADER:
@@ -263,7 +265,7 @@ def _filter_annotations(buf: bytes, pos: int) -> tuple[bytes, int | None]:
     scheduled: int | None = None
     for _ in range(count // 2):
         key, value_pos = decode_value(buf, item)
-        value_end = _skip(buf, value_pos)
+        value_end = skip_value(buf, value_pos)
         if key == _SCHEDULED_ENQUEUE_TIME:
             value, _ = decode_value(buf, value_pos)
             scheduled = int(value) if isinstance(value, int) else None
@@ -324,7 +326,7 @@ def encode_delivery(
         pairs += (_STATE_KEY, struct.pack(">i", state))
         count += 1
     if dead_letter_source is not None:
-        pairs += (_DLQ_SOURCE_KEY, _encode_str(dead_letter_source))
+        pairs += (_DLQ_SOURCE_KEY, encode_str(dead_letter_source))
         count += 1
     message_annotations = b"\x00\x53\x72" + _encode_map(count, b"".join(pairs))
     if dead_letter_reason is not None or dead_letter_description is not None:
@@ -335,18 +337,18 @@ def encode_delivery(
 def _with_dead_letter_properties(body: bytes, reason: str | None, description: str | None) -> bytes:
     """Merge DeadLetterReason/DeadLetterErrorDescription into the application-properties section."""
     extra = [(_DLQ_REASON_KEY, reason), (_DLQ_DESCRIPTION_KEY, description)]
-    new_pairs = b"".join(key + _encode_str(value) for key, value in extra if value is not None)
+    new_pairs = b"".join(key + encode_str(value) for key, value in extra if value is not None)
     new_count = sum(1 for _, value in extra if value is not None)
     pos, insert_at = 0, 0
     while pos < len(body):
         descriptor, value_pos = decode_value(body, pos + 1)
-        end = _skip(body, value_pos)
+        end = skip_value(body, value_pos)
         if descriptor == _APPLICATION_PROPERTIES and body[value_pos] in (0xC1, 0xD1):
             count, item, map_end = _compound(body, value_pos + 1, body[value_pos])
             old_pairs = bytearray()
             for _ in range(count // 2):  # drop earlier dead-letter keys, keep the rest raw
                 key, key_end = decode_value(body, item)
-                value_end = _skip(body, key_end)
+                value_end = skip_value(body, key_end)
                 if key not in ("DeadLetterReason", "DeadLetterErrorDescription"):
                     old_pairs += body[item:value_end]
                 else:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -16,10 +17,12 @@ import structlog
 from proton import Handler
 from proton.reactor import ApplicationEvent, Container, EventInjector
 
-from postbus.emulators.servicebus.broker import TICK_SECONDS, Broker, FaultState
+from postbus.emulators.errors import AMQP, SB_ADMIN, ListenError
+from postbus.emulators.servicebus.broker import MAX_FRAME_SIZE, TICK_SECONDS, Broker, FaultState
 from postbus.emulators.servicebus.config import EmulatorConfig, load_config
 from postbus.emulators.servicebus.namespace import Namespace
 from postbus.emulators.servicebus.queue import QueueCounts
+from postbus.emulators.servicebus.sockets import RewritingIO
 
 __all__ = ["Faults", "ServiceBusEmulator"]
 
@@ -129,6 +132,13 @@ class _ReactorHandler(Broker):
         self._emulator._run_calls()
 
 
+def _check_bindable(host: str, port: int) -> None:
+    """Bind a throw-away socket as proton's listener will: proton leaks its socket when bind fails."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
 class _Callback(Handler):
     def __init__(self, func: Callable[[], None]) -> None:
         super().__init__()
@@ -180,6 +190,7 @@ class ServiceBusEmulator:
         self._admin: Any = None
         self.port = 0
         self.admin_url: str | None = None
+        self._announced = False
 
     # ------------------------------------------------------------------ public API
 
@@ -234,7 +245,11 @@ class ServiceBusEmulator:
         await self.wait_for(queue_name, lambda counts: counts.total == 0, timeout=timeout)
 
     def start(self) -> ServiceBusEmulator:
-        """Start listening; returns once connections are accepted."""
+        """Start listening; returns once connections are accepted.
+
+        Raises :class:`~emulators.errors.ListenError` (an ``OSError``) naming the listener (AMQP
+        or admin) that could not be opened; nothing is left running then.
+        """
         if self._thread is not None:
             raise RuntimeError("emulator already started")
         self._ready.clear()
@@ -252,13 +267,20 @@ class ServiceBusEmulator:
         if self._error is not None:
             self._thread.join()
             self._thread = None
+            if isinstance(self._error, OSError):
+                raise ListenError(AMQP, self.host, self._requested_port, self._error) from self._error
             raise self._error
         if self._admin_port is not None:
             from postbus.emulators.servicebus.admin import AdminServer
 
-            self._admin = AdminServer(self, host=self.host, port=self._admin_port)
+            try:
+                self._admin = AdminServer(self, host=self.host, port=self._admin_port)
+            except OSError as exc:
+                self.stop()
+                raise ListenError(SB_ADMIN, self.host, self._admin_port, exc) from exc
             self.admin_url = self._admin.start()
         log.info("servicebus.started", host=self.host, port=self.port, admin_url=self.admin_url)
+        self._announced = True
         return self
 
     def stop(self) -> None:
@@ -277,7 +299,9 @@ class ServiceBusEmulator:
                 log.warning("servicebus.stop_timeout")
             thread.join(5.0)
         self._thread = None
-        log.info("servicebus.stopped", port=self.port)
+        if self._announced:  # a start that failed says so itself, not with a "stopped" line
+            log.info("servicebus.stopped", port=self.port)
+            self._announced = False
 
     def __enter__(self) -> ServiceBusEmulator:
         return self.start()
@@ -300,6 +324,8 @@ class ServiceBusEmulator:
         self._error = None  # from a previous start(); read by start() only after _ready is set
         try:
             container = Container(handler)
+            # Rewrites frames proton would reject but Azure accepts (see frames.py).
+            container.global_handler = RewritingIO(max_frame_size=MAX_FRAME_SIZE)
             handler.container = container
             handler.schedule = lambda delay, func: container.schedule(delay, _Callback(func))
             container.run()
@@ -314,6 +340,7 @@ class ServiceBusEmulator:
 
     def _on_reactor_init(self, container: Container, handler: _ReactorHandler) -> None:
         try:
+            _check_bindable(self.host, self._requested_port)
             acceptor = container.listen(f"{self.host}:{self._requested_port}")
             sock: Any = acceptor._selectable._delegate
             sock.listen(512)  # proton's backlog of 10 is too small for bursts of SDK handlers
@@ -330,7 +357,7 @@ class ServiceBusEmulator:
 
     def _shutdown(self, broker: Broker) -> None:
         self._acceptor.close()
-        broker.drop_connections()
+        broker.drop_connections(reason="emulator stopping")
         if self._injector is not None:
             self._injector.close()
         if self._handler is not None and self._handler.container is not None:

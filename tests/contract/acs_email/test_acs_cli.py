@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,12 +16,14 @@ from azure.core.credentials import AzureKeyCredential
 KEY = "ZW11bGF0b3ItdGVzdC1rZXktMDEyMzQ1Njc4OWFiY2RlZg=="
 
 
-def _start(*args: str) -> subprocess.Popen[str]:
+def _start(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    # A scratch working directory: without --access-key the emulator keeps its key in ./.postbus.
     return subprocess.Popen(
         [sys.executable, "-m", "postbus.emulators.acs_email", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=cwd,
     )
 
 
@@ -35,9 +38,9 @@ def proc() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def test_cli_prints_endpoint_and_connection_string_and_exits_0_on_sigterm(
-    proc: list[subprocess.Popen[str]], message: dict[str, Any]
+    proc: list[subprocess.Popen[str]], message: dict[str, Any], tmp_path: Path
 ) -> None:
-    p = _start("--access-key", KEY, "--quota", "azure-default")
+    p = _start(tmp_path, "--access-key", KEY, "--quota", "azure-default")
     proc.append(p)
     assert p.stdout is not None
     endpoint = p.stdout.readline().strip()
@@ -51,9 +54,9 @@ def test_cli_prints_endpoint_and_connection_string_and_exits_0_on_sigterm(
 
 
 def test_cli_with_tls_prints_the_certificate_path(
-    proc: list[subprocess.Popen[str]], message: dict[str, Any]
+    proc: list[subprocess.Popen[str]], message: dict[str, Any], tmp_path: Path
 ) -> None:
-    p = _start("--tls")
+    p = _start(tmp_path, "--tls")
     proc.append(p)
     assert p.stdout is not None
     endpoint = p.stdout.readline().strip()
