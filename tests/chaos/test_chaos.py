@@ -174,7 +174,7 @@ async def test_two_workers_under_faults_send_every_event_once_or_dead_letter_it(
         await _publish(servicebus, list(spike), broken)
         # When one Service Bus connection drop and one SIGKILL hit mid-run
         await acs.mailbox.wait_for(count=400, timeout=60)
-        servicebus.faults.drop_connections()
+        dropped = servicebus.faults.drop_connections()
         await acs.mailbox.wait_for(count=900, timeout=60)
         await asyncio.to_thread(workers[0].kill)
 
@@ -202,6 +202,8 @@ async def test_two_workers_under_faults_send_every_event_once_or_dead_letter_it(
     assert acs.stats()["throttled"] > 0
     # And the connection cut, which the workers recovered from, left no error lines or tracebacks
     lines = [json.loads(line) for w in workers for line in w.log().splitlines() if line.startswith("{")]
-    assert any(line["event"] == "reconnecting to the queue" for line in lines)
+    # (the SDK sometimes reconnects inside a receive, so whether the worker logged a reconnect of its
+    # own depends on timing; that the cut happened does not)
+    assert dropped >= len(workers)
     noisy = [line for line in lines if line["level"] in ("error", "critical") or "exception" in line]
     assert noisy == [], noisy[:3]
