@@ -32,6 +32,7 @@ from postbus.bus import (
     route_sdk_logs,
 )
 from postbus.logs import get_logger
+from postbus.records import RecordStore, record_store
 from postbus.settings import Settings
 from postbus.telemetry import BREAKER_STATE_CODES, Telemetry, current_telemetry
 from postbus.worker.breaker import CircuitBreaker
@@ -41,6 +42,7 @@ from postbus.worker.health import HealthServer, HealthStatus
 from postbus.worker.mailer import AcsMailer, Mailer
 from postbus.worker.outcome import AlreadySent, Sent, Systemic
 from postbus.worker.pipeline import Pipeline, Processed, Renderer
+from postbus.worker.recording import RecordWriter
 from postbus.worker.retry import RetryPolicy
 from postbus.worker.settlement import give_back, settle
 from postbus.worker.throttle import SendGate, gate_for_quota
@@ -92,7 +94,8 @@ class Worker:
 
     Every collaborator can be passed in: ``source`` (an
     :class:`~postbus.bus.InMemoryBroker` in unit tests), ``mailer`` (a
-    :class:`~worker.mailer.FakeMailer`), ``renderer``, ``gate``, ``breaker``, ``telemetry``.
+    :class:`~worker.mailer.FakeMailer`), ``renderer``, ``gate``, ``breaker``, ``telemetry``,
+    ``records`` (the delivery-record store; by default the one ``POSTBUS_RECORD_URL`` names).
     """
 
     def __init__(
@@ -105,8 +108,11 @@ class Worker:
         gate: SendGate | None = None,
         breaker: CircuitBreaker | None = None,
         telemetry: Telemetry | None = None,
+        records: RecordStore | None = None,
     ) -> None:
         self._settings = settings
+        self._records = records
+        self._writer: RecordWriter | None = None
         self._source = source
         self._telemetry = telemetry
         self._renderer = renderer
@@ -158,6 +164,9 @@ class Worker:
             prefetch=prefetch,
         )
         mailer = self._mailer or AcsMailer.from_settings(settings)
+        # The store opens on first use: a worker starts (and sends) while its store is down.
+        records = self._records or record_store(settings)
+        self._writer = RecordWriter(records, namespace=settings.operation_namespace, telemetry=telemetry)
         pipeline = Pipeline(
             settings=settings,
             renderer=self._renderer,
@@ -198,6 +207,8 @@ class Worker:
                 await source.close()
             if self._mailer is None:
                 await mailer.close()
+            if self._records is None:
+                await records.close()
             if health is not None:
                 await health.stop()
         return self.counts
@@ -375,6 +386,16 @@ class Worker:
                     raise
                 with structlog.contextvars.bound_contextvars(**_event_context(processed)):
                     self._record_breaker(processed)
+                    # Before settling, so a crash in between leaves the message to be redelivered.
+                    try:
+                        if self._writer is not None and not await self._writer.write(
+                            processed, enqueued_at=delivery.enqueued_at
+                        ):
+                            self.counts["record_write_failures"] += 1
+                    except asyncio.CancelledError:
+                        # Redelivery finds the operation at ACS and writes the record then.
+                        await asyncio.shield(self._give_back(links, delivery))
+                        raise
                     settle_error = ""
                     try:
                         await settle(links, delivery, processed, policy=self._policy)
