@@ -191,24 +191,31 @@ class ReportSink(Protocol):
 
 
 class ServiceBusSink:
-    """Sends each event as one Service Bus message, as an Event Grid subscription does."""
+    """Sends each event as one Service Bus message, as an Event Grid subscription does.
+
+    Sends are serialised on one sender (the SDK's sender is not safe for concurrent use while it
+    opens); a sender that failed is replaced, and a delivery is tried up to three times, as Event
+    Grid retries a delivery.
+    """
+
+    TRIES: Final = 3
 
     def __init__(self, connection_string: str, queue: str = "email-events") -> None:
         self.queue = queue
         self._connection_string = connection_string
         self._client: Any = None
         self._sender: Any = None
+        self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         from azure.servicebus.aio import ServiceBusClient
 
         self._client = ServiceBusClient.from_connection_string(self._connection_string)
-        self._sender = self._client.get_queue_sender(self.queue)
 
     async def deliver(self, event: Mapping[str, Any]) -> None:
         from azure.servicebus import ServiceBusMessage
 
-        if self._sender is None:
+        if self._client is None:
             raise RuntimeError("the Service Bus sink is not started")
         message = ServiceBusMessage(
             json.dumps(event),
@@ -221,14 +228,34 @@ class ServiceBusSink:
                 "aeg-delivery-count": "0",
             },
         )
-        await self._sender.send_messages(message)
+        async with self._lock:
+            for attempt in range(self.TRIES):
+                if self._sender is None:
+                    self._sender = self._client.get_queue_sender(self.queue)
+                try:
+                    await self._sender.send_messages(message)
+                    return
+                except Exception:
+                    sender, self._sender = self._sender, None
+                    await _quietly_close(sender)
+                    if attempt + 1 == self.TRIES:
+                        raise
+                    await asyncio.sleep(0.2 * (attempt + 1))
 
     async def close(self) -> None:
-        if self._sender is not None:
-            await self._sender.close()
-        if self._client is not None:
-            await self._client.close()
-        self._sender = self._client = None
+        async with self._lock:
+            await _quietly_close(self._sender)
+            await _quietly_close(self._client)
+            self._sender = self._client = None
+
+
+async def _quietly_close(closable: Any) -> None:
+    if closable is None:
+        return
+    try:
+        await closable.close()
+    except Exception as exc:  # closing a broken handler: nothing left to save
+        log.debug("acs_email.report_sink_close_failed", error=str(exc))
 
 
 class WebhookSink:

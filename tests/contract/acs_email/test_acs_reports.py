@@ -43,16 +43,16 @@ async def servicebus() -> AsyncIterator[ServiceBusEmulator]:
 async def _reports(servicebus: ServiceBusEmulator, count: int) -> list[tuple[DeliveryReport, Any]]:
     await servicebus.wait_for("email-events", lambda counts: counts.active >= count, timeout=20)
     found: list[tuple[DeliveryReport, Any]] = []
-    async with ServiceBusClient.from_connection_string(servicebus.connection_string) as client:
-        async with client.get_queue_receiver("email-events") as receiver:
-            while len(found) < count:
-                batch = await receiver.receive_messages(max_message_count=count, max_wait_time=5)
-                assert batch, f"expected {count} reports, got {len(found)}"
-                for message in batch:
-                    report = parse_report(b"".join(message.body))
-                    assert isinstance(report, DeliveryReport)
-                    found.append((report, message))
-                    await receiver.complete_message(message)
+    client = ServiceBusClient.from_connection_string(servicebus.connection_string)
+    async with client, client.get_queue_receiver("email-events") as receiver:
+        while len(found) < count:
+            batch = await receiver.receive_messages(max_message_count=count, max_wait_time=5)
+            assert batch, f"expected {count} reports, got {len(found)}"
+            for message in batch:
+                report = parse_report(b"".join(message.body))
+                assert isinstance(report, DeliveryReport)
+                found.append((report, message))
+                await receiver.complete_message(message)
     return found
 
 
