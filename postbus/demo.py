@@ -62,6 +62,12 @@ def demo(
     output: Annotated[Path, typer.Option(help="Directory for the mailbox and worker logs.")] = Path(
         ".postbus/demo"
     ),
+    delivery: Annotated[
+        str,
+        typer.Option(
+            help="Random delivery outcomes the emulated ACS reports, e.g. delivered=0.97,bounced=0.02,suppressed=0.01."
+        ),
+    ] = "delivered=0.97,bounced=0.02,suppressed=0.01",
 ) -> None:
     """Run a holiday spike end to end on the embedded emulators."""
     report = asyncio.run(
@@ -73,6 +79,7 @@ def demo(
             concurrency=concurrency,
             timeout=timeout,
             output=output,
+            delivery=delivery,
         )
     )
     if not report.ok:
@@ -96,6 +103,7 @@ async def run_demo(
     concurrency: int,
     timeout: float,  # noqa: ASYNC109 - a drain deadline reported in the summary, not a cancellation scope
     output: Path,
+    delivery: str = "delivered=0.97,bounced=0.02,suppressed=0.01",
 ) -> DemoReport:
     """Run the spike and return the report (also printed)."""
     from rich.console import Console
@@ -122,13 +130,26 @@ async def run_demo(
     expected.update({wire.message_id: "InvalidEvent" for wire in broken})
 
     sends_quota = QuotaConfig(sends_per_minute=quota)
-    async with ServiceBusEmulator() as sb, EmailEmulator(quota=sends_quota, mailbox_dir=mailbox_dir) as acs:
+    records_path = (run_dir / "records.db").resolve()
+    async with (
+        ServiceBusEmulator() as sb,
+        # ACS reports every accepted send to email-events a second later, as Event Grid would.
+        EmailEmulator(
+            quota=sends_quota,
+            mailbox_dir=mailbox_dir,
+            report_servicebus=sb.connection_string,
+            report_delay=1.0,
+            delivery_mix=delivery,
+        ) as acs,
+    ):
         report.inspection_url = f"{acs.endpoint}/_emulator/messages"
         console.print(
             f"[bold]Postbus demo[/]: {len(expected)} events, {workers} workers x {concurrency} handlers, "
             f"ACS quota {quota}/min (ideal drain {len(expected) / quota * 60:.0f} s)"
         )
-        env = worker_env(sb, acs, quota=quota, concurrency=concurrency)
+        env = worker_env(
+            sb, acs, quota=quota, concurrency=concurrency, record_url=f"sqlite:///{records_path}"
+        )
         procs, logs = start_workers(workers, env, run_dir)
         try:
             settings = load_settings(None, servicebus_connection_string=sb.connection_string)
@@ -159,6 +180,7 @@ async def run_demo(
             throttled = acs.stats().get("throttled", 0)
             report.throttled = throttled if isinstance(throttled, int) else 0
             account(report, expected, sent_ids, await dead_letters(sb))
+            await _delivery_outcomes(sb, records_path, report, start=start)
         finally:
             await asyncio.to_thread(stop_workers, procs, logs)
     _print_summary(console, report, quota=quota, total=len(expected), run_dir=run_dir)
@@ -202,6 +224,29 @@ async def _watch(
             await asyncio.sleep(0.25)
 
 
+async def _delivery_outcomes(
+    sb: ServiceBusEmulator, path: Path, report: DemoReport, *, start: datetime
+) -> None:
+    """Wait (briefly) for the reports of what was sent, then read the outcomes from the record."""
+    from postbus.records import Outcome
+    from postbus.records.sqlite import SqliteRecordStore
+
+    finals = (Outcome.DELIVERED, Outcome.BOUNCED, Outcome.SUPPRESSED, Outcome.FAILED, Outcome.EXPIRED)
+    async with SqliteRecordStore(path) as store:
+        deadline = time.monotonic() + 15
+        while True:
+            summary = await store.summary(since=start, until=datetime.now(UTC))
+            reported = summary.count(*finals, Outcome.QUARANTINED, Outcome.FILTERED_SPAM)
+            pending = sb.counts("email-events")
+            if (
+                reported >= report.sent and pending.active + pending.locked == 0
+            ) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.25)
+    report.outcomes = {outcome.value: n for outcome, n in summary.by_outcome().items()}
+    report.delivered_within_slo_share = summary.delivered_within_slo_share
+
+
 def _print_summary(console: Any, report: DemoReport, *, quota: int, total: int, run_dir: Path) -> None:
     from rich.table import Table
 
@@ -212,6 +257,17 @@ def _print_summary(console: Any, report: DemoReport, *, quota: int, total: int, 
     for reason, count in sorted(report.dead_lettered.items()):
         outcomes.add_row(f"dead-lettered: {reason}", str(count))
     outcomes.add_row("ACS 429 answers", str(report.throttled))
+    for name in ("delivered", "bounced", "suppressed"):
+        outcomes.add_row(f"reported {name}", str(report.outcomes.get(name, 0)))
+    others = sum(
+        n
+        for name, n in report.outcomes.items()
+        if name not in ("delivered", "bounced", "suppressed", "sent", "dead_lettered")
+    )
+    if others:
+        outcomes.add_row("reported otherwise", str(others))
+    share = report.delivered_within_slo_share
+    outcomes.add_row("delivered within 5 minutes", "n/a" if share is None else f"{share:.1%}")
     console.print(outcomes)
     latency = Table(title="Publish -> ACS accepted", show_header=True)
     for column in ("p50", "p95", "p99", "drain", "ideal drain"):
