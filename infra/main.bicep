@@ -241,6 +241,34 @@ module email 'modules/email.bicep' = {
   }
 }
 
+// The delivery record: a table for the worker, and the container where Event Grid dead-letters report events.
+module records 'modules/records.bicep' = {
+  name: 'records'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    storageAccountName: '${abbrs.storageStorageAccounts}${resourceToken}'
+    workerPrincipalId: identities.outputs.workerPrincipalId
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+// ACS delivery reports: Communication Service -> Event Grid system topic -> the reports queue.
+module events 'modules/events.bicep' = {
+  name: 'events'
+  scope: rg
+  params: {
+    tags: tags
+    topicName: '${abbrs.eventGridSystemTopics}acs-${resourceToken}'
+    communicationServiceName: email.outputs.communicationServiceName
+    namespaceName: messaging.outputs.namespaceName
+    reportsQueueName: messaging.outputs.reportsQueueName
+    storageAccountName: records.outputs.accountName
+    deadLetterContainerName: records.outputs.deadLetterContainerName
+  }
+}
+
 module registry 'modules/registry.bicep' = {
   name: 'registry'
   scope: rg
@@ -309,6 +337,8 @@ module worker 'modules/worker.bicep' = {
     serviceBusNamespaceName: messaging.outputs.namespaceName
     serviceBusFullyQualifiedNamespace: messaging.outputs.fullyQualifiedNamespace
     queueName: messaging.outputs.queueName
+    reportsQueueName: messaging.outputs.reportsQueueName
+    recordUrl: records.outputs.recordUrl
     acsEndpoint: email.outputs.endpoint
     senders: '{${join(email.outputs.senderEntries, ',')}}'
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
@@ -370,6 +400,8 @@ output AZURE_CONTAINER_ENVIRONMENT_NAME string = worker.outputs.environmentName
 output SERVICE_WORKER_NAME string = worker.outputs.appName
 output POSTBUS_SERVICEBUS_NAMESPACE string = messaging.outputs.fullyQualifiedNamespace
 output POSTBUS_QUEUE string = messaging.outputs.queueName
+output POSTBUS_REPORTS_QUEUE string = messaging.outputs.reportsQueueName
+output POSTBUS_RECORD_URL string = records.outputs.recordUrl
 output POSTBUS_ACS_ENDPOINT string = email.outputs.endpoint
 output POSTBUS_SENDING_DOMAIN string = email.outputs.sendingDomain
 output POSTBUS_PRODUCER_IDENTITY_ID string = identities.outputs.producerId

@@ -136,7 +136,7 @@ class Telemetry:
         self.reports_received = meter.create_counter(
             "postbus.reports.received",
             unit="{report}",
-            description="ACS delivery and engagement reports consumed, by status.",
+            description="ACS delivery and engagement reports consumed, by status, type and tenant.",
         )
         self.delivery_latency = meter.create_histogram(
             "postbus.delivery.latency",
@@ -233,7 +233,7 @@ class Telemetry:
         ``slo_met``, so the within-SLO count is exact: it is the histogram's count for ``slo_met=true``,
         never an estimate from buckets.
         """
-        self.reports_received.add(1, {"status": status})
+        self.reports_received.add(1, {"status": status, "type": event_type, "tenant": tenant})
         if latency_seconds is None:
             return
         latency_ms = max(0.0, latency_seconds * 1000)
