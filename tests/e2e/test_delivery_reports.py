@@ -10,26 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from azure.servicebus import ServiceBusMessage, ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient
+from pydantic import SecretStr
 
 from postbus.emulators.acs_email import EmailEmulator
 from postbus.emulators.acs_email.reports import delivery_event
 from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.events import parse_event
 from postbus.producers.publisher import Publisher
-from postbus.records import DeliveryRecord, Outcome
-from postbus.records.sqlite import SqliteRecordStore
-from postbus.records.url import SqliteLocation, parse_record_url
+from postbus.records import DeliveryRecord, Outcome, RecordStore, record_store
 from postbus.settings import Settings
 from postbus.worker.mailer import operation_id_for
 from postbus.worker.rendering import TemplateRenderer
 from postbus.worker.runner import Worker
+from tests.azurite.server import KEY, Azurite
 from tests.support import eventually, running
 
 _renderer = TemplateRenderer()
@@ -41,11 +42,32 @@ async def acs(servicebus: ServiceBusEmulator) -> AsyncIterator[EmailEmulator]:
         yield emulator
 
 
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    with Azurite(tmp_path_factory.mktemp("azurite")) as server:
+        yield server
+
+
 @pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[SqliteRecordStore]:
-    location = parse_record_url(settings.record_url)
-    assert isinstance(location, SqliteLocation)
-    async with SqliteRecordStore(location.path) as opened:
+def record_backend() -> str:
+    """Which store the worker writes to: SQLite unless a test asks for the Table backend too."""
+    return "sqlite"
+
+
+@pytest.fixture
+def settings(settings: Settings, record_backend: str, request: pytest.FixtureRequest) -> Settings:
+    if record_backend == "sqlite":
+        return settings
+    server: Azurite = request.getfixturevalue("azurite")
+    table = f"records{uuid.uuid4().hex[:12]}"
+    return settings.model_copy(
+        update={"record_url": server.table_url(table), "record_account_key": SecretStr(KEY)}
+    )
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[RecordStore]:
+    async with record_store(settings) as opened:
         yield opened
 
 
@@ -70,7 +92,7 @@ async def _send_to_events(servicebus: ServiceBusEmulator, *bodies: bytes | str) 
             await sender.send_messages(ServiceBusMessage(body, content_type="application/json"))
 
 
-async def _final(store: SqliteRecordStore, op: str, *, within: float = 30.0) -> DeliveryRecord:
+async def _final(store: RecordStore, op: str, *, within: float = 30.0) -> DeliveryRecord:
     """The record of ``op`` once a report decided it (the store announces nothing: poll it)."""
     deadline = asyncio.get_running_loop().time() + within
     while True:
@@ -81,8 +103,9 @@ async def _final(store: SqliteRecordStore, op: str, *, within: float = 30.0) -> 
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.parametrize("record_backend", ["sqlite", "table"])
 async def test_each_address_ends_in_the_record_state_acs_reported_with_its_details(
-    settings: Settings, worker: Worker, publisher: Publisher, store: SqliteRecordStore, acs: EmailEmulator
+    settings: Settings, worker: Worker, publisher: Publisher, store: RecordStore, acs: EmailEmulator
 ) -> None:
     cases = {
         "r-delivered": ("pat@example.com", Outcome.DELIVERED),
@@ -119,7 +142,7 @@ async def test_a_duplicate_report_changes_nothing_and_an_early_one_waits_for_the
     settings: Settings,
     worker: Worker,
     publisher: Publisher,
-    store: SqliteRecordStore,
+    store: RecordStore,
     servicebus: ServiceBusEmulator,
 ) -> None:
     op = operation_id_for("r-early", namespace=settings.operation_namespace)
@@ -188,7 +211,7 @@ async def test_malformed_and_foreign_events_are_dead_lettered_with_a_reason(
 
 
 async def test_with_the_suppression_list_a_bounced_recipient_is_not_sent_to_again(
-    settings: Settings, servicebus: ServiceBusEmulator, acs: EmailEmulator, store: SqliteRecordStore
+    settings: Settings, servicebus: ServiceBusEmulator, acs: EmailEmulator, store: RecordStore
 ) -> None:
     suppressing = settings.model_copy(update={"suppress_days": 30})
     async with Publisher.from_settings(settings) as publisher, running(Worker(suppressing)) as worker:
