@@ -155,6 +155,11 @@ class Worker:
         }
         if not self._breaker.ready and self._breaker.last_error:
             detail["last_error"] = self._breaker.last_error
+        if self.report_counts:
+            # What the report consumer did so far (recorded, dead_lettered, abandoned).
+            detail["reports"] = dict(sorted(self.report_counts.items()))
+        if self._writer is not None and self._writer.failures:
+            detail["record_write_failures"] = self._writer.failures
         return HealthStatus(live=True, ready=self.ready, detail=detail)
 
     # -- the loop ---------------------------------------------------------------------------------

@@ -136,6 +136,7 @@ async def test_each_address_ends_in_the_record_state_acs_reported_with_its_detai
     assert (records["r-spam"].smtp_code, records["r-spam"].smtp_status) == (550, "5.7.1")
     assert records["r-expired"].smtp_status == "4.4.1"
     await eventually(lambda: worker.report_counts["recorded"] == len(cases))
+    assert worker.health().detail["reports"] == {"recorded": len(cases)}
 
 
 async def test_a_duplicate_report_changes_nothing_and_an_early_one_waits_for_the_send(
