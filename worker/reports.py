@@ -146,6 +146,7 @@ class ReportConsumer:
         self._grace = grace
         self._suppression = suppression
         self._inflight: set[asyncio.Task[None]] = set()
+        self._settling = asyncio.Lock()
         self.counts: Counter[str] = Counter()
 
     async def run(self, stop: asyncio.Event) -> Counter[str]:
@@ -179,15 +180,20 @@ class ReportConsumer:
         return self.counts
 
     async def _consume(self, stop: asyncio.Event, links: Links) -> None:
+        # Batches, not a rolling window: a receive that overlaps the batch's settlements on the same
+        # link makes both wait on the SDK's shared connection (measured: ~150 ms per completion at 4
+        # in flight against ~1 ms with none), so a batch of up to `concurrency` reports is handled
+        # and settled together, then the next one is received.
         while not stop.is_set():
-            free = self._concurrency - len(self._inflight)
-            if free <= 0:
-                await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
-                continue
-            for delivery in await links.receive(free, max_wait=RECEIVE_WAIT):
+            deliveries = await links.receive(self._concurrency, max_wait=RECEIVE_WAIT)
+            tasks = []
+            for delivery in deliveries:
                 task = asyncio.create_task(self._handle_safely(delivery, links))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
+                tasks.append(task)
+            if tasks:
+                await asyncio.wait(tasks)
             await asyncio.sleep(0)
 
     async def _drain(self) -> None:
@@ -230,16 +236,10 @@ class ReportConsumer:
             verdict = await handle_report(delivery.body, self._store, suppression=self._suppression)
             settle_error = ""
             try:
-                match verdict.outcome:
-                    case "recorded":
-                        await links.complete(delivery)
-                    case "dead_lettered":
-                        assert verdict.reason is not None
-                        await links.dead_letter(
-                            delivery, reason=verdict.reason, description=verdict.description
-                        )
-                    case _:
-                        await links.abandon(delivery)
+                # One settlement at a time on the link: concurrent ones wait on each other in the
+                # SDK's connection (measured ~70 ms each at 4 together, against ~0.3 ms one by one).
+                async with self._settling:
+                    await _settle(links, delivery, verdict)
             except BusError as exc:
                 settle_error = str(exc)
             self._record(verdict, span)
@@ -272,6 +272,17 @@ class ReportConsumer:
             event_type=(record.type or "") if record else "",
             tenant=(record.tenant or "") if record else "",
         )
+
+
+async def _settle(links: Links, delivery: Delivery, verdict: ReportVerdict) -> None:
+    match verdict.outcome:
+        case "recorded":
+            await links.complete(delivery)
+        case "dead_lettered":
+            assert verdict.reason is not None
+            await links.dead_letter(delivery, reason=verdict.reason, description=verdict.description)
+        case _:
+            await links.abandon(delivery)
 
 
 async def _abandon(links: Links, delivery: Delivery) -> None:
