@@ -4,7 +4,8 @@ ACS publishes ``EmailDeliveryReportReceived`` (and, with tracking on,
 ``EmailEngagementTrackingReportReceived``) to Event Grid; the subscription delivers each event as
 one message on the ``email-events`` queue, in the Event Grid schema or as a CloudEvent. The worker
 process runs this consumer beside its send loop, with its own small concurrency
-(``POSTBUS_REPORT_CONCURRENCY``). It never sends email; it only writes the record and metrics.
+(``POSTBUS_REPORT_CONCURRENCY``: a batch of up to that many reports is handled at once, their
+settlements one after another). It never sends email; it only writes the record and metrics.
 
 Per message, one of:
 
