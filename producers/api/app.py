@@ -26,7 +26,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from postbus import __version__
-from postbus.events import NotificationEvent
+from postbus.events import MAX_ID_LENGTH, TOKENS, NotificationEvent
 from postbus.logs import get_logger
 from postbus.producers.api.auth import Authenticator
 from postbus.producers.api.clients import Client
@@ -111,12 +111,23 @@ def _schemas() -> dict[str, Any]:
         ref_template=_REF,
     )
     defs: dict[str, Any] = top.get("$defs", {})
+    event = defs.get("NotificationEvent", {})
+    for name, (pattern, what) in TOKENS.items():
+        prop = event.get("properties", {}).get(name)
+        if prop is not None:
+            # The contract's own token rules, so generated and hand-written clients see them.
+            prop.update(pattern=f"^{pattern.pattern}$", maxLength=MAX_ID_LENGTH, description=what)
     address = defs.get("Address")
     if address is not None:
+        address.get("properties", {}).get("address", {})["format"] = "email"
         # The contract also takes an address as one string, "Jane Doe <jane@example.com>".
         defs["Address"] = {
             "anyOf": [
-                {"type": "string", "description": "jane@example.com or Jane Doe <jane@example.com>"},
+                {
+                    "type": "string",
+                    "format": "email",
+                    "description": "jane@example.com or Jane Doe <jane@example.com>",
+                },
                 address,
             ]
         }
