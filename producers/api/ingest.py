@@ -283,9 +283,7 @@ class Ingest:
                 raise Problem(
                     "unavailable", f"the delivery record cannot be read: {exc}", headers=_RETRY_AFTER
                 ) from None
-        mine = [r for r in records if r.tenant is None or r.tenant in client.tenants]
-        if records and not any(r.tenant in client.tenants for r in mine):
-            mine = []
+        mine = [r for r in records if r.tenant in client.tenants]
         if mine:
             generations = [_generation(r) for r in mine]
             return Status(id=event_id, status=generations[-1].status, generations=generations)

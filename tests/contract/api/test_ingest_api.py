@@ -13,14 +13,20 @@ import pytest
 from azure.servicebus import ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient
 
+from postbus.emulators.servicebus import ServiceBusEmulator
+from postbus.producers.api import hash_key
 from postbus.records import DeliveryRecord, Outcome, record_store, sent
+from postbus.settings import load_settings
 from postbus.worker.rendering import TemplateRenderer
 from tests.contract.api.conftest import (
+    AUDIENCE,
+    CLIENTS,
     NEW_KEY,
     OLD_KEY,
     QUEUE,
     SLOW_KEY,
     STRANGER_APP,
+    TENANT,
     Api,
     Entra,
     start_api,
@@ -108,10 +114,8 @@ async def test_both_keys_of_a_rollover_work_and_an_unknown_key_does_not(api: Api
 
 async def test_a_key_removed_from_the_registry_stops_working(tmp_path: Path, entra: Entra) -> None:
     # Given a registry where the rollover is complete: only the new key is left
-    import tests.contract.api.conftest as fixtures
-
-    shop = fixtures.CLIENTS["clients"][0] | {"api_keys": [fixtures.hash_key(NEW_KEY)]}
-    clients = {"clients": [shop, *fixtures.CLIENTS["clients"][1:]]}
+    shop = CLIENTS["clients"][0] | {"api_keys": [hash_key(NEW_KEY)]}
+    clients = {"clients": [shop, *CLIENTS["clients"][1:]]}
     async with await start_api(tmp_path, entra, api_clients=json.dumps(clients)) as api, api.client() as http:
         old = await http.post("/v1/notifications", json=order("o-1"), headers={"X-API-Key": OLD_KEY})
         new = await http.post("/v1/notifications", json=order("o-2"), headers={"X-API-Key": NEW_KEY})
@@ -129,19 +133,12 @@ async def test_a_vendor_token_is_accepted_and_names_the_client(api: Api, entra: 
             "/v1/notifications",
             json=permit("permit-2"),
             headers={
-                "Authorization": "Bearer "
-                + entra.token(issuer=f"{entra.authority}/{fixtures_tenant()}/", claim="appid")
+                "Authorization": "Bearer " + entra.token(issuer=f"{entra.authority}/{TENANT}/", claim="appid")
             },
         )
     assert response.status_code == 202, response.text
     assert v1.status_code == 202, v1.text
     assert sorted(await queued_ids(api, 2)) == ["permit-1", "permit-2"]
-
-
-def fixtures_tenant() -> str:
-    from tests.contract.api.conftest import TENANT
-
-    return TENANT
 
 
 @pytest.mark.parametrize(
@@ -419,3 +416,82 @@ async def test_health_and_readiness(api: Api) -> None:
     async with api.client() as http:
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         assert (await http.get("/readyz")).status_code == 200
+
+
+# -- Service Bus failures and logging ----------------------------------------------------------------
+
+
+async def test_a_queue_that_refuses_is_a_503_and_the_retry_publishes_once(
+    tmp_path: Path, entra: Entra
+) -> None:
+    from postbus.producers.api import build_app
+    from postbus.producers.api.server import authenticator_from_settings, registry_from_settings
+    from postbus.producers.publisher import Publisher
+    from tests.contract.api.conftest import config, serving
+
+    fast = {"retry_total": 1, "retry_backoff_factor": 0.05, "retry_backoff_max": 0.1}
+    async with ServiceBusEmulator(config=config(duplicate_detection=False)) as emulator:
+        settings = load_settings(
+            None,
+            servicebus_connection_string=emulator.connection_string,
+            queue=QUEUE,
+            record_url=f"sqlite:///{tmp_path / 'records.db'}",
+            api_clients=json.dumps(CLIENTS),
+            api_entra_tenant_id=TENANT,
+            api_audiences=[AUDIENCE],
+            api_authority=entra.authority,
+        )
+        registry = registry_from_settings(settings)
+        publisher = Publisher.from_settings(settings, client_options=fast)
+        app = build_app(
+            settings,
+            templates=RENDERER,
+            registry=registry,
+            publisher=publisher,
+            authenticator=authenticator_from_settings(settings, registry),
+        )
+        try:
+            async with (
+                serving(app) as url,
+                httpx.AsyncClient(base_url=url, headers={"X-API-Key": OLD_KEY}) as http,
+            ):
+                emulator.faults.fail_next_sends(10)
+                refused = await http.post("/v1/notifications", json=order("o-busy"))
+                batch = await http.post(
+                    "/v1/notifications/batch", json={"events": [order("o-b1"), order("o-b2")]}
+                )
+                emulator.faults.fail_next_sends(0)
+                retried = await http.post("/v1/notifications", json=order("o-busy"))
+        finally:
+            await publisher.close()
+        body = assert_problem(refused, 503, "unavailable")
+        assert refused.headers["retry-after"] == "5"
+        assert "not queued" in body["detail"]
+        assert batch.status_code == 200
+        assert [r["problem"]["status"] for r in batch.json()["results"]] == [503, 503]
+        assert retried.status_code == 202
+        assert "idempotent-replayed" not in retried.headers
+        assert emulator.counts(QUEUE).active == 1
+
+
+async def test_each_request_logs_one_line_with_the_client_and_no_secret_or_address(api: Api) -> None:
+    from postbus.logs import capture_lines
+
+    with capture_lines("postbus.producers.api") as lines:
+        async with api.client(**{"X-API-Key": OLD_KEY}) as http:
+            await http.post(
+                "/v1/notifications", json=order("o-log", to=["Secret Person <secret.person@example.com>"])
+            )
+            await http.get("/v1/notifications/o-log")
+            await http.post("/v1/notifications", json=order("o-log2", sender="nope"))
+    requests = [line for line in lines if line["event"] == "api request"]
+    assert [(r["route"], r["status"], r["client"]) for r in requests] == [
+        ("/v1/notifications", 202, "shop"),
+        ("/v1/notifications/{event_id}", 200, "shop"),
+        ("/v1/notifications", 403, "shop"),
+    ]
+    assert requests[2]["problem"] == "forbidden"
+    text = json.dumps(lines)
+    assert OLD_KEY not in text
+    assert "secret.person" not in text
+    assert "o-log" not in text  # routes are templates: event ids stay out of the log
