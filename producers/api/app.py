@@ -233,6 +233,10 @@ def create_app(
         version=__version__,
         description="Queue notification events for Postbus, check what became of them, and preview templates.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry layer is off: the Azure Monitor distro's FastAPI instrumentation already
+        # records each request (the `requests` table the API alerts read), and FastAPI's would add a second
+        # server span per request, spans per dependency, and log records with validation input in them.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     limit = ingest.limits.max_body_bytes
 
