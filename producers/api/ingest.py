@@ -13,7 +13,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from postbus.errors import InvalidEvent, PostbusError
@@ -127,6 +127,13 @@ class Ingest:
         if violation is not None:
             field, message = violation
             raise Problem("forbidden", f"{prefix}{message}", field=field)
+        if event.not_after is not None and event.not_after <= datetime.now(UTC):
+            # The worker would only dead-letter it as Expired.
+            raise Problem(
+                "invalid-event",
+                f"{prefix}not_after: {event.not_after.isoformat()} has passed",
+                field="not_after",
+            )
         if len(encoded) > self.limits.max_event_bytes:
             raise Problem(
                 "too-large",

@@ -216,6 +216,7 @@ async def test_a_rolled_over_signing_key_is_fetched_when_a_token_names_it(api: A
         ({"colour": "blue"}, 422, "invalid-event", "colour"),
         ({"to": ["not-an-address"]}, 422, "invalid-event", "to.0.address"),
         ({"data": {"brand": {}}}, 422, "template-error", "data"),
+        ({"not_after": "2020-01-01T00:00:00Z"}, 422, "invalid-event", "not_after"),
     ],
 )
 async def test_events_outside_the_contract_or_the_policy_are_refused_and_not_queued(
