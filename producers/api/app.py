@@ -186,6 +186,16 @@ def _install_problem_handlers(app: FastAPI) -> None:
         request.state.problem = problem.kind
         return _problem_response(problem, request.url.path)
 
+    @app.exception_handler(Exception)
+    async def bug_handler(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not the caller's doing: the traceback goes to the log, the caller gets no detail of it.
+        _log.error(
+            "api request failed", route=getattr(request.scope.get("route"), "path", None), exc_info=exc
+        )
+        problem = Problem("internal", "the request failed inside the API; it was logged")
+        request.state.problem = problem.kind
+        return _problem_response(problem, request.url.path)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         body = {

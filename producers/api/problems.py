@@ -33,6 +33,7 @@ PROBLEM_TITLES: Final[Mapping[str, tuple[int, str]]] = {
     "invalid-request": (422, "The request is not valid"),
     "template-error": (422, "The template does not render with this data"),
     "rate-limited": (429, "Too many requests"),
+    "internal": (500, "Internal error"),
     "unavailable": (503, "The queue is unavailable; try again later"),
 }
 
