@@ -6,7 +6,8 @@ is still publishing, a concurrent retry with the same key waits for it and retur
 concurrent retries put exactly one message on the queue; a retry with a different body gets 409.
 A first attempt that fails is forgotten, so its retry publishes again.
 
-Keys are kept in this process's memory for ``ttl`` (24 h by default), bounded by ``max_entries``.
+Keys are kept in this process's memory for ``ttl`` (24 h by default), at most ``max_entries``
+(200,000; the oldest go first).
 That is enough for one replica. Across replicas (or after a restart) the backstop is the queue:
 the event id is the Service Bus message id, and duplicate detection drops a second message with
 the same id inside the queue's window (10 minutes in the shipped infrastructure).
@@ -24,9 +25,11 @@ from typing import Final, Generic, TypeVar
 
 from postbus.producers.api.problems import Problem
 
-__all__ = ["DEFAULT_TTL_SECONDS", "IdempotencyStore", "fingerprint"]
+__all__ = ["DEFAULT_MAX_ENTRIES", "DEFAULT_TTL_SECONDS", "IdempotencyStore", "fingerprint"]
 
 DEFAULT_TTL_SECONDS: Final = 24 * 3600.0
+#: Most keys kept (a few hundred bytes each): about 100 MB at most in a 1 GiB replica.
+DEFAULT_MAX_ENTRIES: Final = 200_000
 _T = TypeVar("_T")
 
 
@@ -49,7 +52,7 @@ class IdempotencyStore(Generic[_T]):
         self,
         *,
         ttl: float = DEFAULT_TTL_SECONDS,
-        max_entries: int = 1_000_000,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ttl = ttl

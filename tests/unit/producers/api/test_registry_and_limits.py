@@ -183,3 +183,16 @@ async def test_keys_expire_after_their_ttl() -> None:
     now[0] = 61
     assert store.answered("shop", "k") is None
     assert await store.run("shop", "k", "other", publish) == ("answer", False)
+
+
+async def test_the_oldest_settled_keys_go_first_when_the_store_is_full() -> None:
+    store: IdempotencyStore[str] = IdempotencyStore(max_entries=2)
+
+    async def publish() -> str:
+        return "answer"
+
+    for key in ("a", "b", "c"):
+        await store.run("shop", key, "d", publish)
+    assert len(store) == 2
+    assert store.answered("shop", "a") is None
+    assert store.answered("shop", "c") == "answer"
