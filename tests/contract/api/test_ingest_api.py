@@ -496,3 +496,30 @@ async def test_each_request_logs_one_line_with_the_client_and_no_secret_or_addre
     assert OLD_KEY not in text
     assert "secret.person" not in text
     assert "o-log" not in text  # routes are templates: event ids stay out of the log
+
+
+async def test_two_replicas_that_each_accept_a_retry_leave_one_message_through_duplicate_detection(
+    tmp_path: Path, entra: Entra
+) -> None:
+    # Each replica keeps its own keys; the queue's duplicate detection on the event id is the backstop.
+    from postbus.producers.api import build_app
+    from tests.contract.api.conftest import config, serving
+
+    async with ServiceBusEmulator(config=config(duplicate_detection=True)) as emulator:
+        settings = load_settings(
+            None,
+            servicebus_connection_string=emulator.connection_string,
+            queue=QUEUE,
+            record_url=f"sqlite:///{tmp_path / 'records.db'}",
+            api_clients=json.dumps({"clients": [CLIENTS["clients"][0]]}),
+        )
+        async with (
+            serving(build_app(settings, templates=RENDERER)) as first,
+            serving(build_app(settings, templates=RENDERER)) as second,
+        ):
+            answers = []
+            for url in (first, second):
+                async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": OLD_KEY}) as http:
+                    answers.append(await http.post("/v1/notifications", json=order("order-twice")))
+        assert [a.status_code for a in answers] == [202, 202]
+        assert emulator.counts(QUEUE).active == 1
