@@ -37,15 +37,21 @@ def api(
         return
     from postbus.logs import configure_logging
     from postbus.producers.api import build_app, serve
+    from postbus.producers.api.server import registry_from_settings
     from postbus.settings import load_settings
     from postbus.telemetry import configure_telemetry
     from postbus.worker.rendering import TemplateRenderer
 
     overrides = {name: value for name, value in (("api_host", host), ("api_port", port)) if value is not None}
     settings = load_settings(**overrides)
+    settings.require_servicebus("the ingest API")
+    registry = registry_from_settings(settings)  # a bad registry fails here, before anything is set up
     configure_logging(level=settings.log_level, fmt=settings.log_format)
+    # Before the app exists: the Azure Monitor distro instruments FastAPI apps created after it.
     configure_telemetry(settings)
-    application = build_app(settings, templates=TemplateRenderer(user_dir=settings.templates_dir))
+    application = build_app(
+        settings, templates=TemplateRenderer(user_dir=settings.templates_dir), registry=registry
+    )
     serve(application, host=settings.api_host, port=settings.api_port)
 
 
