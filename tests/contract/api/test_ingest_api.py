@@ -523,3 +523,14 @@ async def test_two_replicas_that_each_accept_a_retry_leave_one_message_through_d
                     answers.append(await http.post("/v1/notifications", json=order("order-twice")))
         assert [a.status_code for a in answers] == [202, 202]
         assert emulator.counts(QUEUE).active == 1
+
+
+async def test_an_unreachable_key_endpoint_is_a_503_not_a_401(tmp_path: Path, entra: Entra) -> None:
+    async with (
+        await start_api(tmp_path, entra, api_authority="http://127.0.0.1:9") as api,
+        api.client(Authorization=f"Bearer {entra.token()}") as http,
+    ):
+        response = await http.post("/v1/notifications", json=permit("p-1"))
+        assert api.on_queue() == 0
+    body = assert_problem(response, 503, "unavailable")
+    assert "signing keys" in body["detail"]
