@@ -88,12 +88,13 @@ def console(
             raise ConsoleStartError(
                 f"cannot serve the console on {host}:{port} (--host/--port): {exc.strerror}"
             ) from exc
-        typer.echo(server.url)
-        # Ctrl-C or SIGTERM is how a console is meant to end: stop cleanly and exit 0.
+        # Ctrl-C or SIGTERM is how a console is meant to end: stop cleanly and exit 0. The
+        # handlers go in before the URL is printed, so a caller that reads it may signal at once.
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        typer.echo(server.url)
         try:
             await stop.wait()
         finally:
