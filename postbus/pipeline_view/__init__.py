@@ -6,7 +6,7 @@ latency percentiles and the workers' readiness, live in the browser.
 
 from __future__ import annotations
 
-from postbus.pipeline_view.server import ConsoleServer, is_loopback
+from postbus.pipeline_view.server import ConsoleServer
 from postbus.pipeline_view.snapshot import (
     History,
     LatencyPercentiles,
@@ -26,5 +26,4 @@ __all__ = [
     "QueueSample",
     "SettingsSource",
     "WorkerSample",
-    "is_loopback",
 ]

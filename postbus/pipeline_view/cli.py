@@ -51,7 +51,8 @@ def console(
     ] = None,
 ) -> None:
     """Serve the live pipeline view (queues, send rate, 429s, dead letters, latency, workers)."""
-    from postbus.pipeline_view import ConsoleServer, SettingsSource, is_loopback
+    from postbus.binding import exposure_warning
+    from postbus.pipeline_view import ConsoleServer, SettingsSource
     from postbus.records import record_store
     from postbus.worker.ops.console import ops_settings
 
@@ -61,12 +62,11 @@ def console(
         if not url.startswith(("http://", "https://")):
             raise typer.BadParameter(f"{url!r}: expected an http(s) URL", param_hint="--worker")
     settings = ops_settings()
-    if not is_loopback(host):
-        typer.echo(
-            f"postbus: warning: serving the console on {host}: it has no sign-in, so anyone who can reach "
-            "this address sees queue depths, dead-letter reasons and delivery numbers",
-            err=True,
-        )
+    warning = exposure_warning(
+        host, "the pipeline console (queue depths, dead-letter reasons, delivery numbers)"
+    )
+    if warning:
+        typer.echo(warning, err=True)
     source = SettingsSource(
         settings,
         queues=[settings.queue],

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import socket
 from importlib import resources
@@ -22,7 +21,7 @@ from postbus.logs import get_logger
 from postbus.pipeline_view.snapshot import History, PipelineSnapshot
 from postbus.pipeline_view.sources import PipelineSource
 
-__all__ = ["ConsoleServer", "is_loopback"]
+__all__ = ["ConsoleServer"]
 
 log = get_logger(__name__)
 
@@ -37,16 +36,6 @@ _STATIC: Final = {
     "vendor/uPlot.iife.min.js": "text/javascript",
     "vendor/uPlot.min.css": "text/css",
 }
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` keeps the console on this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class ConsoleServer:

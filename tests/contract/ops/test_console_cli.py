@@ -145,4 +145,5 @@ def test_binding_beyond_loopback_warns_that_there_is_no_sign_in(console_env: dic
             proc.kill()
             proc.wait()
     assert proc.returncode == 0
-    assert err.decode().startswith("postbus: warning: serving the console on 0.0.0.0: it has no sign-in")
+    assert err.decode().startswith("postbus: warning: serving the pipeline console (queue depths")
+    assert "on 0.0.0.0: it has no sign-in" in err.decode()
