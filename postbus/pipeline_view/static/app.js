@@ -53,14 +53,14 @@ function makeCharts() {
   rateChart = new uPlot({
     ...chartSize($("rate-chart")),
     axes,
-    series: [{}, { label: "sent/min", stroke: color("--accent"), width: 2 },
-             { label: "quota/min", stroke: color("--quota"), dash: [6, 4] }],
+    series: [{}, { label: "sent/min", stroke: color("--accent"), width: 2, points: { show: false } },
+             { label: "quota/min", stroke: color("--quota"), dash: [6, 4], points: { show: false } }],
   }, rateData(), $("rate-chart"));
   depthChart = new uPlot({
     ...chartSize($("depth-chart")),
     axes,
-    series: [{}, { label: "waiting", stroke: color("--accent"), width: 2 },
-             { label: "dead-lettered", stroke: color("--bad") }],
+    series: [{}, { label: "waiting", stroke: color("--accent"), width: 2, points: { show: false } },
+             { label: "dead-lettered", stroke: color("--bad"), points: { show: false } }],
   }, depthData(), $("depth-chart"));
   window.addEventListener("resize", () => {
     rateChart.setSize(chartSize($("rate-chart")));
