@@ -52,7 +52,7 @@ param clientsSecretUri string = ''
 @secure()
 param clientsJson string
 
-@description('Where delivery records live (POSTBUS_RECORD_URL), e.g. https://<account>.table.core.windows.net/records. Empty: status answers only for events this replica queued.')
+@description('Where delivery records live (POSTBUS_RECORD_URL), e.g. https://<account>.table.core.windows.net/records. Empty: an empty local file, so status answers only for events this replica queued.')
 param recordUrl string = ''
 
 @description('Storage account of the record table in this resource group; the API identity gets Storage Table Data Reader on it. Empty: no assignment.')
@@ -113,10 +113,12 @@ var tokenEnv = empty(audiences) ? [] : [
     value: audiences
   }
 ]
-var recordEnv = empty(recordUrl) ? [] : [
+// Without a record table, an empty SQLite file in /tmp (the image's working directory is not writable by its
+// user), so status still answers `queued` for what this replica accepted and 404 otherwise.
+var recordEnv = [
   {
     name: 'POSTBUS_RECORD_URL'
-    value: recordUrl
+    value: empty(recordUrl) ? 'sqlite:////tmp/postbus-records.db' : recordUrl
   }
 ]
 

@@ -107,6 +107,13 @@ def test_the_api_alerts_on_its_5xx_rate_and_p95_latency(resources: list[Any]) ->
     assert "percentile(duration, 95)" in json.dumps(latency["criteria"]["allOf"][0]["query"])
 
 
+def test_status_reads_a_record_store_the_container_can_open(parsed: dict[str, dict[str, Any]]) -> None:
+    # The image's working directory belongs to root, so the default ./.postbus/records.db cannot be created.
+    [record] = parsed["modules/api.bicep"]["variables"]["recordEnv"]["value"]
+    assert record["name"] == "POSTBUS_RECORD_URL"
+    assert "sqlite:////tmp/" in json.dumps(record["value"])
+
+
 def test_the_role_name_the_alerts_query_is_the_one_the_api_reports(resources: list[Any]) -> None:
     assert _env(_api_app(resources))["POSTBUS_SERVICE_NAME"] == "postbus-api"
 
