@@ -37,6 +37,8 @@ from postbus.harness import (
 if TYPE_CHECKING:
     from postbus.emulators.acs_email import EmailEmulator
     from postbus.emulators.servicebus import ServiceBusEmulator
+    from postbus.events import NotificationEvent
+    from postbus.settings import Settings
 
 __all__ = [
     "SENDERS",
@@ -127,7 +129,7 @@ async def run_demo(
     from postbus.logs import configure_logging
     from postbus.pipeline_view import ConsoleServer, EmbeddedSource
     from postbus.producers.publisher import Publisher
-    from postbus.producers.simulate import broken_bodies, holiday_spike
+    from postbus.producers.simulate import EXPECT_SENT, broken_bodies, holiday_spike
     from postbus.settings import load_settings
     from postbus.telemetry import configure_telemetry
     from postbus.worker.mailer import EVENT_ID_HEADER
@@ -173,7 +175,14 @@ async def run_demo(
                     immediate = [item.event for item in spike if item.send_at is None]
                     for item in spike:
                         published_at[item.event.id] = time.time()
-                    await publisher.publish_many(immediate)
+                    # Every tenth event the worker must send goes through the ingest API instead.
+                    via_api = {e.id for e in immediate[::10] if expected[e.id] == EXPECT_SENT}
+                    await publisher.publish_many([e for e in immediate if e.id not in via_api])
+                    report.problems.extend(
+                        await publish_through_api(
+                            settings, [e for e in immediate if e.id in via_api], console
+                        )
+                    )
                     for item in spike:
                         if item.send_at is not None:
                             await publisher.publish(item.event, send_at=item.send_at)
@@ -204,6 +213,71 @@ async def run_demo(
         finally:
             await asyncio.to_thread(stop_workers, procs, logs)
     return report
+
+
+async def publish_through_api(settings: Settings, events: list[NotificationEvent], console: Any) -> list[str]:
+    """Queue ``events`` through a real ingest API (uvicorn on a free local port) with an API key.
+
+    One event per request for the first few, the rest in batches; returns a problem line for each
+    event the API did not accept.
+    """
+    import json
+    import socket
+
+    import aiohttp
+    import uvicorn
+
+    from postbus.producers.api import build_app, new_key
+    from postbus.worker.rendering import TemplateRenderer
+
+    if not events:
+        return []
+    key, stored = new_key()
+    registry = {
+        "clients": [
+            {
+                "name": "demo",
+                "api_keys": [stored],
+                "types": sorted({e.type for e in events}),
+                "senders": sorted({e.sender for e in events}),
+                "tenants": sorted({e.tenant for e in events}),
+            }
+        ]
+    }
+    app = build_app(
+        settings.model_copy(update={"api_clients": json.dumps(registry)}), templates=TemplateRenderer()
+    )
+    # A socket that listens before uvicorn starts: the first requests wait in its backlog, not for a flag.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    problems: list[str] = []
+    try:
+        documents = [json.loads(e.to_json()) for e in events]
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers={"X-API-Key": key}) as http:
+            for document in documents[:5]:
+                async with http.post("/v1/notifications", json=document) as response:
+                    if response.status != 202:
+                        problems.append(f"{document['id']}: the ingest API answered {response.status}")
+            for start in range(5, len(documents), 500):
+                async with http.post(
+                    "/v1/notifications/batch", json={"events": documents[start : start + 500]}
+                ) as response:
+                    result = await response.json()
+                    problems.extend(
+                        f"{item['id']}: the ingest API rejected it: {item['problem']['detail']}"
+                        for item in result.get("results", [])
+                        if item["status"] != "accepted"
+                    )
+        console.print(f"{len(events) - len(problems)} of them through the ingest API (postbus api)")
+    finally:
+        server.should_exit = True
+        await serving
+        listener.close()
+    return problems
 
 
 async def _until_enter() -> None:
