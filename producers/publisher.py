@@ -25,12 +25,20 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
+from postbus.attachments import AttachmentError, AttachmentStore, attachment_store, check_in
 from postbus.bus import BusError, ServiceBusConnection, SyncServiceBusConnection, servicebus_errors
 from postbus.events import WireMessage
 from postbus.logs import get_logger
 from postbus.producers.batching import BATCH_HEADROOM_BYTES, MAX_BATCH_MESSAGES, Batch, PublisherCore
 from postbus.producers.errors import PublishError, translate_error
-from postbus.producers.outgoing import EventLike, Prepared, PropertiesHook, prepare_raw
+from postbus.producers.outgoing import (
+    EventLike,
+    Prepared,
+    PropertiesHook,
+    ScheduledEvent,
+    prepare_raw,
+    resolve,
+)
 from postbus.settings import Settings
 from postbus.telemetry import PublishTrace
 
@@ -65,6 +73,10 @@ class Publisher(PublisherCore):
     ``properties_hook(event) -> {name: value}`` adds application properties to each message (the
     telemetry seam). ``max_batch_bytes`` caps a batch below the queue's own limit. Calls made
     concurrently on one publisher are serialised (the SDK sender is not safe for concurrent use).
+    ``attachments`` is the claim-check store (:mod:`postbus.attachments`), which the publisher owns
+    and closes: attachments over ``inline_max_bytes``, and any that would make the message larger
+    than the queue takes, are written there and travel as references. Without it (``None``) an
+    event that does not fit is refused.
     """
 
     def __init__(
@@ -74,12 +86,16 @@ class Publisher(PublisherCore):
         queue: str,
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
+        attachments: AttachmentStore | None = None,
+        inline_max_bytes: int = 64 * 1024,
     ) -> None:
         super().__init__(
             queue=queue,
             namespace=connection.namespace,
             properties_hook=properties_hook,
             max_batch_bytes=max_batch_bytes,
+            attachments=attachments,
+            inline_max_bytes=inline_max_bytes,
         )
         self._connection = connection
         self._sender: ServiceBusSender | None = None
@@ -103,7 +119,12 @@ class Publisher(PublisherCore):
             settings, purpose=_PURPOSE, client_options=client_options
         )
         return cls(
-            connection, queue=settings.queue, properties_hook=properties_hook, max_batch_bytes=max_batch_bytes
+            connection,
+            queue=settings.queue,
+            properties_hook=properties_hook,
+            max_batch_bytes=max_batch_bytes,
+            attachments=attachment_store(settings),
+            inline_max_bytes=settings.attachment_inline_max_bytes,
         )
 
     async def open(self) -> Self:
@@ -122,7 +143,11 @@ class Publisher(PublisherCore):
         except BusError as exc:
             _log.debug("publisher close failed", error=str(exc))
         finally:
-            await self._connection.close()
+            try:
+                await self._connection.close()
+            finally:
+                if self.attachments is not None:
+                    await self.attachments.close()
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -146,7 +171,31 @@ class Publisher(PublisherCore):
         (their own ``send_at`` wins over the keyword). An invalid item raises ``InvalidEvent``
         naming its index and field, and nothing is sent.
         """
-        return await self._send(*self._prepare(events, send_at))
+        resolved = resolve(events, send_at=send_at)
+        if self._needs_claim_check(resolved):
+            resolved = await self._check_in(resolved)
+        return await self._send(*self._prepare(resolved, None))
+
+    async def _check_in(self, resolved: Sequence[ScheduledEvent]) -> list[ScheduledEvent]:
+        """Move attachments to the store where needed (every event was validated, none is sent yet)."""
+        store = self.attachments
+        assert store is not None
+        if self._batch_limit is None:
+            await self.open()
+            assert self._sender is not None
+            async with self._lock:
+                with self._calling([resolved[0].event.id], []):
+                    self._learn_limit((await self._sender.create_message_batch()).max_size_in_bytes)
+        checked: list[ScheduledEvent] = []
+        for item in resolved:
+            try:
+                claim = await check_in(
+                    item.event, store, inline_max_bytes=self.inline_max_bytes, body_budget=self._body_budget()
+                )
+            except AttachmentError as exc:
+                raise self._attachment_failed(item.event.id, exc) from exc
+            checked.append(ScheduledEvent(claim.event, item.send_at))
+        return checked
 
     async def publish_raw(
         self, wires: Iterable[WireMessage], *, send_at: datetime | None = None

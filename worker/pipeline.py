@@ -1,8 +1,8 @@
 """Processing one message, from bytes to an :data:`~worker.outcome.Outcome`.
 
 The steps read like the runbook: decode and validate, check ``not_after``, resolve the sender
-alias, render, (for a redelivered message) ask ACS whether it already has the email, wait for a
-send permit, send. Each failure class becomes a value; nothing here settles a message. Retry
+alias, render, fetch claim-checked attachments, (for a redelivered message) ask ACS whether it
+already has the email, wait for a send permit, send. Each failure class becomes a value; nothing here settles a message. Retry
 timings come from the :class:`~worker.retry.RetryPolicy`.
 """
 
@@ -17,6 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from postbus.attachments import (
+    AttachmentStore,
+    AttachmentStoreUnavailable,
+    AttachmentUnavailable,
+    attachment_store,
+    check_out,
+)
 from postbus.bus import Delivery
 from postbus.errors import InvalidEvent
 from postbus.events import MAX_REQUEST_BYTES, DecodedMessage, EventIdentity, NotificationEvent, identify
@@ -107,8 +114,11 @@ class Pipeline:
         rng: random.Random | None = None,
         telemetry: Telemetry | None = None,
         policy: RetryPolicy | None = None,
+        attachments: AttachmentStore | None = None,
     ) -> None:
         self._settings = settings
+        # The caller that passes a store owns it; the default (a local directory) holds nothing open.
+        self._attachments = attachments if attachments is not None else attachment_store(settings)
         self._telemetry = telemetry or current_telemetry()
         self._renderer = renderer
         self._mailer = mailer
@@ -141,6 +151,13 @@ class Pipeline:
                 )
         except PermanentError as exc:
             return Processed(DeadLetter(exc.reason, str(exc)), decoded)
+        try:
+            event = await check_out(event, self._attachments)
+        except AttachmentUnavailable as exc:
+            return Processed(DeadLetter(DeadLetterReason.ATTACHMENT_UNAVAILABLE, str(exc)), decoded)
+        except AttachmentStoreUnavailable as exc:
+            # The blob outlives every retry, so waiting for the store costs nothing but time.
+            return Processed(self._delayed_retry(decoded, TransientError(str(exc))), decoded)
         payload = build_payload(
             event, subject=rendered.subject, html=rendered.html, text=rendered.text, sender=sender
         )
