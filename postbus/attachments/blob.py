@@ -23,7 +23,7 @@ from typing import Any, Final
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
-from azure.storage.blob.aio import ContainerClient
+from azure.storage.blob.aio import ContainerClient, ExponentialRetry
 
 from postbus.attachments.errors import AttachmentStoreUnavailable, AttachmentUnavailable
 from postbus.attachments.location import ContainerLocation, parse_connection_string
@@ -33,6 +33,8 @@ __all__ = ["BlobAttachmentStore"]
 #: Metadata key whose write refreshes an existing blob's Last-Modified.
 _SEEN: Final = "postbus_seen"
 _PREFIX: Final = "sha256/"
+#: SDK retries of one call (about 1 s apart) before the store counts as unavailable.
+RETRY_TOTAL: Final = 2
 
 
 class BlobAttachmentStore:
@@ -47,7 +49,7 @@ class BlobAttachmentStore:
         location: ContainerLocation,
         *,
         connection_string: str | None = None,
-        retry_total: int = 2,
+        retry_total: int = RETRY_TOTAL,
         client_options: dict[str, Any] | None = None,
     ) -> None:
         self._location = location
@@ -68,7 +70,11 @@ class BlobAttachmentStore:
             location.endpoint,
             location.container,
             credential=credential,
-            retry_total=retry_total,
+            # The SDK's default backoff starts at 15 s (about 80 s before a refused connection is
+            # reported); a worker turns an outage into a delayed retry instead of holding the lock.
+            retry_policy=ExponentialRetry(
+                initial_backoff=0, increment_base=1, retry_total=retry_total, random_jitter_range=1
+            ),
             **(client_options or {}),
         )
         #: Blobs this instance uploaded (not refreshed).
