@@ -26,6 +26,8 @@ BUILT_IN_ROLES = {
     "7f951dda-4ed3-4680-a7ca-43fe172d538d": "AcrPull",
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
+    "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",
 }
 GUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
 ISO_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
@@ -404,6 +406,9 @@ def test_role_assignments_are_least_privilege(
         ),
         ("workerPrincipalId", frozenset({"Monitoring Metrics Publisher"}), "appInsights"),
         ("pullPrincipalId", frozenset({"AcrPull"}), "registry"),
+        # Claim check: producers write attachment blobs, the worker only reads them; the container, not the account.
+        ("producerPrincipalId", frozenset({"Storage Blob Data Contributor"}), "container"),
+        ("workerPrincipalId", frozenset({"Storage Blob Data Reader"}), "container"),
     }
     scaler = parsed["modules/messaging.bicep"]["parameters"]["scalerRole"]
     assert scaler["default"] == "DataReceiver"
@@ -528,6 +533,11 @@ API_VERSIONS = {
     "Microsoft.Network/privateEndpoints/privateDnsZoneGroups": "2024-05-01",
     "Microsoft.Network/privateDnsZones": "2024-06-01",
     "Microsoft.Network/privateDnsZones/virtualNetworkLinks": "2024-06-01",
+    # Claim check (modules/claimcheck.bicep): the account and its blob service are referenced, not created there.
+    "Microsoft.Storage/storageAccounts": "2023-05-01",
+    "Microsoft.Storage/storageAccounts/blobServices": "2023-05-01",
+    "Microsoft.Storage/storageAccounts/blobServices/containers": "2023-05-01",
+    "Microsoft.Storage/storageAccounts/managementPolicies": "2023-05-01",
 }
 #: Preview API versions in use, each with the reason no GA version serves.
 PREVIEW_REASONS = {
