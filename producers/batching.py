@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from postbus.attachments import AttachmentError, AttachmentStore, AttachmentStoreUnavailable
+from postbus.attachments import AttachmentError, AttachmentStore, AttachmentStoreUnavailable, check_in
 from postbus.bus import BusError, MessageSizeExceeded, servicebus_errors
 from postbus.logs import get_logger
 from postbus.producers.errors import PublishError, translate_error
@@ -123,10 +123,25 @@ class PublisherCore:
             raise
         return prepared, spans
 
-    def _needs_claim_check(self, resolved: Sequence[ScheduledEvent]) -> bool:
-        if self.attachments is None:
+    def _needs_claim_check(self, resolved: Sequence[ScheduledEvent], *, store: object | None) -> bool:
+        if store is None:
             return False
         return any(a.content_base64 for item in resolved for a in item.event.attachments)
+
+    async def _check_in_all(
+        self, store: AttachmentStore, resolved: Sequence[ScheduledEvent]
+    ) -> list[ScheduledEvent]:
+        """Move attachments to ``store`` where needed (every event was validated, none is sent yet)."""
+        checked: list[ScheduledEvent] = []
+        for item in resolved:
+            try:
+                claim = await check_in(
+                    item.event, store, inline_max_bytes=self.inline_max_bytes, body_budget=self._body_budget()
+                )
+            except AttachmentError as exc:
+                raise self._attachment_failed(item.event.id, exc) from exc
+            checked.append(ScheduledEvent(claim.event, item.send_at))
+        return checked
 
     def _body_budget(self) -> int:
         assert self._batch_limit is not None

@@ -19,13 +19,14 @@ queue or the event. :class:`SyncPublisher` is the same API over the synchronous 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
-from postbus.attachments import AttachmentError, AttachmentStore, attachment_store, check_in
+from postbus.attachments import AttachmentStore, attachment_store
 from postbus.bus import BusError, ServiceBusConnection, SyncServiceBusConnection, servicebus_errors
 from postbus.events import WireMessage
 from postbus.logs import get_logger
@@ -57,6 +58,8 @@ __all__ = [
 ]
 
 _log = get_logger(__name__)
+
+_T = TypeVar("_T")
 
 #: Name of the thing being published in log lines and errors.
 _PURPOSE: Final = "publishing"
@@ -172,30 +175,17 @@ class Publisher(PublisherCore):
         naming its index and field, and nothing is sent.
         """
         resolved = resolve(events, send_at=send_at)
-        if self._needs_claim_check(resolved):
-            resolved = await self._check_in(resolved)
-        return await self._send(*self._prepare(resolved, None))
-
-    async def _check_in(self, resolved: Sequence[ScheduledEvent]) -> list[ScheduledEvent]:
-        """Move attachments to the store where needed (every event was validated, none is sent yet)."""
         store = self.attachments
-        assert store is not None
-        if self._batch_limit is None:
-            await self.open()
-            assert self._sender is not None
-            async with self._lock:
-                with self._calling([resolved[0].event.id], []):
-                    self._learn_limit((await self._sender.create_message_batch()).max_size_in_bytes)
-        checked: list[ScheduledEvent] = []
-        for item in resolved:
-            try:
-                claim = await check_in(
-                    item.event, store, inline_max_bytes=self.inline_max_bytes, body_budget=self._body_budget()
-                )
-            except AttachmentError as exc:
-                raise self._attachment_failed(item.event.id, exc) from exc
-            checked.append(ScheduledEvent(claim.event, item.send_at))
-        return checked
+        if store is not None and self._needs_claim_check(resolved, store=store):
+            if self._batch_limit is None:
+                # The queue's limit decides what must move; the first batch opens the link and tells it.
+                await self.open()
+                assert self._sender is not None
+                async with self._lock:
+                    with self._calling([resolved[0].event.id], []):
+                        self._learn_limit((await self._sender.create_message_batch()).max_size_in_bytes)
+            resolved = await self._check_in_all(store, resolved)
+        return await self._send(*self._prepare(resolved, None))
 
     async def publish_raw(
         self, wires: Iterable[WireMessage], *, send_at: datetime | None = None
@@ -232,6 +222,12 @@ class Publisher(PublisherCore):
         return [item.message_id for item in prepared]
 
 
+def _run_private(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coroutine`` on a new event loop in its own thread (the caller's thread may have a loop)."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="postbus-claim-check") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 class SyncPublisher(PublisherCore):
     """The same API as :class:`Publisher` over the synchronous ``azure.servicebus`` client.
 
@@ -239,6 +235,9 @@ class SyncPublisher(PublisherCore):
 
         with SyncPublisher.from_settings(settings) as publisher:
             publisher.publish(event)
+
+    The attachment store is asynchronous: ``attachments_factory`` opens one for each call that
+    has attachments to move, and the call runs it to completion on a private event loop.
     """
 
     def __init__(
@@ -248,13 +247,17 @@ class SyncPublisher(PublisherCore):
         queue: str,
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
+        attachments_factory: Callable[[], AttachmentStore] | None = None,
+        inline_max_bytes: int = 64 * 1024,
     ) -> None:
         super().__init__(
             queue=queue,
             namespace=connection.namespace,
             properties_hook=properties_hook,
             max_batch_bytes=max_batch_bytes,
+            inline_max_bytes=inline_max_bytes,
         )
+        self._attachments_factory = attachments_factory
         self._connection = connection
         self._sender: SyncSender | None = None
         self._lock = threading.Lock()
@@ -273,7 +276,12 @@ class SyncPublisher(PublisherCore):
             settings, purpose=_PURPOSE, client_options=client_options
         )
         return cls(
-            connection, queue=settings.queue, properties_hook=properties_hook, max_batch_bytes=max_batch_bytes
+            connection,
+            queue=settings.queue,
+            properties_hook=properties_hook,
+            max_batch_bytes=max_batch_bytes,
+            attachments_factory=lambda: attachment_store(settings),
+            inline_max_bytes=settings.attachment_inline_max_bytes,
         )
 
     def open(self) -> Self:
@@ -308,7 +316,25 @@ class SyncPublisher(PublisherCore):
 
     def publish_many(self, events: Iterable[EventLike], *, send_at: datetime | None = None) -> list[str]:
         """See :meth:`Publisher.publish_many`."""
-        return self._send(*self._prepare(events, send_at))
+        resolved = resolve(events, send_at=send_at)
+        factory = self._attachments_factory
+        if factory is not None and self._needs_claim_check(resolved, store=factory):
+            if self._batch_limit is None:
+                self.open()
+                assert self._sender is not None
+                with self._lock, self._calling([resolved[0].event.id], []):
+                    self._learn_limit(self._sender.create_message_batch().max_size_in_bytes)
+            resolved = _run_private(self._check_in_with(factory, resolved))
+        return self._send(*self._prepare(resolved, None))
+
+    async def _check_in_with(
+        self, factory: Callable[[], AttachmentStore], resolved: Sequence[ScheduledEvent]
+    ) -> list[ScheduledEvent]:
+        store = factory()
+        try:
+            return await self._check_in_all(store, resolved)
+        finally:
+            await store.close()
 
     def publish_raw(self, wires: Iterable[WireMessage], *, send_at: datetime | None = None) -> list[str]:
         """For tests and demos: send wire messages exactly as given, without validating the body."""

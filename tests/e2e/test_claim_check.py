@@ -7,6 +7,7 @@ directory or a container on Azurite's Blob service reached through azure-storage
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +22,7 @@ from postbus.emulators.acs_email import EmailEmulator
 from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.errors import InvalidEvent
 from postbus.events import parse_event
-from postbus.producers.publisher import Publisher
+from postbus.producers.publisher import Publisher, SyncPublisher
 from postbus.reasons import DeadLetterReason
 from postbus.settings import Settings
 from postbus.worker.mailer import EVENT_ID_HEADER
@@ -209,3 +210,20 @@ async def test_an_event_over_10_mb_is_refused_at_publish_and_nothing_is_uploaded
     with pytest.raises(InvalidEvent, match="not an attachment type ACS Email sends"):
         await cc_publisher.publish(exe)
     assert backend.keys() == []
+
+
+async def test_the_sync_publisher_claim_checks_too(
+    cc_settings: Settings, backend: StoreBackend, acs: EmailEmulator, servicebus: ServiceBusEmulator
+) -> None:
+    label = pdf_bytes(300 * 1024, seed=10)
+
+    def publish() -> None:
+        with SyncPublisher.from_settings(cc_settings) as publisher:
+            publisher.publish(_label("rl-sync", ("label.pdf", label)))
+
+    await asyncio.to_thread(publish)
+    assert backend.keys() == [key_of(label)]
+    async with running(Worker(cc_settings)):
+        (mail,) = await acs.mailbox.wait_for(count=1, timeout=30)
+        await servicebus.wait_until_empty(QUEUE, timeout=30)
+    assert [a.content for a in mail.attachments] == [label]
