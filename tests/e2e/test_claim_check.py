@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -226,4 +228,38 @@ async def test_the_sync_publisher_claim_checks_too(
     async with running(Worker(cc_settings)):
         (mail,) = await acs.mailbox.wait_for(count=1, timeout=30)
         await servicebus.wait_until_empty(QUEUE, timeout=30)
+    assert [a.content for a in mail.attachments] == [label]
+
+
+async def test_postbus_publish_claim_checks_a_300_kb_label(
+    cc_settings: Settings,
+    backend: StoreBackend,
+    servicebus: ServiceBusEmulator,
+    acs: EmailEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    # The report of the issue: `postbus publish` of a 300 KB label used to fail with "larger than the
+    # 261632-byte message limit".
+    from postbus.cli import main
+
+    label = pdf_bytes(300 * 1024, seed=11)
+    path = tmp_path / "att300k.json"
+    path.write_text(json.dumps(_label("att300k", ("label.pdf", label))), encoding="utf-8")
+    monkeypatch.setenv("POSTBUS_SERVICEBUS_CONNECTION_STRING", servicebus.connection_string)
+    monkeypatch.setenv("POSTBUS_ATTACHMENT_STORE_URL", backend.url)
+    if backend.connection_string is not None:
+        monkeypatch.setenv("POSTBUS_ATTACHMENT_STORE_CONNECTION_STRING", backend.connection_string)
+    monkeypatch.setenv("POSTBUS_LOG_LEVEL", "warning")
+    try:
+        assert await asyncio.to_thread(main, ["publish", "--json", str(path)]) == 0
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if h.get_name() == "postbus"]:
+            root.removeHandler(handler)
+    assert capsys.readouterr().out.split() == ["att300k"]
+    assert backend.keys() == [key_of(label)]
+    async with running(Worker(cc_settings)):
+        (mail,) = await acs.mailbox.wait_for(count=1, timeout=30)
     assert [a.content for a in mail.attachments] == [label]
