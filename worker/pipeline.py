@@ -59,7 +59,8 @@ class Processed:
     """The outcome of one message and what the log line and settlement need to know about it.
 
     ``undecoded`` identifies an event whose body did not decode (read best-effort from its JSON);
-    ``gate_wait`` and ``acs`` are the seconds spent waiting for send permits and in ACS calls.
+    ``gate_wait`` and ``acs`` are the seconds spent waiting for send permits and in ACS calls;
+    ``attachments`` the seconds spent fetching claim-checked attachments (``None``: the event had none).
     """
 
     outcome: Outcome
@@ -69,6 +70,7 @@ class Processed:
     undecoded: EventIdentity | None = None
     gate_wait: float = 0.0
     acs: float = 0.0
+    attachments: float | None = None
 
     @property
     def event(self) -> NotificationEvent | None:
@@ -151,13 +153,19 @@ class Pipeline:
                 )
         except PermanentError as exc:
             return Processed(DeadLetter(exc.reason, str(exc)), decoded)
-        try:
-            event = await check_out(event, self._attachments)
-        except AttachmentUnavailable as exc:
-            return Processed(DeadLetter(DeadLetterReason.ATTACHMENT_UNAVAILABLE, str(exc)), decoded)
-        except AttachmentStoreUnavailable as exc:
-            # The blob outlives every retry, so waiting for the store costs nothing but time.
-            return Processed(self._delayed_retry(decoded, TransientError(str(exc))), decoded)
+        fetching: float | None = None
+        if any(a.content_ref is not None for a in event.attachments):
+            started = time.perf_counter()
+            try:
+                event = await check_out(event, self._attachments)
+            except AttachmentUnavailable as exc:
+                dead = DeadLetter(DeadLetterReason.ATTACHMENT_UNAVAILABLE, str(exc))
+                return Processed(dead, decoded, attachments=time.perf_counter() - started)
+            except AttachmentStoreUnavailable as exc:
+                # The blob outlives every retry, so waiting for the store costs nothing but time.
+                later = self._delayed_retry(decoded, TransientError(str(exc)))
+                return Processed(later, decoded, attachments=time.perf_counter() - started)
+            fetching = time.perf_counter() - started
         payload = build_payload(
             event, subject=rendered.subject, html=rendered.html, text=rendered.text, sender=sender
         )
@@ -179,6 +187,7 @@ class Pipeline:
             delivery.delivery_count,
             gate_wait=clock.gate_wait,
             acs=clock.acs,
+            attachments=fetching,
         )
 
     async def _send(

@@ -187,7 +187,10 @@ async def _process(settings: Settings, store: MemoryAttachmentStore, event: Any)
         message_id=wire.message_id,
         delivery_count=0,
     )
-    return (await pipeline.process(delivery)).outcome, mailer
+    processed = await pipeline.process(delivery)
+    # The canonical line reports the fetch time for events that had claim-checked attachments.
+    assert (processed.attachments is not None) == any(a.content_ref for a in event.attachments)
+    return processed.outcome, mailer
 
 
 async def test_the_worker_sends_the_fetched_bytes(settings: Settings) -> None:
