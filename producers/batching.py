@@ -132,7 +132,9 @@ class PublisherCore:
         self, store: AttachmentStore, resolved: Sequence[ScheduledEvent]
     ) -> list[ScheduledEvent]:
         """Move attachments to ``store`` where needed (every event was validated, none is sent yet)."""
+        started = time.perf_counter()
         checked: list[ScheduledEvent] = []
+        moved = uploaded = moved_bytes = 0
         for item in resolved:
             try:
                 claim = await check_in(
@@ -141,6 +143,20 @@ class PublisherCore:
             except AttachmentError as exc:
                 raise self._attachment_failed(item.event.id, exc) from exc
             checked.append(ScheduledEvent(claim.event, item.send_at))
+            moved, uploaded, moved_bytes = (
+                moved + claim.moved,
+                uploaded + claim.uploaded,
+                moved_bytes + claim.moved_bytes,
+            )
+        if moved:
+            _log.info(
+                "attachments stored",
+                store=store.location,
+                attachments=moved,
+                uploaded=uploaded,
+                bytes=moved_bytes,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
         return checked
 
     def _body_budget(self) -> int:

@@ -19,12 +19,13 @@ from typing import Any
 import pytest
 from azure.servicebus import ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient
+from pydantic import SecretStr
 
 from postbus.emulators.acs_email import EmailEmulator
 from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.errors import InvalidEvent
 from postbus.events import parse_event
-from postbus.producers.publisher import Publisher, SyncPublisher
+from postbus.producers.publisher import Publisher, PublishError, SyncPublisher
 from postbus.reasons import DeadLetterReason
 from postbus.settings import Settings
 from postbus.worker.mailer import EVENT_ID_HEADER
@@ -263,3 +264,29 @@ async def test_postbus_publish_claim_checks_a_300_kb_label(
     async with running(Worker(cc_settings)):
         (mail,) = await acs.mailbox.wait_for(count=1, timeout=30)
     assert [a.content for a in mail.attachments] == [label]
+
+
+async def test_an_unreachable_store_fails_the_publish_with_nothing_sent(
+    settings: Settings, servicebus: ServiceBusEmulator
+) -> None:
+    from tests.azurite.server import ACCOUNT, KEY
+
+    endpoint = f"http://127.0.0.1:1/{ACCOUNT}"
+    broken = settings.model_copy(
+        update={
+            "attachment_store_url": f"{endpoint}/claims",
+            "attachment_store_connection_string": SecretStr(
+                f"AccountName={ACCOUNT};AccountKey={KEY};BlobEndpoint={endpoint};"
+            ),
+        }
+    )
+    small = _label("rl-fits", ("tiny.pdf", pdf_bytes(10_000, seed=12)))
+    large = _label("rl-unstored", ("label.pdf", pdf_bytes(300 * 1024, seed=13)))
+    async with Publisher.from_settings(broken) as publisher:
+        with pytest.raises(
+            PublishError, match=r"^event 'rl-unstored': blob sha256/\w+ in http://127\.0\.0\.1:1/"
+        ) as raised:
+            await publisher.publish_many([small, large])
+    assert raised.value.retryable
+    assert str(raised.value).endswith("; nothing was sent")
+    assert servicebus.counts(QUEUE).total == 0
