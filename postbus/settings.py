@@ -233,11 +233,14 @@ class Settings(BaseSettings):
         description="Entra authority; issuers and signing keys are read under `<authority>/<tenant>`.",
     )
     api_max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = Field(
-        1024 * 1024, description="Largest request body the API reads (larger: 413)."
+        16 * 1024 * 1024,
+        description="Largest request body the API reads (larger: 413); room for one event with ACS's 10 MB "
+        "of attachments.",
     )
     api_max_event_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = Field(
         192 * 1024,
-        description="Largest event (as JSON) the API queues; keep it below the queue's message size limit.",
+        description="Largest event (as JSON, attachment content not counted: the claim check moves it) "
+        "the API queues; keep it below the queue's message size limit.",
     )
     api_render_check: bool = Field(
         True,
