@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from postbus import __version__
-from postbus.errors import PostbusError
+from postbus.errors import Interrupted, PostbusError
 
 __all__ = ["COMMANDS", "LazyGroup", "build_cli", "main"]
 
@@ -112,8 +112,28 @@ def _warn_unknown_variables() -> None:
         typer.echo(f"postbus: warning: {unknown}", err=True)
 
 
+def _flags_show_no_type() -> None:
+    """Show no value type for options that take none (``--json``, ``--help``).
+
+    The installed typer labels every option with its type and prints ``<bool>`` beside flags,
+    which reads as if ``--json`` wanted a value. Options with a value keep their label.
+    """
+    if getattr(TyperOption.display_type_rich, "_postbus_flags", False):
+        return
+    original = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        if self.is_flag and self.metavar is None:
+            return None
+        return original(self, ctx)
+
+    display_type_rich._postbus_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
 def build_cli() -> Any:
     """Build the root command (a fresh object per call, so tests can invoke it in isolation)."""
+    _flags_show_no_type()
     app = typer.Typer(
         cls=LazyGroup,
         name="postbus",
@@ -152,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.echo("postbus: aborted", err=True)
         return 130
+    except Interrupted as exc:
+        typer.echo(f"postbus: interrupted: {exc}", err=True)
+        return exc.exit_code
     except PostbusError as exc:
         typer.echo(f"postbus: error: {exc}", err=True)
         return exc.exit_code

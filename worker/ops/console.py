@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from postbus.bus import route_sdk_logs
+from postbus.errors import Interrupted
 from postbus.logs import configure_logging
 from postbus.settings import Settings, load_settings
 
@@ -48,8 +49,20 @@ def ops_settings() -> Settings:
     return settings
 
 
-def run_interruptible(main: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) -> T:
-    """Run ``main(stop)``: the first SIGINT/SIGTERM sets ``stop``, the second cancels it."""
+def run_interruptible(
+    main: Callable[[asyncio.Event], Coroutine[Any, Any, T]],
+    *,
+    done_so_far: Callable[[], str] = lambda: "nothing more was done",
+    report: Callable[[T], None] = lambda _result: None,
+) -> T:
+    """Run ``main(stop)``, then ``report(result)``: the first SIGINT/SIGTERM sets ``stop``, the second cancels.
+
+    The second signal raises :class:`~postbus.errors.Interrupted` with ``done_so_far()``, so the
+    operator reads what happened before it. (Not ``KeyboardInterrupt``: the installed typer turns
+    that into a silent exit 130 before the root command could print anything.) ``report`` runs
+    while the signals are still ours, so a signal that lands while it prints the summary, which
+    already says what was done, cannot cut it short.
+    """
 
     async def runner() -> T:
         stop = asyncio.Event()
@@ -64,12 +77,15 @@ def run_interruptible(main: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) -
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal)
         try:
-            return await task
-        except asyncio.CancelledError:
-            # The second signal: what was in hand has been abandoned; the root command prints one line.
-            raise KeyboardInterrupt from None
+            try:
+                result = await task
+            except asyncio.CancelledError:
+                # The second signal: what was in hand has been abandoned; the root prints one line.
+                raise Interrupted(f"stopped at the second signal; {done_so_far()}") from None
+            report(result)
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
+        return result
 
     return asyncio.run(runner())

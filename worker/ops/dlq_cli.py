@@ -204,18 +204,37 @@ def replay_command(
     settings = ops_settings()
     if not force:
         settings.require_acs("checking which events ACS already accepted (or pass --force)")
-    summary = run_interruptible(lambda stop: _replay(settings, options, stop, wait=wait, quiet=as_json))
-    if as_json:
-        echo_json(summary.to_json())
-    else:
-        _print_replay(summary, dry_run=dry_run)
+    counts: Counter[str] = Counter()
+
+    def done_so_far() -> str:
+        done = ", ".join(f"{action} {counts[action]}" for action in ("replayed", "skipped", "failed"))
+        if dry_run:
+            done = f"dry run, would replay {counts['would-replay']}"
+        return (
+            f"{done} before it; the message in hand and the rest stay in the dead-letter queue "
+            "(running the replay again sends nothing twice)"
+        )
+
+    def report(summary: Any) -> None:
+        if as_json:
+            echo_json(summary.to_json())
+        else:
+            _print_replay(summary, dry_run=dry_run)
+
+    summary = run_interruptible(
+        lambda stop: _replay(settings, options, stop, wait=wait, quiet=as_json, counts=counts),
+        done_so_far=done_so_far,
+        report=report,
+    )
     if summary.counts["failed"]:
         raise typer.Exit(1)
     if summary.interrupted:
         raise typer.Exit(130)
 
 
-async def _replay(settings: Settings, options: Any, stop: asyncio.Event, *, wait: float, quiet: bool) -> Any:
+async def _replay(
+    settings: Settings, options: Any, stop: asyncio.Event, *, wait: float, quiet: bool, counts: Counter[str]
+) -> Any:
     from postbus.worker.ops.acs import AcsStatusClient
     from postbus.worker.ops.deadletters import DeadLetterQueue
     from postbus.worker.ops.replay import replay
@@ -232,7 +251,6 @@ async def _replay(settings: Settings, options: Any, stop: asyncio.Event, *, wait
         transient=True,
         disable=quiet,
     )
-    counts: Counter[str] = Counter()
     task = progress.add_task("replay", total=options.limit, counts="")
 
     def on_item(item: Any) -> None:
@@ -297,7 +315,10 @@ def purge_command(
             "(same filters) and add --yes"
         )
     settings = ops_settings()
-    summary = run_interruptible(lambda stop: _purge(settings, selection, limit, stop))
+    summary = run_interruptible(
+        lambda stop: _purge(settings, selection, limit, stop),
+        done_so_far=lambda: "what was removed before it is gone; `postbus dlq list` shows what is left",
+    )
     if as_json:
         echo_json(summary.to_json())
     else:

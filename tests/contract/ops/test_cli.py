@@ -194,3 +194,42 @@ async def test_a_replay_interrupted_by_sigterm_loses_nothing_and_duplicates_noth
     main, dead = await queue_state(servicebus.connection_string)
     assert summary["replayed"] == len(main) < len(names)
     assert sorted(event_ids(main) + event_ids(dead)) == names
+
+
+async def test_two_signals_during_replay_still_say_what_was_replayed(
+    servicebus: ServiceBusEmulator, environ: Settings
+) -> None:
+    # Given eight dead-lettered events and a replay process paced at 4/s
+    names = [f"k{i}" for i in range(8)]
+    await fill_dead_letters(
+        servicebus.connection_string, [failed(make_event(n), "RetriesExhausted") for n in names]
+    )
+    env = {key: value for key, value in os.environ.items() if key.startswith(("POSTBUS_", "PATH", "HOME"))}
+    env["POSTBUS_LOG_FORMAT"] = "json"
+    argv = [sys.executable, "-m", "postbus.cli", "dlq", "replay", "--force", "--rate", "4/s"]
+    process = await asyncio.create_subprocess_exec(
+        *argv, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+
+    # When two Ctrl-Cs arrive back to back once two replays have reached the queue
+    try:
+        await servicebus.wait_for("notifications", lambda counts: counts.active >= 2, timeout=60)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+
+    # Then it exits 130 without a traceback, and either the summary (the first signal's clean stop)
+    # or the one interrupted line (the second signal cancelled the message in hand) says how many
+    # were replayed; no event is lost
+    assert process.returncode == 130, err.decode()[-2000:]
+    assert "Traceback" not in err.decode()
+    main, dead = await queue_state(servicebus.connection_string)
+    said = [
+        line
+        for line in out.decode().splitlines() + err.decode().splitlines()
+        if line.startswith(("replayed ", "postbus: interrupted: stopped at the second signal; replayed "))
+    ]
+    assert len(said) == 1, (out + err).decode()[-2000:]
+    assert any(f"replayed {n}," in said[0] for n in (len(main), len(main) - 1))
+    assert sorted(set(event_ids(main) + event_ids(dead))) == names
