@@ -6,6 +6,7 @@ import pytest
 
 from postbus.cli import main
 from postbus.emulators.servicebus import ServiceBusEmulator
+from postbus.logs import configure_logging
 
 KEY = "c2VjcmV0LWtleS12YWx1ZQ=="
 
@@ -13,6 +14,7 @@ KEY = "c2VjcmV0LWtleS12YWx1ZQ=="
 def test_a_missing_queue_stops_the_worker_with_one_line_naming_the_setting(
     capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    configure_logging(fmt="json")  # onto this test's stderr, not one an earlier test closed
     with ServiceBusEmulator() as servicebus:
         monkeypatch.setenv("POSTBUS_SERVICEBUS_CONNECTION_STRING", servicebus.connection_string)
         monkeypatch.setenv("POSTBUS_QUEUE", "no-such-queue")
