@@ -27,7 +27,7 @@ from rich.table import Table
 
 from postbus.logs import redact
 from postbus.settings import Settings
-from postbus.worker.ops.console import AsJson, echo_json, ops_settings, run_interruptible, stdout
+from postbus.worker.ops.console import AsJson, echo_json, keep_whole, ops_settings, run_interruptible, stdout
 from postbus.worker.ops.errors import BadInput
 from postbus.worker.ops.filters import Selection, parse_rate
 
@@ -111,6 +111,12 @@ def list_command(
     selection = _selection(reason, type_, tenant, event_id, since, until, time_field)
     settings = ops_settings()
     entries = asyncio.run(_browse(settings, selection, limit))
+    if not entries and not as_json:
+        matching = "" if selection == Selection() else " matches the filters"
+        stdout().print(
+            f"no dead-lettered message in {settings.queue!r}{matching}", markup=False, soft_wrap=True
+        )
+        return
     if summary:
         counts = Counter(entry.reason for entry in entries)
         if as_json:
@@ -119,7 +125,7 @@ def list_command(
         table = Table("reason", "messages", title=f"Dead-lettered in {settings.queue!r}: {len(entries)}")
         for name, count in counts.most_common():
             table.add_row(name or "(none)", str(count))
-        stdout().print(table)
+        stdout().print(keep_whole(table, "reason", "messages"))
         return
     if as_json:
         echo_json([entry.to_json(body=body) for entry in entries])
@@ -149,7 +155,7 @@ def list_command(
             str(entry.generation),
             entry.enqueued_at.strftime("%Y-%m-%d %H:%M:%S") if entry.enqueued_at else "",
         )
-    console.print(table)
+    console.print(keep_whole(table, "seq", "event id", "type", "tenant", "reason", "gen"))
     if body:
         for entry in entries:
             console.print(f"[bold]{entry.sequence_number}[/bold] {entry.event_id}")
@@ -281,7 +287,7 @@ def _print_replay(summary: Any, *, dry_run: bool) -> None:
             table.add_row(
                 str(item.sequence_number), item.event_id, str(item.generation), item.action, item.detail
             )
-        console.print(table)
+        console.print(keep_whole(table, "seq", "event id", "gen", "action"))
     counts = summary.counts
     head = "dry run: would replay" if dry_run else "replayed"
     number = counts["would-replay"] if dry_run else counts["replayed"]

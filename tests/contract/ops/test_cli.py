@@ -16,7 +16,17 @@ from postbus.emulators.acs_email import EmailEmulator
 from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.settings import Settings
 
-from .conftest import event_ids, failed, fill_dead_letters, garbage, make_event, mark_sent, queue_state, run
+from .conftest import (
+    event_ids,
+    failed,
+    fill_dead_letters,
+    garbage,
+    make_event,
+    mark_sent,
+    publish_events,
+    queue_state,
+    run,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -120,7 +130,7 @@ def test_status_by_event_id_shows_each_generation_and_acs_errors(
 
     code, out, _ = _cli(capsys, "status", "--event-id", "st1", "--generations", "2", "--json")
     assert code == 0
-    rows = json.loads(out)
+    rows = json.loads(out)["operations"]
     assert [(r["generation"], r["status"], r["error_code"]) for r in rows] == [
         (0, "Succeeded", ""),
         (1, "Failed", "EmailDropped"),
@@ -132,6 +142,49 @@ def test_status_by_event_id_shows_each_generation_and_acs_errors(
     assert code == 0
     assert first in out
     assert "Succeeded" in out
+
+
+def test_status_of_a_queued_or_dead_lettered_event_says_where_it_is(
+    servicebus: ServiceBusEmulator, environ: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(fill_dead_letters(servicebus.connection_string, [failed(make_event("gone1"), "Expired")]))
+    run(publish_events(servicebus.connection_string, [make_event("wait1")]))
+    capsys.readouterr()
+
+    code, out, _ = _cli(capsys, "status", "--event-id", "wait1")
+    assert code == 0
+    assert "queued: message 'wait1' waits in queue 'notifications'" in out
+
+    code, out, _ = _cli(capsys, "status", "--event-id", "gone1")
+    assert code == 0
+    assert "dead-lettered: message 'gone1' is in the dead-letter queue of 'notifications': Expired" in out
+
+    code, out, _ = _cli(capsys, "status", "--event-id", "gone1", "--json")
+    [message] = json.loads(out)["messages"]
+    assert (message["place"], message["reason"]) == ("dead-letter queue", "Expired")
+
+
+def test_status_of_an_event_that_is_nowhere_is_one_line_and_exit_1(
+    servicebus: ServiceBusEmulator, environ: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _cli(capsys, "status", "--event-id", "never-published")
+    assert code == 1
+    assert out == ""
+    assert err == (
+        "postbus: error: ACS has no send of event 'never-published' (generations 0-2), and it is in "
+        "neither queue 'notifications' nor its dead-letter queue: was it published to this namespace?\n"
+    )
+
+
+def test_an_empty_dead_letter_queue_says_so(
+    servicebus: ServiceBusEmulator, environ: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _cli(capsys, "dlq", "list")
+    assert (code, out) == (0, "no dead-lettered message in 'notifications'\n")
+    code, out, _ = _cli(capsys, "dlq", "list", "--reason", "Expired", "--summary")
+    assert (code, out) == (0, "no dead-lettered message in 'notifications' matches the filters\n")
+    code, out, _ = _cli(capsys, "dlq", "list", "--json")
+    assert (code, json.loads(out)) == (0, [])
 
 
 @pytest.mark.parametrize(
