@@ -6,6 +6,7 @@
         --data @order.json                                   # one event from flags
     postbus publish --json event.json --send-at 2026-12-24T08:00:00+01:00
     postbus publish --file events.jsonl                      # many; bad lines reported, good ones sent
+    generate-events | postbus publish --file -               # the same from stdin
 
 stdout carries the published message ids, one per line (``--quiet`` drops them); stderr carries bad
 lines (``line 7: to.0.address: ...``), the progress bar (on a terminal) and the summary. Exit
@@ -15,13 +16,14 @@ codes: 0 all published, 1 a line failed or publishing failed, 2 bad arguments or
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Final, Protocol
+from typing import Annotated, Any, Final, Protocol, TextIO, cast
 
 import typer
 from rich.console import Console
@@ -38,6 +40,8 @@ from postbus.telemetry import configure_telemetry
 
 __all__ = ["CHUNK_SIZE", "EventSink", "FileSummary", "app", "open_publisher", "publish_lines"]
 
+#: The ``--file``/``--json`` name that means standard input.
+STDIN: Final = "-"
 #: Events handed to one ``publish_many`` call; the publisher packs each chunk into size-limited batches.
 CHUNK_SIZE: Final = 500
 
@@ -112,11 +116,14 @@ def _json_argument(value: str, option: str) -> Any:
     text = value
     if value.startswith("@"):
         try:
-            text = Path(value[1:]).read_text(encoding="utf-8")
+            with _open_text(Path(value[1:])) as handle:
+                text = handle.read()
         except OSError as exc:
             raise typer.BadParameter(
                 f"cannot read {value[1:]!r}: {exc.strerror}", param_hint=option
             ) from None
+        except UnicodeDecodeError:
+            raise typer.BadParameter(f"{value[1:]!r} is not UTF-8 text", param_hint=option) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -142,6 +149,27 @@ def _event_from_flags(flags: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+class _AboveBar(io.TextIOBase):
+    """A text stream that prints whole lines through a console, above its live progress bar."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._partial = ""
+
+    def isatty(self) -> bool:
+        return self._console.is_terminal
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            # soft_wrap: a long line is left to the terminal, never broken by rich (JSON stays one line).
+            self._console.print(line, markup=False, highlight=False, soft_wrap=True, emoji=False)
+        return len(text)
+
+
 def _stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -165,6 +193,7 @@ async def _publish_file(
             sys.stdout.flush()
 
     publisher = open_publisher(settings)
+    log_stream = sys.stderr
     try:
         with Progress(
             TextColumn("[progress.description]{task.description}"),
@@ -175,7 +204,15 @@ async def _publish_file(
             transient=True,
             disable=not err.is_terminal,
         ) as progress:
-            await publish_lines(good, publisher, summary=summary, on_published=emit, progress=progress)
+            # A log line written straight to stderr would tear the bar apart; through the bar's
+            # console it prints above the bar, which then redraws below it.
+            configure_logging(
+                level=settings.log_level, fmt=settings.log_format, stream=cast(TextIO, _AboveBar(err))
+            )
+            try:
+                await publish_lines(good, publisher, summary=summary, on_published=emit, progress=progress)
+            finally:
+                configure_logging(level=settings.log_level, fmt=settings.log_format, stream=log_stream)
     finally:
         await publisher.close()
 
@@ -187,7 +224,7 @@ def publish(
         typer.Option(
             "--file",
             "-f",
-            help="JSON Lines: one event (or {event, send_at}) per line.",
+            help="JSON Lines: one event (or {event, send_at}) per line; - reads stdin.",
             dir_okay=False,
             metavar="EVENTS.JSONL",
         ),
@@ -195,7 +232,10 @@ def publish(
     json_file: Annotated[
         Path | None,
         typer.Option(
-            "--json", metavar="JSON_FILE", help="A file holding one event document.", dir_okay=False
+            "--json",
+            metavar="JSON_FILE",
+            help="A file holding one event document; - reads stdin.",
+            dir_okay=False,
         ),
     ] = None,
     event_id: Annotated[
@@ -287,14 +327,22 @@ def _settings() -> Settings:
     return settings
 
 
+def _open_text(path: Path) -> TextIO:
+    """``path`` as UTF-8 text, ``-`` for stdin; a leading byte-order mark (Windows editors) is dropped."""
+    if str(path) == STDIN:
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig")
+    return path.open(encoding="utf-8-sig")
+
+
 def _run_file(path: Path, *, settings: Settings, quiet: bool) -> None:
+    name = "stdin" if str(path) == STDIN else repr(str(path))
     try:
-        with path.open(encoding="utf-8") as handle:
+        with _open_text(path) as handle:
             contents = read_jsonl(handle)
     except OSError as exc:
-        raise typer.BadParameter(f"cannot read {str(path)!r}: {exc.strerror}", param_hint="--file") from None
+        raise typer.BadParameter(f"cannot read {name}: {exc.strerror}", param_hint="--file") from None
     except UnicodeDecodeError:
-        raise typer.BadParameter(f"{str(path)!r} is not UTF-8 text", param_hint="--file") from None
+        raise typer.BadParameter(f"{name} is not UTF-8 text", param_hint="--file") from None
     err = _stderr()
     for bad in contents.bad:
         err.print(str(bad), markup=False)

@@ -2,7 +2,7 @@
 
 ::
 
-    postbus templates list [--templates-dir DIR]
+    postbus templates list [--templates-dir DIR] [--json]
     postbus templates render order.confirmation --locale de-DE --data order.json --html-out preview.html
 
 ``render`` prints the subject and the plain-text body to stdout; ``--html-out`` writes the HTML
@@ -72,9 +72,19 @@ def _load_data(path: Path) -> dict[str, Any]:
 
 
 @app.command("list")
-def list_templates(templates_dir: TemplatesDir = None) -> None:
+def list_templates(
+    templates_dir: TemplatesDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
     """Show every notification type, its locales and where it comes from (shipped or user)."""
     renderer = _renderer(templates_dir)
+    if as_json:
+        listing = [
+            {"type": t, "locales": renderer.locales(t), "source": renderer.source(t)}
+            for t in renderer.types()
+        ]
+        typer.echo(json.dumps(listing, indent=2, ensure_ascii=False))
+        return
     table = Table(title="Notification templates", title_justify="left")
     table.add_column("Type", style="bold")
     table.add_column("Locales")

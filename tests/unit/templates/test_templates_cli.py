@@ -136,3 +136,16 @@ def test_root_cli_renders(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.startswith(
         "Subject: Reminder: Dental check-up and cleaning on December 1, 2026 at 2:30\u00a0PM\n"
     )
+
+
+def test_list_as_json_gives_types_locales_and_source(write_tree: WriteTree) -> None:
+    user = write_tree({"order.confirmation/en/subject.txt.j2": "Override {{ order.number }}"})
+    result = runner.invoke(app, ["list", "--json", "--templates-dir", str(user)])
+    assert result.exit_code == 0, result.output
+    listing = {entry["type"]: entry for entry in json.loads(result.stdout)}
+    assert listing["order.confirmation"] == {
+        "type": "order.confirmation",
+        "locales": ["de", "en"],
+        "source": "shipped+user",
+    }
+    assert listing["permit.approved"]["source"] == "shipped"
