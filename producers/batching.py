@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from postbus.bus import BusError, MessageSizeExceeded, servicebus_errors
 from postbus.logs import get_logger
+from postbus.producers.checks import EventCheck
 from postbus.producers.errors import PublishError, translate_error
 from postbus.producers.outgoing import EventLike, Prepared, PropertiesHook, prepare
 from postbus.telemetry import PublishTrace, current_telemetry
@@ -85,8 +86,10 @@ class PublisherCore:
         namespace: str,
         properties_hook: PropertiesHook | None,
         max_batch_bytes: int | None,
+        check: EventCheck | None = None,
     ) -> None:
         self.queue = queue
+        self._check = check
         self.namespace = namespace
         self._properties_hook = properties_hook
         self._max_batch_bytes = max_batch_bytes
@@ -102,7 +105,9 @@ class PublisherCore:
         # One producer span per event; its context travels in the message's application properties.
         spans = current_telemetry().publishing(self.queue)
         try:
-            prepared = prepare(events, send_at=send_at, properties_hook=spans.hook(self._properties_hook))
+            prepared = prepare(
+                events, send_at=send_at, properties_hook=spans.hook(self._properties_hook), check=self._check
+            )
         except BaseException as exc:
             spans.finish((), exc)
             raise

@@ -32,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from postbus.errors import InvalidEvent, PostbusError
 from postbus.events import parse_event
 from postbus.logs import configure_logging
+from postbus.producers.checks import publish_checks
 from postbus.producers.jsonl import GoodLine, parse_send_at, read_jsonl
 from postbus.producers.outgoing import EventLike, ScheduledEvent
 from postbus.producers.publisher import Publisher, PublishError
@@ -311,6 +312,7 @@ def publish(
         if not isinstance(document, dict):
             raise InvalidEvent(f"expected a JSON object, got {type(document).__name__}")
         event = parse_event(json.dumps(document))
+        publish_checks(settings)(event)
         message_id = asyncio.run(_publish_one(settings, ScheduledEvent(event, scheduled)))
     except PostbusError as exc:
         typer.echo(f"postbus: error: {exc}", err=True)
@@ -338,7 +340,7 @@ def _run_file(path: Path, *, settings: Settings, quiet: bool) -> None:
     name = "stdin" if str(path) == STDIN else repr(str(path))
     try:
         with _open_text(path) as handle:
-            contents = read_jsonl(handle)
+            contents = read_jsonl(handle, check=publish_checks(settings))
     except OSError as exc:
         raise typer.BadParameter(f"cannot read {name}: {exc.strerror}", param_hint="--file") from None
     except UnicodeDecodeError:

@@ -101,8 +101,9 @@ def prepare(
     send_at: datetime | None = None,
     properties_hook: PropertiesHook | None = None,
     now: datetime | None = None,
+    check: Callable[[NotificationEvent], None] | None = None,
 ) -> list[Prepared]:
-    """Validate every item, then encode each as a Service Bus message.
+    """Validate every item (and run ``check`` on it), then encode each as a Service Bus message.
 
     Raises :class:`InvalidEvent` naming the index and field of the first bad item
     (``events[3]: to.0.address: not a valid email address: 'x'``); nothing is encoded past it.
@@ -114,6 +115,8 @@ def prepare(
         try:
             event, when = _event_of(item, send_at)
             check_send_at(when)
+            if check is not None:
+                check(event)
         except InvalidEvent as exc:
             raise InvalidEvent(f"events[{index}]: {exc}", field=exc.field) from None
         resolved.append((event, when))

@@ -29,6 +29,7 @@ from postbus.bus import BusError, ServiceBusConnection, SyncServiceBusConnection
 from postbus.events import WireMessage
 from postbus.logs import get_logger
 from postbus.producers.batching import BATCH_HEADROOM_BYTES, MAX_BATCH_MESSAGES, Batch, PublisherCore
+from postbus.producers.checks import EventCheck, publish_checks
 from postbus.producers.errors import PublishError, translate_error
 from postbus.producers.outgoing import EventLike, Prepared, PropertiesHook, prepare_raw
 from postbus.settings import Settings
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 # PublishError, translate_error and the batch limits are part of the publisher's public names.
 __all__ = [
     "BATCH_HEADROOM_BYTES",
+    "DEFAULT_CHECKS",
     "MAX_BATCH_MESSAGES",
     "PublishError",
     "Publisher",
@@ -52,6 +54,17 @@ _log = get_logger(__name__)
 
 #: Name of the thing being published in log lines and errors.
 _PURPOSE: Final = "publishing"
+
+
+class _Default:
+    """The type of :data:`DEFAULT_CHECKS`."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT_CHECKS"
+
+
+#: ``from_settings(check=...)`` default: :func:`~postbus.producers.checks.publish_checks` of the settings.
+DEFAULT_CHECKS: Final = _Default()
 
 
 class Publisher(PublisherCore):
@@ -74,12 +87,14 @@ class Publisher(PublisherCore):
         queue: str,
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
+        check: EventCheck | None = None,
     ) -> None:
         super().__init__(
             queue=queue,
             namespace=connection.namespace,
             properties_hook=properties_hook,
             max_batch_bytes=max_batch_bytes,
+            check=check,
         )
         self._connection = connection
         self._sender: ServiceBusSender | None = None
@@ -93,17 +108,25 @@ class Publisher(PublisherCore):
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
         client_options: Mapping[str, Any] | None = None,
+        check: EventCheck | _Default | None = DEFAULT_CHECKS,
     ) -> Publisher:
         """A publisher for ``settings.queue``: connection string if set, else namespace + DefaultAzureCredential.
 
         ``client_options`` go to the ``ServiceBusClient`` as keywords (e.g. ``retry_total``,
-        ``retry_backoff_factor``); the SDK defaults retry three times over about 11 s.
+        ``retry_backoff_factor``); the SDK defaults retry three times over about 11 s. ``check``
+        runs on every event before anything is sent: by default :func:`publish_checks` (an
+        expired ``not_after``; a sender alias ``POSTBUS_SENDERS`` does not list, when it lists
+        any); ``None`` turns it off, for code that publishes what the worker must refuse.
         """
         connection = ServiceBusConnection.from_settings(
             settings, purpose=_PURPOSE, client_options=client_options
         )
         return cls(
-            connection, queue=settings.queue, properties_hook=properties_hook, max_batch_bytes=max_batch_bytes
+            connection,
+            queue=settings.queue,
+            properties_hook=properties_hook,
+            max_batch_bytes=max_batch_bytes,
+            check=publish_checks(settings) if isinstance(check, _Default) else check,
         )
 
     async def open(self) -> Self:
@@ -199,12 +222,14 @@ class SyncPublisher(PublisherCore):
         queue: str,
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
+        check: EventCheck | None = None,
     ) -> None:
         super().__init__(
             queue=queue,
             namespace=connection.namespace,
             properties_hook=properties_hook,
             max_batch_bytes=max_batch_bytes,
+            check=check,
         )
         self._connection = connection
         self._sender: SyncSender | None = None
@@ -218,13 +243,18 @@ class SyncPublisher(PublisherCore):
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
         client_options: Mapping[str, Any] | None = None,
+        check: EventCheck | _Default | None = DEFAULT_CHECKS,
     ) -> SyncPublisher:
         """Like :meth:`Publisher.from_settings`, with the synchronous client and credential."""
         connection = SyncServiceBusConnection.from_settings(
             settings, purpose=_PURPOSE, client_options=client_options
         )
         return cls(
-            connection, queue=settings.queue, properties_hook=properties_hook, max_batch_bytes=max_batch_bytes
+            connection,
+            queue=settings.queue,
+            properties_hook=properties_hook,
+            max_batch_bytes=max_batch_bytes,
+            check=publish_checks(settings) if isinstance(check, _Default) else check,
         )
 
     def open(self) -> Self:
