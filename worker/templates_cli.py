@@ -3,6 +3,7 @@
 ::
 
     postbus templates list [--templates-dir DIR] [--json]
+    postbus templates check events.jsonl          # what a worker would dead-letter, before publishing
     postbus templates render order.confirmation --locale de-DE --data order.json --html-out preview.html
 
 ``render`` prints the subject and the plain-text body to stdout; ``--html-out`` writes the HTML
@@ -13,6 +14,7 @@ and a non-zero exit code, reported by the root command.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -92,6 +94,61 @@ def list_templates(
     for event_type in renderer.types():
         table.add_row(event_type, ", ".join(renderer.locales(event_type)), renderer.source(event_type))
     Console(soft_wrap=True).print(table)
+
+
+@app.command("check")
+def check_events(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="EVENTS.JSONL", help="JSON Lines of events (as for publish --file); - reads stdin."
+        ),
+    ],
+    templates_dir: TemplatesDir = None,
+) -> None:
+    """Render every event of a JSON Lines file; report the ones a worker would dead-letter.
+
+    A type with no template and data the templates cannot render are found here, before
+    `postbus publish --file` puts them on the queue. Exit 1 if any line fails.
+    """
+    import sys
+
+    from postbus.errors import InvalidEvent
+    from postbus.events import parse_event
+    from postbus.worker.rendering import template_check
+
+    check = template_check(_renderer(templates_dir))
+    try:
+        handle = (
+            io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig")
+            if str(file) == "-"
+            else file.open(encoding="utf-8-sig")
+        )
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot read {file}: {exc.strerror or exc}", param_hint="EVENTS.JSONL"
+        ) from None
+    checked = failed = 0
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            checked += 1
+            try:
+                document = json.loads(text)
+                if isinstance(document, dict) and "event" in document:
+                    document = document["event"]
+                check(parse_event(document))
+            except json.JSONDecodeError as exc:
+                failed += 1
+                typer.echo(f"line {number}: not valid JSON: {exc.msg} (column {exc.colno})", err=True)
+            except InvalidEvent as exc:
+                failed += 1
+                typer.echo(f"line {number}: {exc}", err=True)
+    typer.echo(f"checked {checked}, failed {failed}", err=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command("render")
