@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +65,7 @@ def demo(
     ),
 ) -> None:
     """Run a holiday spike end to end on the embedded emulators."""
+    _check_output(output)
     report = asyncio.run(
         run_demo(
             events=events,
@@ -77,6 +79,21 @@ def demo(
     )
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _check_output(output: Path) -> None:
+    """Refuse an ``--output`` the demo cannot write into, before anything starts."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            reason = "it (or a parent) is a file, not a directory"
+        raise typer.BadParameter(
+            f"cannot write the demo's files into {str(output)!r}: {reason}", param_hint="--output"
+        ) from None
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -126,8 +143,11 @@ async def run_demo(
         report.inspection_url = f"{acs.endpoint}/_emulator/messages"
         console.print(
             f"[bold]Postbus demo[/]: {len(expected)} events, {workers} workers x {concurrency} handlers, "
-            f"ACS quota {quota}/min (ideal drain {len(expected) / quota * 60:.0f} s)"
+            f"ACS quota {quota}/min (ideal drain {len(expected) / quota * 60:.0f} s)",
+            soft_wrap=True,
         )
+        # Only while the demo runs: the emulator stops with it.
+        console.print(f"Mailbox while the demo runs: {report.inspection_url}", soft_wrap=True)
         env = worker_env(sb, acs, quota=quota, concurrency=concurrency)
         procs, logs = start_workers(workers, env, run_dir)
         try:
@@ -189,6 +209,11 @@ async def _watch(
             grid.add_row(label, str(value))
         return grid
 
+    if not console.is_terminal:
+        # Piped (CI, a log file): a plain progress line every few seconds instead of a live table
+        # that only a terminal can redraw.
+        await _watch_lines(console, sb, acs, report, t0=t0, limit=limit)
+        return
     with Live(table(), console=console, refresh_per_second=4, transient=False) as live:
         while True:
             counts = sb.counts("notifications")
@@ -201,6 +226,36 @@ async def _watch(
                 report.problems.append(f"not drained after {limit:.0f} s")
                 return
             await asyncio.sleep(0.25)
+
+
+#: Seconds between two progress lines when the output is not a terminal.
+PIPED_PROGRESS_EVERY = 5.0
+
+
+async def _watch_lines(
+    console: Any, sb: ServiceBusEmulator, acs: EmailEmulator, report: DemoReport, *, t0: float, limit: float
+) -> None:
+    last = -PIPED_PROGRESS_EVERY
+    while True:
+        counts = sb.counts("notifications")
+        sent = len(acs.mailbox)
+        done = sent + counts.dead_lettered >= report.published
+        idle = counts.active + counts.scheduled + counts.locked + counts.deferred == 0
+        elapsed = time.monotonic() - t0
+        if (done and idle) or elapsed - last >= PIPED_PROGRESS_EVERY:
+            last = elapsed
+            console.print(
+                f"{elapsed:6.1f} s: sent {sent}/{report.published}, dead-lettered {counts.dead_lettered}, "
+                f"queued {counts.active + counts.scheduled + counts.locked}",
+                soft_wrap=True,
+                highlight=False,
+            )
+        if done and idle:
+            return
+        if elapsed > limit:
+            report.problems.append(f"not drained after {limit:.0f} s")
+            return
+        await asyncio.sleep(0.25)
 
 
 def _print_summary(console: Any, report: DemoReport, *, quota: int, total: int, run_dir: Path) -> None:
@@ -224,7 +279,6 @@ def _print_summary(console: Any, report: DemoReport, *, quota: int, total: int, 
     )
     console.print(latency)
     console.print(f"Captured emails (.eml and .json): {report.mailbox_dir}")
-    console.print(f"Emulator inspection API (while running): {report.inspection_url}")
     console.print(f"Worker logs: {run_dir}")
     if report.ok:
         console.print(
