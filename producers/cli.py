@@ -128,9 +128,9 @@ def _json_argument(value: str, option: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise typer.BadParameter(
-            f"not valid JSON: {exc.msg} (column {exc.colno})", param_hint=option
-        ) from None
+        where = f"line {exc.lineno}, column {exc.colno}" if exc.lineno > 1 else f"column {exc.colno}"
+        hint = "; one event per document (JSON Lines go to --file)" if exc.msg == "Extra data" else ""
+        raise typer.BadParameter(f"not valid JSON: {exc.msg} ({where}){hint}", param_hint=option) from None
 
 
 def _instant(value: str | None, option: str) -> datetime | None:

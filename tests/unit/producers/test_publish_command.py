@@ -300,3 +300,14 @@ def test_a_json_file_with_a_byte_order_mark_is_accepted(
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(event("bom-1")).encode())
     assert main(["publish", "--json", str(path)]) == 0
     assert capsys.readouterr().out == "bom-1\n"
+
+
+def test_a_json_lines_file_given_to_json_points_at_file(
+    fake: FakePublisher, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write_lines(tmp_path / "events.jsonl", [event("a"), event("b")])
+    assert main(["publish", "--json", str(path)]) == 2
+    assert one_line_error(capsys) == (
+        "postbus: error: Invalid value for --json: not valid JSON: Extra data (line 2, column 1); "
+        "one event per document (JSON Lines go to --file)"
+    )
