@@ -286,3 +286,29 @@ async def test_two_signals_during_replay_still_say_what_was_replayed(
     assert len(said) == 1, (out + err).decode()[-2000:]
     assert any(f"replayed {n}," in said[0] for n in (len(main), len(main) - 1))
     assert sorted(set(event_ids(main) + event_ids(dead))) == names
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("dlq", "list"),
+        ("dlq", "replay", "--force"),
+        ("dlq", "purge", "--yes"),
+        ("status", "--event-id", "order-1"),
+    ],
+    ids=" ".join,
+)
+def test_a_queue_the_namespace_lacks_is_one_line_naming_the_setting(
+    servicebus: ServiceBusEmulator,
+    environ: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: tuple[str, ...],
+) -> None:
+    monkeypatch.setenv("POSTBUS_QUEUE", "no-such-queue")
+    code, out, err = _cli(capsys, *argv)
+    assert code == 1
+    # (the in-process emulator's own warning shares this stderr; the command's lines start "postbus:")
+    ours = [line for line in err.splitlines() if line.startswith("postbus:")]
+    assert ours == ["postbus: error: queue 'no-such-queue' does not exist in this namespace (POSTBUS_QUEUE)"]
+    assert "Traceback" not in out + err
