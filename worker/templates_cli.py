@@ -54,7 +54,7 @@ def _renderer(templates_dir: Path | None) -> TemplateRenderer:
 
 def _load_data(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a Windows editor's BOM is no JSON error
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise typer.BadParameter(f"cannot read {path}: {reason}", param_hint="'--data'") from exc

@@ -60,7 +60,7 @@ def test_render_uses_data_from_a_file(tmp_path: Path) -> None:
 
     data = TemplateRenderer().sample_data("permit.approved")
     data["permit"]["number"] = "BP-9"
-    data_file.write_text(json.dumps(data), encoding="utf-8")
+    data_file.write_text("\ufeff" + json.dumps(data), encoding="utf-8")  # with a BOM, as Notepad saves it
 
     result = runner.invoke(app, ["render", "permit.approved", "--data", str(data_file)])
     assert result.exit_code == 0, result.output
