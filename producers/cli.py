@@ -208,12 +208,12 @@ async def _publish_file(
             # A log line written straight to stderr would tear the bar apart; through the bar's
             # console it prints above the bar, which then redraws below it.
             configure_logging(
-                level=settings.log_level, fmt=settings.log_format, stream=cast(TextIO, _AboveBar(err))
+                level=_log_level(settings), fmt=settings.log_format, stream=cast(TextIO, _AboveBar(err))
             )
             try:
                 await publish_lines(good, publisher, summary=summary, on_published=emit, progress=progress)
             finally:
-                configure_logging(level=settings.log_level, fmt=settings.log_format, stream=log_stream)
+                configure_logging(level=_log_level(settings), fmt=settings.log_format, stream=log_stream)
     finally:
         await publisher.close()
 
@@ -321,10 +321,16 @@ def publish(
         typer.echo(message_id)
 
 
+def _log_level(settings: Settings) -> str:
+    # The ids on stdout and the summary or error line say what the publisher's info and warning
+    # lines would; a command that fails says so in one line. Debug shows everything.
+    return "debug" if settings.log_level == "debug" else "error"
+
+
 def _settings() -> Settings:
     settings = load_settings()
     settings.require_servicebus("postbus publish")
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    configure_logging(level=_log_level(settings), fmt=settings.log_format)
     configure_telemetry(settings)
     return settings
 

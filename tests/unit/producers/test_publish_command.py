@@ -262,7 +262,7 @@ def test_on_a_terminal_log_lines_print_above_the_progress_bar(
     original = fake.publish_many
 
     async def publish_many(events: Any) -> list[str]:
-        get_logger("postbus.producers.publisher").warning("slow batch", note="logged mid-bar")
+        get_logger("postbus.producers.publisher").error("slow batch", note="logged mid-bar")
         return await original(events)
 
     monkeypatch.setattr(fake, "publish_many", publish_many)
