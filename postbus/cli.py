@@ -77,6 +77,13 @@ class LazyGroup(TyperGroup):
             return typer.main.get_command(_placeholder(cmd_name, self.lazy[cmd_name].help))
         return self._load(cmd_name)
 
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # typer would turn this into a silent exit 130; the operator gets one line instead.
+            raise Interrupted("stopped by Ctrl-C before it finished") from None
+
     def format_help(self, ctx: Any, formatter: Any) -> Any:
         self._listing = True
         try:

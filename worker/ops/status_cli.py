@@ -51,6 +51,10 @@ def status(
     rows, sightings, complete = asyncio.run(_status(settings, operation_id, event_id, generations))
     if event_id is not None and not sightings and all(row.info is None for row in rows):
         raise OpsError(_nowhere(settings, event_id, generations, searched_all=complete))
+    if operation_id is not None and rows[0].info is None:
+        raise OpsError(
+            f"ACS does not know operation {rows[0].operation_id} (never sent, or older than its retention)"
+        )
     if as_json:
         if event_id is None:
             echo_json([row.to_json() for row in rows])

@@ -167,6 +167,13 @@ def test_status_of_a_queued_or_dead_lettered_event_says_where_it_is(
 def test_status_of_an_event_that_is_nowhere_is_one_line_and_exit_1(
     servicebus: ServiceBusEmulator, environ: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    code, out, err = _cli(capsys, "status", "0e4ef0b2-4c52-4b0a-9d7e-2f3a1c5d6e7f")
+    assert (code, out) == (1, "")
+    assert err == (
+        "postbus: error: ACS does not know operation 0e4ef0b2-4c52-4b0a-9d7e-2f3a1c5d6e7f "
+        "(never sent, or older than its retention)\n"
+    )
+
     code, out, err = _cli(capsys, "status", "--event-id", "never-published")
     assert code == 1
     assert out == ""

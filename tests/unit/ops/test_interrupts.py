@@ -55,3 +55,16 @@ def test_the_root_command_prints_one_line_for_an_interrupt(
     assert captured.err == (
         "postbus: interrupted: stopped at the second signal; replayed 2, skipped 0, failed 0 before it\n"
     )
+
+
+def test_a_ctrl_c_in_any_command_is_one_line_not_a_silent_exit(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postbus.worker.ops import dlq_cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dlq_cli, "ops_settings", interrupted)
+    assert cli_main(["dlq", "list"]) == 130
+    assert capsys.readouterr().err == "postbus: interrupted: stopped by Ctrl-C before it finished\n"
