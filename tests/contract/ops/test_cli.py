@@ -319,3 +319,15 @@ def test_a_queue_the_namespace_lacks_is_one_line_naming_the_setting(
     ours = [line for line in err.splitlines() if line.startswith("postbus:")]
     assert ours == ["postbus: error: queue 'no-such-queue' does not exist in this namespace (POSTBUS_QUEUE)"]
     assert "Traceback" not in out + err
+
+
+def test_status_without_service_bus_settings_says_where_else_to_look(
+    acs: EmailEmulator, environ: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("POSTBUS_SERVICEBUS_CONNECTION_STRING")
+    code, _, err = _cli(capsys, "status", "--event-id", "never-published")
+    assert code == 1
+    assert err == (
+        "postbus: error: ACS has no send of event 'never-published' (generations 0-2); set "
+        "POSTBUS_SERVICEBUS_CONNECTION_STRING or POSTBUS_SERVICEBUS_NAMESPACE to look in the queue too\n"
+    )
