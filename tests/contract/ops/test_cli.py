@@ -301,7 +301,6 @@ async def test_two_signals_during_replay_still_say_what_was_replayed(
         ("dlq", "list"),
         ("dlq", "replay", "--force"),
         ("dlq", "purge", "--yes"),
-        ("status", "--event-id", "order-1"),
     ],
     ids=" ".join,
 )
@@ -331,3 +330,27 @@ def test_status_without_service_bus_settings_says_where_else_to_look(
         "postbus: error: ACS has no send of event 'never-published' (generations 0-2); set "
         "POSTBUS_SERVICEBUS_CONNECTION_STRING or POSTBUS_SERVICEBUS_NAMESPACE to look in the queue too\n"
     )
+
+
+def test_status_still_answers_from_acs_when_the_queue_cannot_be_searched(
+    servicebus: ServiceBusEmulator,
+    acs: EmailEmulator,
+    environ: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mark_sent(acs, make_event("sent-1"))
+    monkeypatch.setenv("POSTBUS_QUEUE", "no-such-queue")
+    missing = "queue 'no-such-queue' does not exist in this namespace (POSTBUS_QUEUE)"
+
+    code, out, err = _cli(capsys, "status", "--event-id", "sent-1")
+    assert code == 0
+    assert "Succeeded" in out
+    assert f"postbus: warning: the queue was not searched: {missing}" in err.splitlines()
+
+    code, out, err = _cli(capsys, "status", "--event-id", "never-published")
+    assert (code, out) == (1, "")
+    ours = [line for line in err.splitlines() if line.startswith("postbus:")]
+    assert ours == [
+        f"postbus: error: ACS has no send of event 'never-published' and the queue could not be searched: {missing}"
+    ]
