@@ -79,20 +79,27 @@ def demo(
 ) -> None:
     """Run a holiday spike end to end on the embedded emulators."""
     _check_output(output)
-    report = asyncio.run(
-        run_demo(
-            events=events,
-            workers=workers,
-            quota=quota,
-            seed=seed,
-            concurrency=concurrency,
-            timeout=timeout,
-            output=output,
-            console_port=console_port,
-            # Only a person at a terminal can press Enter; piped or scripted runs never wait.
-            wait=not no_wait and sys.stdin.isatty(),
+    report = DemoReport()
+    try:
+        asyncio.run(
+            run_demo(
+                events=events,
+                workers=workers,
+                quota=quota,
+                seed=seed,
+                concurrency=concurrency,
+                timeout=timeout,
+                output=output,
+                console_port=console_port,
+                # Only a person at a terminal can press Enter; piped or scripted runs never wait.
+                wait=not no_wait and sys.stdin.isatty(),
+                report=report,
+            )
         )
-    )
+    except KeyboardInterrupt:
+        if not report.summarized:
+            raise
+        # Ctrl-C while the consoles wait after the summary is the documented way to end the demo.
     if not report.ok:
         raise typer.Exit(1)
 
@@ -131,6 +138,7 @@ async def run_demo(
     output: Path,
     console_port: int = 0,
     wait: bool = False,
+    report: DemoReport | None = None,
 ) -> DemoReport:
     """Run the spike and return the report (also printed).
 
@@ -154,7 +162,8 @@ async def run_demo(
     run_dir = output / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     mailbox_dir = run_dir / "mailbox"
     mailbox_dir.mkdir(parents=True, exist_ok=True)
-    report = DemoReport(mailbox_dir=mailbox_dir)
+    report = report if report is not None else DemoReport()
+    report.mailbox_dir = mailbox_dir
     start = datetime.now(UTC)
     spike = holiday_spike(events, seed=seed, start=start, invalid_ratio=0.01, lead_seconds=5)
     broken = broken_bodies(max(1, events // 200), seed=seed)
@@ -214,6 +223,7 @@ async def run_demo(
                 account(report, expected, sent_ids, await dead_letters(sb))
                 await pipeline.sample_once()  # the console's last numbers are the summary's
                 _print_summary(console, report, quota=quota, total=len(expected), run_dir=run_dir)
+                report.summarized = True
                 if wait:
                     console.print(
                         f"The consoles stay up: {pipeline.url} and {acs.endpoint}/_emulator/ui/. "

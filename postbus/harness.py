@@ -54,6 +54,8 @@ class DemoReport:
     throttled: int = 0
     mailbox_dir: Path | None = None
     inspection_url: str = ""
+    #: The summary has been printed: what follows (waiting for Enter) is no part of the run.
+    summarized: bool = False
 
     @property
     def ok(self) -> bool:

@@ -95,3 +95,21 @@ async def test_piped_progress_is_plain_lines_ending_with_the_drained_state(
 
 async def _no_wait(_seconds: float) -> None:
     return None
+
+
+@pytest.mark.parametrize(("summarized", "code"), [(True, 0), (False, 130)])
+def test_ctrl_c_after_the_summary_ends_the_demo_cleanly_and_before_it_says_so(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    summarized: bool,
+    code: int,
+) -> None:
+    async def interrupted_run(*, report: DemoReport, **_options: Any) -> DemoReport:
+        report.summarized = summarized
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "run_demo", interrupted_run)
+    assert main(["demo", "--output", str(tmp_path)]) == code
+    err = capsys.readouterr().err
+    assert err == ("" if summarized else "postbus: interrupted: stopped by Ctrl-C before it finished\n")
