@@ -11,7 +11,8 @@ caller hears about them at once instead of finding a dead letter later:
 
 The templates live with the workers, so checking the type and data is opt-in: pass a check that
 renders (``postbus.worker.rendering.template_check``) or run ``postbus templates check`` on a
-JSON Lines file first. A check is any callable that takes the event and raises ``InvalidEvent``::
+JSON Lines file first. A check is any callable that takes the event and raises ``InvalidEvent``
+(all of these are exported by :mod:`postbus.producers`)::
 
     Publisher.from_settings(settings, check=all_of(publish_checks(settings), my_check))
 """

@@ -407,6 +407,7 @@ def template_check(renderer: TemplateRenderer) -> Callable[[NotificationEvent], 
     dead-letter as ``UnknownTemplate`` or ``TemplateError``. For a publisher that sees the same
     templates as the workers::
 
+        # from postbus.producers import Publisher, all_of, publish_checks
         check = all_of(publish_checks(settings), template_check(TemplateRenderer(user_dir=settings.templates_dir)))
         Publisher.from_settings(settings, check=check)
     """
