@@ -97,10 +97,21 @@ class LazyGroup(TyperGroup):
 
     def _load(self, name: str) -> Any:
         module_name, _, attr = self.lazy[name].target.partition(":")
-        app = getattr(importlib.import_module(module_name), attr)
+        module = importlib.import_module(module_name)
+        if hasattr(module, "template_check_factory"):
+            # `postbus publish --check` renders with the worker's templates; the producer package
+            # does not import the worker, so the two meet here.
+            setattr(module, "template_check_factory", _template_check)  # noqa: B010 - a module seen as ModuleType
+        app = getattr(module, attr)
         command = typer.main.get_command(app)
         command.name = name
         return command
+
+
+def _template_check(settings: Any) -> Any:
+    from postbus.worker.rendering import TemplateRenderer, template_check
+
+    return template_check(TemplateRenderer(user_dir=settings.templates_dir))
 
 
 def _placeholder(name: str, help_text: str) -> typer.Typer:

@@ -32,7 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from postbus.errors import InvalidEvent, PostbusError
 from postbus.events import parse_event
 from postbus.logs import configure_logging
-from postbus.producers.checks import publish_checks
+from postbus.producers.checks import EventCheck, all_of, publish_checks
 from postbus.producers.jsonl import GoodLine, parse_send_at, read_jsonl
 from postbus.producers.outgoing import EventLike, ScheduledEvent
 from postbus.producers.publisher import Publisher, PublishError
@@ -51,6 +51,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Publish notification events to the queue.",
 )
+
+
+#: Builds the rendering check behind ``--check``. The root command sets it: the producer package
+#: does not import the worker's renderer, and the root is where the two are wired together.
+template_check_factory: Callable[[Settings], EventCheck] | None = None
 
 
 class EventSink(Protocol):
@@ -273,6 +278,14 @@ def publish(
         str | None, typer.Option("--send-at", metavar="ISO", help="ISO 8601: enqueue at this instant.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print the message ids.")] = False,
+    check_templates: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Also render each event with the templates (shipped and POSTBUS_TEMPLATES_DIR); "
+            "refuse one a worker would dead-letter.",
+        ),
+    ] = False,
 ) -> None:
     """Publish one event (from flags or --json) or many (--file events.jsonl)."""
     flags = {
@@ -304,7 +317,9 @@ def publish(
     try:
         settings = _settings()
         if file is not None:
-            _run_file(file, settings=settings, quiet=quiet)
+            _run_file(
+                file, settings=settings, quiet=quiet, check=_checks(settings, templates=check_templates)
+            )
             return
         document = (
             _json_argument(f"@{json_file}", "--json") if json_file is not None else _event_from_flags(flags)
@@ -312,7 +327,7 @@ def publish(
         if not isinstance(document, dict):
             raise InvalidEvent(f"expected a JSON object, got {type(document).__name__}")
         event = parse_event(json.dumps(document))
-        publish_checks(settings)(event)
+        _checks(settings, templates=check_templates)(event)
         message_id = asyncio.run(_publish_one(settings, ScheduledEvent(event, scheduled)))
     except PostbusError as exc:
         typer.echo(f"postbus: error: {exc}", err=True)
@@ -342,11 +357,22 @@ def _open_text(path: Path) -> TextIO:
     return path.open(encoding="utf-8-sig")
 
 
-def _run_file(path: Path, *, settings: Settings, quiet: bool) -> None:
+def _checks(settings: Settings, *, templates: bool) -> EventCheck:
+    check = publish_checks(settings)
+    if not templates:
+        return check
+    if template_check_factory is None:
+        raise typer.BadParameter(
+            "needs the worker's templates, which this installation lacks", param_hint="--check"
+        )
+    return all_of(check, template_check_factory(settings))
+
+
+def _run_file(path: Path, *, settings: Settings, quiet: bool, check: EventCheck) -> None:
     name = "stdin" if str(path) == STDIN else repr(str(path))
     try:
         with _open_text(path) as handle:
-            contents = read_jsonl(handle, check=publish_checks(settings))
+            contents = read_jsonl(handle, check=check)
     except OSError as exc:
         raise typer.BadParameter(f"cannot read {name}: {exc.strerror}", param_hint="--file") from None
     except UnicodeDecodeError:

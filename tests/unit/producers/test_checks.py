@@ -146,3 +146,32 @@ def test_publish_file_reports_refused_lines_and_sends_the_rest(
         "published 1, failed 2",
     ]
     assert [item.message_id for item in environment.sent] == ["ok-1"]
+
+
+def test_publish_check_renders_against_the_templates(
+    environment: FakePublisher, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["publish", "--type", "invoice.paid", "--to", "a@example.com", "--sender", "orders"]
+    assert main([*argv, "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("postbus: error: type: no template for notification type 'invoice.paid' (known: ")
+    assert err.count("\n") == 1
+    assert environment.sent == []
+    # Without --check the type is the worker's business: a user template may exist only there.
+    assert main(argv) == 0
+    assert [item.message_id for item in environment.sent] != []
+
+
+def test_publish_file_check_reports_data_that_does_not_render(
+    environment: FakePublisher, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import json
+
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(doc("no-data", data={})) + "\n", encoding="utf-8")
+    assert main(["publish", "--check", "--file", str(path)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "line 1: data: order.confirmation/en: 'order' is undefined in subject.txt.j2 line 1",
+        "published 0, failed 1",
+    ]
+    assert environment.sent == []
