@@ -103,6 +103,9 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePublisher]:
     monkeypatch.setenv("POSTBUS_SENDERS", '{"orders": "orders@contoso.com"}')
     fake = FakePublisher()
     monkeypatch.setattr(postbus.producers.cli, "open_publisher", lambda settings: fake)
+    # The command would set the process's OpenTelemetry providers (once per process, for good):
+    # later tests would inherit a tracer that adds traceparent to what they publish.
+    monkeypatch.setattr(postbus.producers.cli, "configure_telemetry", lambda settings: None)
     yield fake
     # The command configures logging on the captured stderr; leave no handler on a closed stream.
     root = logging.getLogger()

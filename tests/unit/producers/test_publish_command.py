@@ -40,6 +40,9 @@ def registered(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setitem(
         COMMANDS, "publish", LazyCommand("postbus.producers.cli:app", "Publish notification events.")
     )
+    # The command would set the process's OpenTelemetry providers (once per process, for good):
+    # later tests would inherit a tracer that adds traceparent to what they publish.
+    monkeypatch.setattr(postbus.producers.cli, "configure_telemetry", lambda settings: None)
     yield
     # The command configures logging on the captured stderr; do not leave a handler on a closed stream.
     root = logging.getLogger()
