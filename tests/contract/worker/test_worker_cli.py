@@ -7,6 +7,7 @@ import pytest
 from postbus.cli import main
 from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.logs import configure_logging
+from postbus.worker import cli as worker_cli
 
 KEY = "c2VjcmV0LWtleS12YWx1ZQ=="
 
@@ -15,6 +16,8 @@ def test_a_missing_queue_stops_the_worker_with_one_line_naming_the_setting(
     capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     configure_logging(fmt="json")  # onto this test's stderr, not one an earlier test closed
+    # The command would set the process's OpenTelemetry providers for good; later tests must not inherit them.
+    monkeypatch.setattr(worker_cli, "configure_telemetry", lambda settings: None)
     with ServiceBusEmulator() as servicebus:
         monkeypatch.setenv("POSTBUS_SERVICEBUS_CONNECTION_STRING", servicebus.connection_string)
         monkeypatch.setenv("POSTBUS_QUEUE", "no-such-queue")

@@ -11,6 +11,7 @@ import pytest
 from postbus.bus import BusUnavailable, InMemoryBroker
 from postbus.cli import main
 from postbus.settings import load_settings
+from postbus.worker import cli as worker_cli
 from postbus.worker import runner
 from postbus.worker.errors import CannotStart
 from postbus.worker.health import HealthServer, HealthStatus
@@ -46,6 +47,8 @@ def test_postbus_worker_on_a_taken_health_port_is_one_line_and_exit_1(
     monkeypatch.setenv("POSTBUS_SENDERS", '{"orders": "orders@contoso.com"}')
     monkeypatch.setenv("POSTBUS_HEALTH_PORT", str(taken_port))
     monkeypatch.setenv("POSTBUS_LOG_FORMAT", "json")
+    # The command would set the process's OpenTelemetry providers for good; later tests must not inherit them.
+    monkeypatch.setattr(worker_cli, "configure_telemetry", lambda settings: None)
     assert main(["worker"]) == 1
     err = capfd.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("postbus: error:")]
