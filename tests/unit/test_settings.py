@@ -57,6 +57,8 @@ def test_settings_are_frozen() -> None:
         ({"POSTBUS_SENDERS": '{"orders": "Orders <a@b.com>"}'}, "POSTBUS_SENDERS: sender 'orders'"),
         ({"POSTBUS_ACS_ENDPOINT": "contoso"}, "POSTBUS_ACS_ENDPOINT: 'contoso' is not an endpoint"),
         ({"POSTBUS_LOG_FORMAT": "xml"}, "POSTBUS_LOG_FORMAT: Input should be"),
+        ({"POSTBUS_SERVICEBUS_SOCKET_TIMEOUT": "0"}, "POSTBUS_SERVICEBUS_SOCKET_TIMEOUT: Input should be"),
+        ({"POSTBUS_SERVICEBUS_SOCKET_TIMEOUT": "30"}, "POSTBUS_SERVICEBUS_SOCKET_TIMEOUT: Input should be"),
         (
             {
                 "POSTBUS_SERVICEBUS_CONNECTION_STRING": "Endpoint=sb://x;SharedAccessKeyName=a;SharedAccessKey=k",
