@@ -99,8 +99,16 @@ def naive_consumer(servicebus: str, endpoint: str, key: str, count: int) -> None
     email.close()
 
 
-def _spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _spawn(
+    args: list[str], env: dict[str, str] | None = None, *, log: Any = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+
+def _warnings(log_path: Path) -> list[str]:
+    """The worker's warning and error lines (a run that stalls says why here)."""
+    lines = log_path.read_text(errors="replace").splitlines()
+    return [line[:300] for line in lines if '"level": "warning"' in line or '"level": "error"' in line][-5:]
 
 
 def _cpu(proc: psutil.Process) -> float:
@@ -184,12 +192,15 @@ async def _run_postbus(
             env.update(variant.env)
         if pythonpath is not None:
             env["PYTHONPATH"] = pythonpath
-        proc = _spawn([sys.executable, "-m", "postbus.cli", "worker"], env)
-        try:
-            result = await _measure(acs, proc, events, limit=300)
-        finally:
-            proc.terminate()
-            await asyncio.to_thread(proc.wait)
+        with tempfile.NamedTemporaryFile(prefix="postbus-bench-worker-", suffix=".log") as log:
+            proc = _spawn([sys.executable, "-m", "postbus.cli", "worker"], env, log=log)
+            try:
+                result = await _measure(acs, proc, events, limit=120)
+            finally:
+                proc.terminate()
+                await asyncio.to_thread(proc.wait)
+            if warnings := _warnings(Path(log.name)):
+                result["worker_warnings"] = warnings
     return {"concurrency": concurrency, **result}
 
 
