@@ -9,7 +9,6 @@ timings come from the :class:`~worker.retry.RetryPolicy`.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -31,7 +30,7 @@ from postbus.worker.errors import (
     ThrottledError,
     TransientError,
 )
-from postbus.worker.mailer import Mailer, SendResult, build_payload, operation_id_for
+from postbus.worker.mailer import Mailer, SendResult, build_payload, operation_id_for, oversize
 from postbus.worker.outcome import AlreadySent, DeadLetter, Outcome, RetryLater, Sent, Systemic
 from postbus.worker.retry import RetryPolicy
 from postbus.worker.throttle import SendGate
@@ -145,8 +144,7 @@ class Pipeline:
         payload = build_payload(
             event, subject=rendered.subject, html=rendered.html, text=rendered.text, sender=sender
         )
-        size = len(json.dumps(payload))
-        if size > MAX_REQUEST_BYTES:
+        if (size := oversize(payload, MAX_REQUEST_BYTES)) is not None:
             description = f"rendered email is {size} bytes, ACS accepts at most {MAX_REQUEST_BYTES}"
             return Processed(DeadLetter(DeadLetterReason.MESSAGE_TOO_LARGE, description), decoded)
         operation_id = operation_id_for(
