@@ -140,6 +140,11 @@ class Settings(BaseSettings):
     health_port: Annotated[int, Field(ge=0, le=65535)] = Field(
         8080, description="Port of `/healthz` and `/readyz`; 0 disables the endpoint."
     )
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto",
+        description="Event loop of the worker: `auto` uses uvloop when it is installed (the `fast` extra), "
+        "`asyncio` never does, `uvloop` requires it.",
+    )
     shutdown_grace_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         25.0,
         description="Time in-flight work gets after SIGTERM; keep it below the platform's kill deadline "

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from postbus.eventloop import run
 from postbus.logs import configure_logging, get_logger
 from postbus.settings import Settings, load_settings
 from postbus.telemetry import configure_telemetry
@@ -44,7 +45,7 @@ def worker(
     settings.require_senders("the worker")
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     configure_telemetry(settings)
-    asyncio.run(_run(settings))
+    run(_run(settings), choice=settings.event_loop)
 
 
 async def _run(settings: Settings) -> None:
