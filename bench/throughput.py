@@ -100,9 +100,13 @@ def naive_consumer(servicebus: str, endpoint: str, key: str, count: int) -> None
 
 
 def _spawn(
-    args: list[str], env: dict[str, str] | None = None, *, log: Any = subprocess.DEVNULL
+    args: list[str],
+    env: dict[str, str] | None = None,
+    *,
+    log: Any = subprocess.DEVNULL,
+    cwd: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=cwd)
 
 
 def _warnings(log_path: Path) -> list[str]:
@@ -191,9 +195,11 @@ async def _run_postbus(
         if variant is not None:
             env.update(variant.env)
         if pythonpath is not None:
+            # ``-m`` puts the working directory first on sys.path: run from the checkout, or this
+            # tree's ``postbus/`` would be imported instead of the revision's.
             env["PYTHONPATH"] = pythonpath
         with tempfile.NamedTemporaryFile(prefix="postbus-bench-worker-", suffix=".log") as log:
-            proc = _spawn([sys.executable, "-m", "postbus.cli", "worker"], env, log=log)
+            proc = _spawn([sys.executable, "-m", "postbus.cli", "worker"], env, log=log, cwd=pythonpath)
             try:
                 result = await _measure(acs, proc, events, limit=120)
             finally:
