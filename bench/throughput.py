@@ -40,6 +40,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -309,4 +310,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--naive-child":
         naive_consumer(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
     else:
+        # A SIGTERM unwinds like Ctrl-C, so the worker process is stopped too instead of living on
+        # against a later run's emulators (a port can be reused) and taking its messages.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         asyncio.run(main())
