@@ -9,10 +9,12 @@ from uuid import UUID, uuid5
 
 from postbus.events import Address, NotificationEvent
 
-__all__ = ["EVENT_ID_HEADER", "build_payload", "operation_id_for", "oversize"]
+__all__ = ["EVENT_ID_HEADER", "TENANT_HEADER", "build_payload", "operation_id_for", "oversize"]
 
 #: Custom header on every email so support can find the event behind a message in any mailbox.
 EVENT_ID_HEADER: Final = "X-Postbus-Event-Id"
+#: And the tenant, so a shared mailbox (or the emulator's console) can be searched by it.
+TENANT_HEADER: Final = "X-Postbus-Tenant"
 
 
 #: JSON writes one character as at most six (``\u00e9``), and ACS gets ``json.dumps`` output.
@@ -75,7 +77,7 @@ def build_payload(
         "senderAddress": sender,
         "content": {"subject": subject, "html": html, "plainText": text},
         "recipients": recipients,
-        "headers": {**event.headers, EVENT_ID_HEADER: event.id},
+        "headers": {**event.headers, EVENT_ID_HEADER: event.id, TENANT_HEADER: event.tenant},
     }
     if event.reply_to:
         payload["replyTo"] = _addresses(event.reply_to)
