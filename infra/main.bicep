@@ -144,6 +144,15 @@ param backlogAlertThreshold int = 0
 @description('Private networking: Service Bus (Premium) and the registry (Premium) get private endpoints in a new VNet that the Container Apps environment joins, and Service Bus refuses public traffic. Producers must then publish from inside the network. See docs/deploy-azure.md for what it costs. Set at creation: an existing environment cannot move into a VNet.')
 param privateNetworking bool = false
 
+// --- Claim check (large attachments) --------------------------------------------------------------------------------
+@description('Storage account of the delivery record that holds the claim-check container; empty: no claim-check container, and attachments must fit a Service Bus message. Set it to the delivery record storage module\'s account name.')
+param claimCheckStorageAccountName string = ''
+
+@description('Days a claim-checked attachment is kept after its last publish (lifecycle rule); at least the delivery record retention.')
+@minValue(2)
+@maxValue(3650)
+param claimCheckRetentionDays int = 30
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -307,6 +316,19 @@ module registryEndpoint 'modules/private-endpoint.bicep' = if (privateNetworking
   }
 }
 
+// Claim check: a private container in the delivery record's Storage account, a lifecycle rule, producer write and
+// worker read (modules/claimcheck.bicep says why each is enough).
+module claimCheck 'modules/claimcheck.bicep' = if (!empty(claimCheckStorageAccountName)) {
+  name: 'claim-check'
+  scope: rg
+  params: {
+    storageAccountName: claimCheckStorageAccountName
+    retentionDays: claimCheckRetentionDays
+    producerPrincipalId: identities.outputs.producerPrincipalId
+    workerPrincipalId: identities.outputs.workerPrincipalId
+  }
+}
+
 module workerImage 'modules/fetch-image.bicep' = {
   name: 'worker-image'
   scope: rg
@@ -350,6 +372,7 @@ module worker 'modules/worker.bicep' = {
     quotaPerMinute: email.outputs.quotaPerMinute
     quotaPerHour: email.outputs.quotaPerHour
     shutdownGraceSeconds: workerShutdownGraceSeconds
+    attachmentStoreUrl: claimCheck.?outputs.url ?? ''
   }
 }
 
@@ -444,6 +467,7 @@ output POSTBUS_ACS_ENDPOINT string = email.outputs.endpoint
 output POSTBUS_SENDING_DOMAIN string = email.outputs.sendingDomain
 output POSTBUS_PRODUCER_IDENTITY_ID string = identities.outputs.producerId
 output POSTBUS_PRODUCER_CLIENT_ID string = identities.outputs.producerClientId
+output POSTBUS_ATTACHMENT_STORE_URL string = claimCheck.?outputs.url ?? ''
 output POSTBUS_EMAIL_DOMAIN_RECORDS object = email.outputs.customDomainVerificationRecords
 output POSTBUS_WORKBOOK_ID string = dashboard.outputs.workbookId
 // What the worker paces itself to, derived from the sending domain (see acsRaisedQuotaPerMinute).

@@ -49,6 +49,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "doctor": LazyCommand(
         "postbus.worker.ops.doctor_cli:doctor_app", "Preflight checks of settings, queue, ACS and templates."
     ),
+    "attachments": LazyCommand(
+        "postbus.attachments.cli:app", "Retention of the claim-check attachment store (prune)."
+    ),
     "emulator": LazyCommand(
         "postbus.emulators.cli:app", "Run the local Service Bus and ACS Email emulators."
     ),

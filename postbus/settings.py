@@ -273,6 +273,48 @@ class Settings(BaseSettings):
             raise ValueError(f"{env_name('api_authority')}: {self.api_authority!r} is not an https URL")
         return self
 
+    # --- Attachments (claim check) ------------------------------------------------------------
+    attachment_store_url: str = Field(
+        "file:.postbus/attachments",
+        description="Where attachments too large for a message wait: a directory `file:path` "
+        "(`file:///abs/path`) shared by producers and workers, or a container "
+        "`https://<account>.blob.core.windows.net/<container>` (DefaultAzureCredential).",
+    )
+    attachment_store_connection_string: SecretStr | None = Field(
+        None,
+        description="Storage connection string (AccountKey or SAS) for the container (Azurite locally); "
+        "unset, DefaultAzureCredential.",
+    )
+    attachment_inline_max_bytes: Annotated[int, Field(ge=0, le=200 * 1024)] = Field(
+        64 * 1024,
+        description="An attachment larger than this (raw bytes) always goes to the attachment store; "
+        "smaller ones do too when the event would not fit the queue's message limit.",
+    )
+
+    @field_validator("attachment_store_url")
+    @classmethod
+    def _valid_attachment_store_url(cls, value: str) -> str:
+        from postbus.attachments.location import parse_attachment_store_url
+
+        parse_attachment_store_url(value)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _attachment_credentials(self) -> Settings:
+        from postbus.attachments.location import check_attachment_credentials
+
+        secret = self.attachment_store_connection_string
+        problem = check_attachment_credentials(
+            self.attachment_store_url, None if secret is None else secret.get_secret_value()
+        )
+        if problem:
+            raise ValueError(
+                problem.format(
+                    url=env_name("attachment_store_url"), cs=env_name("attachment_store_connection_string")
+                )
+            )
+        return self
+
     # --- Telemetry ---------------------------------------------------------------------------
     service_name: str = Field("postbus", description="OpenTelemetry `service.name`.")
     environment: str = Field("dev", description="OpenTelemetry `deployment.environment`.")

@@ -104,6 +104,9 @@ param cpu string = '0.5'
 @description('Memory per replica (must match the CPU: 0.5 cores -> 1Gi).')
 param memory string = '1Gi'
 
+@description('Claim-check container URL (POSTBUS_ATTACHMENT_STORE_URL); empty: the variable is not set.')
+param attachmentStoreUrl string = ''
+
 var healthPort = 8080
 var livenessPath = '/healthz'
 // Runs until the first `azd deploy`. `azd deploy` then swaps only the image (it keeps every other property of the
@@ -270,7 +273,12 @@ resource app 'Microsoft.App/containerApps@2026-01-01' = {
               name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
               value: appInsightsConnectionString
             }
-          ], telemetryAuthEnv)
+          ], telemetryAuthEnv, empty(attachmentStoreUrl) ? [] : [
+            {
+              name: 'POSTBUS_ATTACHMENT_STORE_URL'
+              value: attachmentStoreUrl
+            }
+          ])
           // Startup and liveness only. The worker has no ingress, so a readiness probe would route no traffic; it would
           // only tie revision activation to ACS's health (/readyz fails while the breaker is open) and fail a deploy
           // during an ACS outage. /readyz stays available to operators.

@@ -28,6 +28,8 @@ BUILT_IN_ROLES = {
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     # The ingest API reads the delivery record's table (docs/deploy-azure.md, identities and roles).
     "76199698-9eea-4c19-bc75-cec21354c6b6": "Storage Table Data Reader",
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
+    "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",
 }
 GUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
 ISO_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
@@ -413,6 +415,9 @@ def test_role_assignments_are_least_privilege(
         # The ingest API queues and reads status, nothing else.
         ("apiPrincipalId", frozenset({"Azure Service Bus Data Sender"}), "queue"),
         ("apiPrincipalId", frozenset({"Storage Table Data Reader"}), "recordAccount"),
+        # Claim check: producers write attachment blobs, the worker only reads them; the container, not the account.
+        ("producerPrincipalId", frozenset({"Storage Blob Data Contributor"}), "container"),
+        ("workerPrincipalId", frozenset({"Storage Blob Data Reader"}), "container"),
     }
     scaler = parsed["modules/messaging.bicep"]["parameters"]["scalerRole"]
     assert scaler["default"] == "DataReceiver"
@@ -537,8 +542,12 @@ API_VERSIONS = {
     "Microsoft.Network/privateEndpoints/privateDnsZoneGroups": "2024-05-01",
     "Microsoft.Network/privateDnsZones": "2024-06-01",
     "Microsoft.Network/privateDnsZones/virtualNetworkLinks": "2024-06-01",
-    # Referenced as `existing` only (the ingest API's read role on the record's account).
-    "Microsoft.Storage/storageAccounts": "2024-01-01",
+    # The record's account, referenced as `existing` by the ingest API (its read role) and the claim check
+    # (modules/claimcheck.bicep: its blob service, container and lifecycle rule).
+    "Microsoft.Storage/storageAccounts": "2023-05-01",
+    "Microsoft.Storage/storageAccounts/blobServices": "2023-05-01",
+    "Microsoft.Storage/storageAccounts/blobServices/containers": "2023-05-01",
+    "Microsoft.Storage/storageAccounts/managementPolicies": "2023-05-01",
 }
 #: Preview API versions in use, each with the reason no GA version serves.
 PREVIEW_REASONS = {
