@@ -67,7 +67,7 @@ AZURE_MANAGED_DOMAIN_QUOTA: Final = (5, 10)
 _AZURE_MANAGED_SUFFIX: Final = ".azurecomm.net"
 
 
-#: See ``servicebus_socket_timeout``: chosen from measurements at concurrency 16, 64 and 256 (README, "Performance").
+#: See ``servicebus_socket_timeout``: chosen from measurements at concurrency 16, 64 and 256 (docs/performance.md).
 DEFAULT_SOCKET_TIMEOUT: Final = 0.02
 
 #: Namespace for ``operation_id = uuid5(namespace, event id)``; changing it re-sends everything in flight.
