@@ -109,7 +109,7 @@ class _Namespace:
             namespace,
             connection_string=conn_str,
             client_options=client_options,
-            socket_timeout=settings.servicebus_socket_timeout,
+            socket_timeout=settings.socket_timeout,
         )
 
 
