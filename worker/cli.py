@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from postbus.bus import AccessDenied, AuthenticationFailed, QueueNotFound
+from postbus.eventloop import run
 from postbus.logs import configure_logging, get_logger
 from postbus.settings import Settings, load_settings
 from postbus.telemetry import configure_telemetry
@@ -47,7 +48,7 @@ def worker(
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     configure_telemetry(settings)
     try:
-        asyncio.run(_run(settings))
+        run(_run(settings), choice=settings.event_loop)
     except QueueNotFound as exc:
         raise CannotStart(f"{exc}; set POSTBUS_QUEUE to a queue of this namespace") from None
     except (AuthenticationFailed, AccessDenied) as exc:
