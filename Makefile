@@ -16,7 +16,7 @@ AZURITE := $(AZURITE_DIR)/.installed
 LOCK_VENV ?= .tools/lock
 UV := $(LOCK_VENV)/bin/uv
 
-.PHONY: demo test check bench emulators venv tools azurite lock bicep-lint clean
+.PHONY: demo test check bench emulators venv tools azurite lock bicep-lint clean screenshots
 
 venv: $(STAMP)
 
@@ -48,7 +48,7 @@ $(AZURITE): tests/azurite/package.json tests/azurite/package-lock.json
 # dependencies in pyproject.toml; it resolves against PyPI for CPython 3.11 on manylinux x86_64 (the image's
 # platform). Pins already in the file are kept; `make lock LOCK_ARGS=--upgrade` moves everything to the newest.
 lock: $(UV)
-	$(UV) pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	$(UV) pip compile pyproject.toml --extra fast --quiet --generate-hashes --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" \
 		--output-file requirements.lock $(LOCK_ARGS)
 
@@ -74,6 +74,10 @@ check: venv
 
 test: check tools azurite
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The console screenshots in docs/images/ (the README shows them); needs Debian's chromium.
+screenshots: venv
+	$(BIN)/python scripts/screenshots.py
 
 bench: venv
 	@for b in bench/*.py; do echo "== $$b" >&2; $(BIN)/python $$b || exit 1; done

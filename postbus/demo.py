@@ -14,7 +14,10 @@ they are re-exported here for scripts written against this module.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import statistics
+import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +30,7 @@ from postbus.harness import (
     DemoReport,
     account,
     dead_letters,
+    free_ports,
     start_workers,
     stop_workers,
     worker_env,
@@ -35,6 +39,9 @@ from postbus.harness import (
 if TYPE_CHECKING:
     from postbus.emulators.acs_email import EmailEmulator
     from postbus.emulators.servicebus import ServiceBusEmulator
+    from postbus.events import NotificationEvent
+    from postbus.records import RecordStore
+    from postbus.settings import Settings
 
 __all__ = [
     "SENDERS",
@@ -62,6 +69,17 @@ def demo(
     output: Annotated[Path, typer.Option(help="Directory for the mailbox and worker logs.")] = Path(
         ".postbus/demo"
     ),
+    console_port: Annotated[
+        int,
+        typer.Option("--console-port", min=0, max=65535, help="Pipeline console port (0 = any free port)."),
+    ] = 0,
+    no_wait: Annotated[
+        bool,
+        typer.Option(
+            "--no-wait",
+            help="Exit after the summary instead of keeping the consoles up (for scripts and CI).",
+        ),
+    ] = False,
     delivery: Annotated[
         str,
         typer.Option(
@@ -70,20 +88,46 @@ def demo(
     ] = "delivered=0.97,bounced=0.02,suppressed=0.01",
 ) -> None:
     """Run a holiday spike end to end on the embedded emulators."""
-    report = asyncio.run(
-        run_demo(
-            events=events,
-            workers=workers,
-            quota=quota,
-            seed=seed,
-            concurrency=concurrency,
-            timeout=timeout,
-            output=output,
-            delivery=delivery,
+    _check_output(output)
+    report = DemoReport()
+    try:
+        asyncio.run(
+            run_demo(
+                events=events,
+                workers=workers,
+                quota=quota,
+                seed=seed,
+                concurrency=concurrency,
+                timeout=timeout,
+                output=output,
+                console_port=console_port,
+                # Only a person at a terminal can press Enter; piped or scripted runs never wait.
+                wait=not no_wait and sys.stdin.isatty(),
+                report=report,
+                delivery=delivery,
+            )
         )
-    )
+    except KeyboardInterrupt:
+        if not report.summarized:
+            raise
+        # Ctrl-C while the consoles wait after the summary is the documented way to end the demo.
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _check_output(output: Path) -> None:
+    """Refuse an ``--output`` the demo cannot write into, before anything starts."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            reason = "it (or a parent) is a file, not a directory"
+        raise typer.BadParameter(
+            f"cannot write the demo's files into {str(output)!r}: {reason}", param_hint="--output"
+        ) from None
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -103,16 +147,25 @@ async def run_demo(
     concurrency: int,
     timeout: float,  # noqa: ASYNC109 - a drain deadline reported in the summary, not a cancellation scope
     output: Path,
+    console_port: int = 0,
+    wait: bool = False,
+    report: DemoReport | None = None,
     delivery: str = "delivered=0.97,bounced=0.02,suppressed=0.01",
 ) -> DemoReport:
-    """Run the spike and return the report (also printed)."""
+    """Run the spike and return the report (also printed).
+
+    The pipeline console and the mailbox console are served while it runs; with ``wait`` they
+    stay up after the summary until the user presses Enter or Ctrl-C.
+    """
     from rich.console import Console
 
     from postbus.emulators.acs_email import EmailEmulator, QuotaConfig
     from postbus.emulators.servicebus import ServiceBusEmulator
     from postbus.logs import configure_logging
+    from postbus.pipeline_view import ConsoleServer, EmbeddedSource
     from postbus.producers.publisher import Publisher
-    from postbus.producers.simulate import broken_bodies, holiday_spike
+    from postbus.producers.simulate import EXPECT_SENT, broken_bodies, holiday_spike
+    from postbus.records.sqlite import SqliteRecordStore
     from postbus.settings import load_settings
     from postbus.telemetry import configure_telemetry
     from postbus.worker.mailer import EVENT_ID_HEADER
@@ -122,9 +175,18 @@ async def run_demo(
     run_dir = output / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     mailbox_dir = run_dir / "mailbox"
     mailbox_dir.mkdir(parents=True, exist_ok=True)
-    report = DemoReport(mailbox_dir=mailbox_dir)
+    report = report if report is not None else DemoReport()
+    report.mailbox_dir = mailbox_dir
     start = datetime.now(UTC)
-    spike = holiday_spike(events, seed=seed, start=start, invalid_ratio=0.01, lead_seconds=5)
+    spike = holiday_spike(events, seed=seed, start=start, invalid_ratio=0.01, lead_seconds=5, label_pdfs=True)
+    # Return labels carry PDFs, some larger than a Service Bus message: the publisher and the workers
+    # share this directory as their claim-check store.
+    store_url = f"file://{(run_dir / 'attachments').resolve()}"
+    attached = {
+        item.event.id: [hashlib.sha256(a.content()).hexdigest() for a in item.event.attachments]
+        for item in spike
+        if item.event.attachments
+    }
     broken = broken_bodies(max(1, events // 200), seed=seed)
     expected: dict[str, str] = {item.event.id: item.expect for item in spike}
     expected.update({wire.message_id: "InvalidEvent" for wire in broken})
@@ -141,50 +203,174 @@ async def run_demo(
             report_delay=1.0,
             delivery_mix=delivery,
         ) as acs,
+        # The workers write the record; the demo reads it for the consoles and the summary.
+        SqliteRecordStore(records_path) as records,
     ):
         report.inspection_url = f"{acs.endpoint}/_emulator/messages"
         console.print(
             f"[bold]Postbus demo[/]: {len(expected)} events, {workers} workers x {concurrency} handlers, "
-            f"ACS quota {quota}/min (ideal drain {len(expected) / quota * 60:.0f} s)"
+            f"ACS quota {quota}/min (ideal drain {len(expected) / quota * 60:.0f} s)",
+            soft_wrap=True,
         )
         env = worker_env(
-            sb, acs, quota=quota, concurrency=concurrency, record_url=f"sqlite:///{records_path}"
+            sb,
+            acs,
+            quota=quota,
+            concurrency=concurrency,
+            attachment_store_url=store_url,
+            record_url=f"sqlite:///{records_path}",
         )
-        procs, logs = start_workers(workers, env, run_dir)
+        health_ports = free_ports(workers)
+        procs, logs = start_workers(workers, env, run_dir, health_ports=health_ports)
+        published_at: dict[str, float] = {}
+        source = EmbeddedSource(
+            sb,
+            acs,
+            quota_per_minute=quota,
+            published_at=published_at,
+            worker_urls=[f"http://127.0.0.1:{port}" for port in health_ports],
+            records=records,
+        )
         try:
-            settings = load_settings(None, servicebus_connection_string=sb.connection_string)
-            configure_telemetry(settings)
-            published_at: dict[str, float] = {}
-            t0 = time.monotonic()
-            async with Publisher.from_settings(settings) as publisher:
-                immediate = [item.event for item in spike if item.send_at is None]
-                for item in spike:
-                    published_at[item.event.id] = time.time()
-                await publisher.publish_many(immediate)
-                for item in spike:
-                    if item.send_at is not None:
-                        await publisher.publish(item.event, send_at=item.send_at)
-                        published_at[item.event.id] = item.send_at.timestamp()
-                await publisher.publish_raw(broken)
-            report.published = len(expected)
-            await _watch(console, sb, acs, report, t0=t0, limit=timeout)
-            report.drain_seconds = time.monotonic() - t0
-            mails = acs.mailbox.messages()
-            sent_ids = [mail.headers.get(EVENT_ID_HEADER, "") for mail in mails]
-            report.sent = len(mails)
-            report.latencies = [
-                max(0.0, mail.received_at.timestamp() - published_at[event_id])
-                for mail, event_id in zip(mails, sent_ids, strict=True)
-                if event_id in published_at
-            ]
-            throttled = acs.stats().get("throttled", 0)
-            report.throttled = throttled if isinstance(throttled, int) else 0
-            account(report, expected, sent_ids, await dead_letters(sb))
-            await _delivery_outcomes(sb, records_path, report, start=start)
+            async with ConsoleServer(source, port=console_port) as pipeline:
+                console.print(f"Pipeline console: {pipeline.url}")
+                console.print(f"Mailbox console:  {acs.endpoint}/_emulator/ui/")
+                settings = load_settings(
+                    None, servicebus_connection_string=sb.connection_string, attachment_store_url=store_url
+                )
+                configure_telemetry(settings)
+                t0 = time.monotonic()
+                # check=None: the spike holds events the worker must dead-letter (expired, unknown alias).
+                async with Publisher.from_settings(settings, check=None) as publisher:
+                    immediate = [item.event for item in spike if item.send_at is None]
+                    for item in spike:
+                        published_at[item.event.id] = time.time()
+                    # Every tenth event the worker must send goes through the ingest API instead.
+                    via_api = {e.id for e in immediate[::10] if expected[e.id] == EXPECT_SENT}
+                    await publisher.publish_many([e for e in immediate if e.id not in via_api])
+                    report.problems.extend(
+                        await publish_through_api(
+                            settings, [e for e in immediate if e.id in via_api], console
+                        )
+                    )
+                    for item in spike:
+                        if item.send_at is not None:
+                            await publisher.publish(item.event, send_at=item.send_at)
+                            published_at[item.event.id] = item.send_at.timestamp()
+                    await publisher.publish_raw(broken)
+                report.published = len(expected)
+                await _watch(console, sb, acs, report, t0=t0, limit=timeout)
+                report.drain_seconds = time.monotonic() - t0
+                mails = acs.mailbox.messages()
+                sent_ids = [mail.headers.get(EVENT_ID_HEADER, "") for mail in mails]
+                report.sent = len(mails)
+                report.latencies = [
+                    max(0.0, mail.received_at.timestamp() - published_at[event_id])
+                    for mail, event_id in zip(mails, sent_ids, strict=True)
+                    if event_id in published_at
+                ]
+                throttled = acs.stats().get("throttled", 0)
+                report.throttled = throttled if isinstance(throttled, int) else 0
+                account(report, expected, sent_ids, await dead_letters(sb))
+                _check_attachments(report, attached, mails, inline_max=settings.attachment_inline_max_bytes)
+                await _delivery_outcomes(sb, records, report, start=start)
+                await pipeline.sample_once()  # the console's last numbers are the summary's
+                _print_summary(console, report, quota=quota, total=len(expected), run_dir=run_dir)
+                report.summarized = True
+                if wait:
+                    console.print(
+                        f"The consoles stay up: {pipeline.url} and {acs.endpoint}/_emulator/ui/. "
+                        "Press Enter or Ctrl-C to stop."
+                    )
+                    await _until_enter()
         finally:
             await asyncio.to_thread(stop_workers, procs, logs)
-    _print_summary(console, report, quota=quota, total=len(expected), run_dir=run_dir)
     return report
+
+
+async def publish_through_api(settings: Settings, events: list[NotificationEvent], console: Any) -> list[str]:
+    """Queue ``events`` through a real ingest API (uvicorn on a free local port) with an API key.
+
+    One event per request for the first few, the rest in batches; returns a problem line for each
+    event the API did not accept.
+    """
+    import json
+    import socket
+
+    import aiohttp
+    import uvicorn
+
+    from postbus.producers.api import build_app, new_key
+    from postbus.worker.rendering import TemplateRenderer
+
+    if not events:
+        return []
+    key, stored = new_key()
+    registry = {
+        "clients": [
+            {
+                "name": "demo",
+                "api_keys": [stored],
+                "types": sorted({e.type for e in events}),
+                "senders": sorted({e.sender for e in events}),
+                "tenants": sorted({e.tenant for e in events}),
+            }
+        ]
+    }
+    app = build_app(
+        settings.model_copy(update={"api_clients": json.dumps(registry)}), templates=TemplateRenderer()
+    )
+    # A socket that listens before uvicorn starts: the first requests wait in its backlog, not for a flag.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    problems: list[str] = []
+    try:
+        documents = [json.loads(e.to_json()) for e in events]
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers={"X-API-Key": key}) as http:
+            for document in documents[:5]:
+                async with http.post("/v1/notifications", json=document) as response:
+                    if response.status != 202:
+                        problems.append(f"{document['id']}: the ingest API answered {response.status}")
+            for start in range(5, len(documents), 500):
+                async with http.post(
+                    "/v1/notifications/batch", json={"events": documents[start : start + 500]}
+                ) as response:
+                    result = await response.json()
+                    problems.extend(
+                        f"{item['id']}: the ingest API rejected it: {item['problem']['detail']}"
+                        for item in result.get("results", [])
+                        if item["status"] != "accepted"
+                    )
+        console.print(f"{len(events) - len(problems)} of them through the ingest API (postbus api)")
+    finally:
+        server.should_exit = True
+        await serving
+        listener.close()
+    return problems
+
+
+async def _until_enter() -> None:
+    """Return when the user presses Enter (or stdin closes); Ctrl-C ends the demo as usual.
+
+    A reader on the loop, not a thread blocked in ``readline``: Ctrl-C must not wait for Enter.
+    """
+    loop = asyncio.get_running_loop()
+    entered: asyncio.Future[None] = loop.create_future()
+
+    def on_input() -> None:
+        sys.stdin.readline()
+        if not entered.done():
+            entered.set_result(None)
+
+    loop.add_reader(sys.stdin.fileno(), on_input)
+    try:
+        await entered
+    finally:
+        loop.remove_reader(sys.stdin.fileno())
 
 
 async def _watch(
@@ -210,6 +396,11 @@ async def _watch(
             grid.add_row(label, str(value))
         return grid
 
+    if not console.is_terminal:
+        # Piped (CI, a log file): a plain progress line every few seconds instead of a live table
+        # that only a terminal can redraw.
+        await _watch_lines(console, sb, acs, report, t0=t0, limit=limit)
+        return
     with Live(table(), console=console, refresh_per_second=4, transient=False) as live:
         while True:
             counts = sb.counts("notifications")
@@ -225,26 +416,70 @@ async def _watch(
 
 
 async def _delivery_outcomes(
-    sb: ServiceBusEmulator, path: Path, report: DemoReport, *, start: datetime
+    sb: ServiceBusEmulator, store: RecordStore, report: DemoReport, *, start: datetime
 ) -> None:
     """Wait (briefly) for the reports of what was sent, then read the outcomes from the record."""
     from postbus.records import Outcome
-    from postbus.records.sqlite import SqliteRecordStore
 
     finals = (Outcome.DELIVERED, Outcome.BOUNCED, Outcome.SUPPRESSED, Outcome.FAILED, Outcome.EXPIRED)
-    async with SqliteRecordStore(path) as store:
-        deadline = time.monotonic() + 15
-        while True:
-            summary = await store.summary(since=start, until=datetime.now(UTC))
-            reported = summary.count(*finals, Outcome.QUARANTINED, Outcome.FILTERED_SPAM)
-            pending = sb.counts("email-events")
-            if (
-                reported >= report.sent and pending.active + pending.locked == 0
-            ) or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.25)
+    deadline = time.monotonic() + 15
+    while True:
+        summary = await store.summary(since=start, until=datetime.now(UTC))
+        reported = summary.count(*finals, Outcome.QUARANTINED, Outcome.FILTERED_SPAM)
+        pending = sb.counts("email-events")
+        if (reported >= report.sent and pending.active + pending.locked == 0) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.25)
     report.outcomes = {outcome.value: n for outcome, n in summary.by_outcome().items()}
     report.delivered_within_slo_share = summary.delivered_within_slo_share
+
+
+def _check_attachments(
+    report: DemoReport, attached: dict[str, list[str]], mails: list[Any], *, inline_max: int
+) -> None:
+    """Every attachment published arrived in the captured email byte for byte (by SHA-256)."""
+    from postbus.worker.mailer import EVENT_ID_HEADER
+
+    for mail in mails:
+        expected = attached.get(mail.headers.get(EVENT_ID_HEADER, ""))
+        if expected is None:
+            continue
+        got = [hashlib.sha256(a.content).hexdigest() for a in mail.attachments]
+        if got != expected:
+            report.problems.append(f"{mail.headers[EVENT_ID_HEADER]}: attachments arrived altered or missing")
+            continue
+        report.attachments_intact += len(got)
+        report.attachments_claim_checked += sum(1 for a in mail.attachments if len(a.content) > inline_max)
+
+
+#: Seconds between two progress lines when the output is not a terminal.
+PIPED_PROGRESS_EVERY = 5.0
+
+
+async def _watch_lines(
+    console: Any, sb: ServiceBusEmulator, acs: EmailEmulator, report: DemoReport, *, t0: float, limit: float
+) -> None:
+    last = -PIPED_PROGRESS_EVERY
+    while True:
+        counts = sb.counts("notifications")
+        sent = len(acs.mailbox)
+        done = sent + counts.dead_lettered >= report.published
+        idle = counts.active + counts.scheduled + counts.locked + counts.deferred == 0
+        elapsed = time.monotonic() - t0
+        if (done and idle) or elapsed - last >= PIPED_PROGRESS_EVERY:
+            last = elapsed
+            console.print(
+                f"{elapsed:6.1f} s: sent {sent}/{report.published}, dead-lettered {counts.dead_lettered}, "
+                f"queued {counts.active + counts.scheduled + counts.locked}",
+                soft_wrap=True,
+                highlight=False,
+            )
+        if done and idle:
+            return
+        if elapsed > limit:
+            report.problems.append(f"not drained after {limit:.0f} s")
+            return
+        await asyncio.sleep(0.25)
 
 
 def _print_summary(console: Any, report: DemoReport, *, quota: int, total: int, run_dir: Path) -> None:
@@ -278,8 +513,11 @@ def _print_summary(console: Any, report: DemoReport, *, quota: int, total: int, 
         f"{total / quota * 60:.1f} s",
     )
     console.print(latency)
+    console.print(
+        f"Return-label PDFs: {report.attachments_intact} arrived byte-identical, "
+        f"{report.attachments_claim_checked} of them through the claim check"
+    )
     console.print(f"Captured emails (.eml and .json): {report.mailbox_dir}")
-    console.print(f"Emulator inspection API (while running): {report.inspection_url}")
     console.print(f"Worker logs: {run_dir}")
     if report.ok:
         console.print(

@@ -45,6 +45,8 @@ class DeadLetterReason(StrEnum):
     UNSUPPORTED_EVENT_TYPE = "UnsupportedEventType"
     #: (``email-events``) A report with a status or engagement type Postbus does not know yet.
     UNKNOWN_STATUS = "UnknownStatus"
+    #: A claim-checked attachment is gone from the attachment store, or is not the one published.
+    ATTACHMENT_UNAVAILABLE = "AttachmentUnavailable"
 
 
 @unique

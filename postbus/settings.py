@@ -48,6 +48,7 @@ from postbus.errors import SettingsError
 __all__ = [
     "AZURE_MANAGED_DOMAIN_QUOTA",
     "CUSTOM_DOMAIN_QUOTA",
+    "DEFAULT_SOCKET_TIMEOUT",
     "ENV_PREFIX",
     "Settings",
     "env_name",
@@ -65,6 +66,12 @@ CUSTOM_DOMAIN_QUOTA: Final = (30, 100)
 AZURE_MANAGED_DOMAIN_QUOTA: Final = (5, 10)
 _AZURE_MANAGED_SUFFIX: Final = ".azurecomm.net"
 
+
+#: The Service Bus socket timeout when none is set: (up to this concurrency, seconds), then the rest.
+#: Chosen from measurements at concurrency 16, 64 and 256 (docs/performance.md): a short read
+#: triples throughput at 16, but every waiting settlement wakes once per read, and at 64 and
+#: more that costs more CPU than the quicker confirmation gains.
+DEFAULT_SOCKET_TIMEOUT: Final = ((32, 0.02), 0.05)
 
 #: Namespace for ``operation_id = uuid5(namespace, event id)``; changing it re-sends everything in flight.
 DEFAULT_OPERATION_NAMESPACE: Final = UUID("6f0b7c8e-3f4a-5d2b-9c1e-2a7d4b8e9f10")
@@ -103,6 +110,12 @@ class Settings(BaseSettings):
     queue: Annotated[str, Field(min_length=1, max_length=260)] = Field(
         "notifications", description="Queue that carries notification events."
     )
+    servicebus_socket_timeout: Annotated[float, Field(ge=0.001, le=5)] | None = Field(
+        None,
+        description="Seconds one read of the Service Bus SDK waits on its connection. Each settlement "
+        "polls the connection in reads this long, so it also bounds how late a confirmed `complete` "
+        "is noticed (the SDK's own default is 0.2). Unset: 0.02 up to `POSTBUS_CONCURRENCY` 32, 0.05 above.",
+    )
 
     # --- ACS Email ---------------------------------------------------------------------------
     acs_endpoint: str | None = Field(
@@ -129,6 +142,11 @@ class Settings(BaseSettings):
     )
     health_port: Annotated[int, Field(ge=0, le=65535)] = Field(
         8080, description="Port of `/healthz` and `/readyz`; 0 disables the endpoint."
+    )
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto",
+        description="Event loop of the worker: `auto` uses uvloop when it is installed (the `fast` extra), "
+        "`asyncio` never does, `uvloop` requires it.",
     )
     shutdown_grace_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         25.0,
@@ -221,6 +239,98 @@ class Settings(BaseSettings):
         problem = check_credentials(self.record_url, None if key is None else key.get_secret_value())
         if problem:
             raise ValueError(problem.format(url=env_name("record_url"), key=env_name("record_account_key")))
+        return self
+
+    # --- Ingest API (postbus api) -------------------------------------------------------------
+    api_host: str = Field(
+        "127.0.0.1", description="Address `postbus api` listens on (`0.0.0.0` in a container)."
+    )
+    api_port: Annotated[int, Field(ge=1, le=65535)] = Field(8000, description="Port of `postbus api`.")
+    api_clients: str | None = Field(
+        None,
+        description="Client registry of the ingest API: its JSON, or the path of a JSON file (docs/api.md).",
+    )
+    api_entra_tenant_id: str | None = Field(
+        None,
+        description="Entra ID tenant whose access tokens the API accepts; unset, API keys only.",
+    )
+    api_audiences: list[str] = Field(
+        default_factory=list,
+        description='Accepted token audiences as JSON, e.g. `["api://postbus-ingest", "<app client id>"]`.',
+    )
+    api_authority: str = Field(
+        "https://login.microsoftonline.com",
+        description="Entra authority; issuers and signing keys are read under `<authority>/<tenant>`.",
+    )
+    api_max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = Field(
+        16 * 1024 * 1024,
+        description="Largest request body the API reads (larger: 413); room for one event with ACS's 10 MB "
+        "of attachments.",
+    )
+    api_max_event_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = Field(
+        192 * 1024,
+        description="Largest event (as JSON, attachment content not counted: the claim check moves it) "
+        "the API queues; keep it below the queue's message size limit.",
+    )
+    api_render_check: bool = Field(
+        True,
+        description="Render each event's template before queueing it, so bad `data` is a 422, not a dead letter.",
+    )
+
+    @model_validator(mode="after")
+    def _api_tokens(self) -> Settings:
+        if self.api_entra_tenant_id is not None and not self.api_audiences:
+            raise ValueError(f"{env_name('api_entra_tenant_id')} needs {env_name('api_audiences')}")
+        if self.api_entra_tenant_id is not None and not re.fullmatch(
+            r"[A-Za-z0-9.-]{1,100}", self.api_entra_tenant_id
+        ):
+            raise ValueError(
+                f"{env_name('api_entra_tenant_id')}: {self.api_entra_tenant_id!r} is not a tenant id or domain"
+            )
+        if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", self.api_authority):
+            raise ValueError(f"{env_name('api_authority')}: {self.api_authority!r} is not an https URL")
+        return self
+
+    # --- Attachments (claim check) ------------------------------------------------------------
+    attachment_store_url: str = Field(
+        "file:.postbus/attachments",
+        description="Where attachments too large for a message wait: a directory `file:path` "
+        "(`file:///abs/path`) shared by producers and workers, or a container "
+        "`https://<account>.blob.core.windows.net/<container>` (DefaultAzureCredential).",
+    )
+    attachment_store_connection_string: SecretStr | None = Field(
+        None,
+        description="Storage connection string (AccountKey or SAS) for the container (Azurite locally); "
+        "unset, DefaultAzureCredential.",
+    )
+    attachment_inline_max_bytes: Annotated[int, Field(ge=0, le=200 * 1024)] = Field(
+        64 * 1024,
+        description="An attachment larger than this (raw bytes) always goes to the attachment store; "
+        "smaller ones do too when the event would not fit the queue's message limit.",
+    )
+
+    @field_validator("attachment_store_url")
+    @classmethod
+    def _valid_attachment_store_url(cls, value: str) -> str:
+        from postbus.attachments.location import parse_attachment_store_url
+
+        parse_attachment_store_url(value)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _attachment_credentials(self) -> Settings:
+        from postbus.attachments.location import check_attachment_credentials
+
+        secret = self.attachment_store_connection_string
+        problem = check_attachment_credentials(
+            self.attachment_store_url, None if secret is None else secret.get_secret_value()
+        )
+        if problem:
+            raise ValueError(
+                problem.format(
+                    url=env_name("attachment_store_url"), cs=env_name("attachment_store_connection_string")
+                )
+            )
         return self
 
     # --- Telemetry ---------------------------------------------------------------------------
@@ -348,6 +458,14 @@ class Settings(BaseSettings):
                 f"{env_name('servicebus_connection_string')}: its EntityPath {entity!r} is another queue "
                 f"than {env_name('queue')} {self.queue!r}; remove EntityPath or set {env_name('queue')}={entity}"
             )
+
+    @property
+    def socket_timeout(self) -> float:
+        """``servicebus_socket_timeout``, or the default for this concurrency when it is unset."""
+        if self.servicebus_socket_timeout is not None:
+            return self.servicebus_socket_timeout
+        (up_to, short), longer = DEFAULT_SOCKET_TIMEOUT
+        return short if self.concurrency <= up_to else longer
 
     def require_servicebus(self, purpose: str) -> None:
         """Fail with one line unless Service Bus is configured (needed by ``purpose``)."""

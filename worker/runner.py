@@ -21,6 +21,7 @@ from typing import Any, Final, TypeVar
 
 import structlog
 
+from postbus.attachments import AttachmentStore, attachment_store
 from postbus.bus import (
     BusError,
     BusRefused,
@@ -37,6 +38,7 @@ from postbus.settings import Settings
 from postbus.telemetry import BREAKER_STATE_CODES, Telemetry, current_telemetry
 from postbus.worker.breaker import CircuitBreaker
 from postbus.worker.canonical import CanonicalLine
+from postbus.worker.errors import CannotStart
 from postbus.worker.flow import LoopHeartbeat, effective_prefetch, holding_limit
 from postbus.worker.health import HealthServer, HealthStatus
 from postbus.worker.mailer import AcsMailer, Mailer
@@ -62,6 +64,10 @@ RECONNECT_GRACE: Final = 5.0
 RECEIVE_WAIT: Final = 1.0
 #: Pause before new links are opened after the old ones broke.
 RECONNECT_PAUSE: Final = 1.0
+#: Failed opens before a worker that has never reached its queue gives up. Each open already
+#: carries the SDK's own retries (about 12 s against a closed port), so this is a wrong address,
+#: not a blip; once the worker has been connected, it reconnects for as long as it runs.
+STARTUP_ATTEMPTS: Final = 2
 
 
 class _LinksBroken(Exception):
@@ -99,7 +105,8 @@ class Worker:
     :class:`~worker.mailer.FakeMailer`), ``renderer``, ``gate``, ``breaker``, ``telemetry``,
     ``records`` (the delivery-record store; by default the one ``POSTBUS_RECORD_URL`` names),
     ``reports`` (the source of the report consumer: by default ``POSTBUS_REPORTS_QUEUE`` on the
-    same namespace, unless ``source`` was passed in; none when that setting is empty).
+    same namespace, unless ``source`` was passed in; none when that setting is empty),
+    ``attachments`` (the claim-check store; by default the one the settings name, closed at the end).
     """
 
     def __init__(
@@ -114,6 +121,7 @@ class Worker:
         telemetry: Telemetry | None = None,
         records: RecordStore | None = None,
         reports: MessageSource | None = None,
+        attachments: AttachmentStore | None = None,
     ) -> None:
         self._settings = settings
         self._records = records
@@ -125,6 +133,7 @@ class Worker:
         self.report_counts: Counter[str] = Counter()
         self._writer: RecordWriter | None = None
         self._source = source
+        self._attachments = attachments
         self._telemetry = telemetry
         self._renderer = renderer
         self._mailer = mailer
@@ -135,6 +144,8 @@ class Worker:
         self._policy = RetryPolicy.from_settings(settings)
         self._queue = source.queue if source is not None else settings.queue
         self._connected = False
+        self._ever_connected = False
+        self._failed_opens = 0
         self._inflight: set[asyncio.Task[None]] = set()
         self.counts: Counter[str] = Counter()
 
@@ -152,6 +163,8 @@ class Worker:
             "inflight": len(self._inflight),
             # An unlimited gate has no rate to report (and JSON has no Infinity).
             "send_rate": round(rate, 3) if math.isfinite(rate) else None,
+            # Messages handled since start, by outcome: what `postbus console` sums across workers.
+            "counts": dict(self.counts),
         }
         if not self._breaker.ready and self._breaker.last_error:
             detail["last_error"] = self._breaker.last_error
@@ -183,7 +196,9 @@ class Worker:
         # The store opens on first use: a worker starts (and sends) while its store is down.
         records = self._records or record_store(settings)
         self._writer = RecordWriter(records, namespace=settings.operation_namespace, telemetry=telemetry)
+        attachments = self._attachments or attachment_store(settings)
         pipeline = Pipeline(
+            attachments=attachments,
             settings=settings,
             renderer=self._renderer,
             mailer=mailer,
@@ -250,6 +265,8 @@ class Worker:
                 await mailer.close()
             if self._records is None:
                 await records.close()
+            if self._attachments is None:
+                await attachments.close()
             if health is not None:
                 await health.stop()
         return self.counts
@@ -270,13 +287,20 @@ class Worker:
             except BusRefused:
                 raise  # a wrong queue name or credential: no reconnect can fix it
             except BusError as exc:
+                self._failed_opens += 1
+                if not self._ever_connected and self._failed_opens >= STARTUP_ATTEMPTS:
+                    raise CannotStart(
+                        f"{exc} ({self._failed_opens} tries); check the address in "
+                        "POSTBUS_SERVICEBUS_CONNECTION_STRING or POSTBUS_SERVICEBUS_NAMESPACE "
+                        "and that this machine can reach it"
+                    ) from None
                 await self._reconnect(stop, "open_failed", str(exc))
                 continue
             if links is None:
                 return
             cause: str | None = None
             try:
-                self._connected = True
+                self._connected = self._ever_connected = True
                 async with LoopHeartbeat() as heartbeat:
                     await self._consume(stop, links, pipeline, heartbeat)
             except _LinksBroken as broken:

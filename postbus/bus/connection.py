@@ -26,6 +26,7 @@ from postbus.settings import Settings, env_name
 
 if TYPE_CHECKING:
     from azure.servicebus import ServiceBusClient as SyncClient
+    from azure.servicebus import ServiceBusSender as SyncSender
     from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
     from azure.servicebus.aio.management import ServiceBusAdministrationClient
 
@@ -80,7 +81,8 @@ class _Namespace:
     """A namespace and how to reach it: a connection string, or a token credential built on demand.
 
     ``client_options`` go to ``ServiceBusClient`` (``retry_total``, ``retry_backoff_factor``, ...);
-    the SDK's defaults retry three times over about 11 s.
+    the SDK's defaults retry three times over about 11 s. ``socket_timeout`` goes to every
+    receiver and sender (the SDK reads it there, not from the client's options).
     """
 
     def __init__(
@@ -89,10 +91,12 @@ class _Namespace:
         *,
         connection_string: str | None,
         client_options: Mapping[str, Any] | None = None,
+        socket_timeout: float | None = None,
     ) -> None:
         self.namespace = namespace
         self._conn_str = connection_string
         self._options = dict(client_options or {})
+        self._socket_timeout = socket_timeout
         self._credential: Any = None
 
     @classmethod
@@ -101,7 +105,21 @@ class _Namespace:
     ) -> Self:
         """The namespace the settings name; raises :class:`SettingsError` (naming ``purpose``) if none."""
         namespace, conn_str = namespace_of(settings, purpose)
-        return cls(namespace, connection_string=conn_str, client_options=client_options)
+        return cls(
+            namespace,
+            connection_string=conn_str,
+            client_options=client_options,
+            socket_timeout=settings.socket_timeout,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """What a queue holds right now, as the management API counts it."""
+
+    active: int
+    scheduled: int
+    dead_lettered: int
 
 
 class ServiceBusConnection(_Namespace):
@@ -130,11 +148,15 @@ class ServiceBusConnection(_Namespace):
             sub_queue=ServiceBusSubQueue.DEAD_LETTER if dead_letters else None,
             receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
             prefetch_count=prefetch,
+            # Each settlement waits for the broker's echo by polling the connection one read at a
+            # time behind a shared lock; an echo that another coroutine's read already took is
+            # noticed only when this read times out, so the timeout is the settlement latency.
+            socket_timeout=self._socket_timeout,
         )
 
     def sender(self, queue: str) -> ServiceBusSender:
         """A sender on ``queue`` (its link opens on first use)."""
-        return self.client.get_queue_sender(queue)
+        return self.client.get_queue_sender(queue, socket_timeout=self._socket_timeout)
 
     async def queue_settings(self, queue: str) -> QueueSettings | None:
         """The queue's properties from the management API; ``None`` when the queue does not exist.
@@ -155,6 +177,23 @@ class ServiceBusConnection(_Namespace):
             max_delivery_count=int(found.max_delivery_count or 0),
             lock_duration=_duration(found.lock_duration),
             requires_session=bool(found.requires_session),
+        )
+
+    async def queue_depth(self, queue: str) -> QueueDepth | None:
+        """Active, scheduled and dead-lettered counts from the management API; ``None`` when the
+        queue does not exist. Raises :class:`~postbus.bus.errors.BusError` when the API cannot be
+        reached (the local emulator serves the counts on its admin endpoint instead)."""
+        admin = self._admin()
+        try:
+            with servicebus_errors(f"read the runtime counts of queue {queue!r}"):
+                async with asyncio.timeout(_ADMIN_TIMEOUT), admin:
+                    found = await admin.get_queue_runtime_properties(queue)
+        except QueueNotFound:
+            return None
+        return QueueDepth(
+            active=int(found.active_message_count or 0),
+            scheduled=int(found.scheduled_message_count or 0),
+            dead_lettered=int(found.dead_letter_message_count or 0),
         )
 
     async def close(self) -> None:
@@ -210,6 +249,10 @@ class SyncServiceBusConnection(_Namespace):
                 self._credential = DefaultAzureCredential()
                 self._client = ServiceBusClient(self.namespace, self._credential, **self._options)
         return self._client
+
+    def sender(self, queue: str) -> SyncSender:
+        """A sender on ``queue`` (its link opens on first use)."""
+        return self.client.get_queue_sender(queue, socket_timeout=self._socket_timeout)
 
     def close(self) -> None:
         """Close the client and the credential (each only if it was created)."""
