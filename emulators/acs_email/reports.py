@@ -26,7 +26,7 @@ import json
 import random
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol
@@ -44,6 +44,7 @@ __all__ = [
     "WebhookSink",
     "delivery_event",
     "status_for",
+    "worst_status",
 ]
 
 log = get_logger("postbus.emulators.acs_email")
@@ -69,6 +70,16 @@ _BY_LOCAL_PART: Final = {
     "spam": "FilteredSpam",
     "quarantine": "Quarantined",
     "expire": "Expired",
+}
+# How bad each status is for the sender, for one word per email with several recipients.
+_SEVERITY: Final = {
+    "Delivered": 0,
+    "Quarantined": 1,
+    "FilteredSpam": 2,
+    "Expired": 3,
+    "Suppressed": 4,
+    "Bounced": 5,
+    "Failed": 6,
 }
 # Names a mix may use: the statuses, and the outcome words of the delivery record.
 _MIX_NAMES: Final = {
@@ -123,6 +134,11 @@ def status_for(recipient: str, *, mix: DeliveryMix | None = None, rng: random.Ra
     if mix is not None:
         return mix.draw(rng or random.Random())
     return "Delivered"
+
+
+def worst_status(statuses: Sequence[str]) -> str:
+    """The one status that stands for an email's recipients: the worst of them for the sender."""
+    return max(statuses, key=lambda status: _SEVERITY.get(status, len(_SEVERITY)))
 
 
 def delivery_event(
@@ -355,6 +371,7 @@ class Reporter:
         # Written on the emulator's loop, read from the embedding thread.
         self._lock = threading.Lock()
         self._delivered: dict[str, int] = {}
+        self._statuses: dict[str, str] = {}
         #: Deliveries that a sink refused.
         self.failed = 0
 
@@ -364,17 +381,32 @@ class Reporter:
         with self._lock:
             return dict(self._delivered)
 
+    def status_of(self, operation_id: str) -> str | None:
+        """The status reported for an operation (the worst over its recipients), once reported."""
+        with self._lock:
+            return self._statuses.get(operation_id)
+
     async def start(self) -> None:
         """Start every sink (a webhook that fails its validation raises ``ValueError``)."""
         for sink in self.sinks:
             await sink.start()
 
     def accepted(
-        self, operation_id: str, sender: str, recipients: Sequence[str], *, failed_code: str | None = None
+        self,
+        operation_id: str,
+        sender: str,
+        recipients: Sequence[str],
+        *,
+        failed_code: str | None = None,
+        on_reported: Callable[[str, str], None] | None = None,
     ) -> None:
-        """Report on a send just accepted, after :attr:`delay`."""
+        """Report on a send just accepted, after :attr:`delay`.
+
+        ``on_reported(operation_id, status)`` is called once the reports went out, with the
+        worst status over the recipients (the mailbox shows it beside the email).
+        """
         send = _Send(operation_id, sender, tuple(recipients), failed_code)
-        task = asyncio.get_running_loop().create_task(self._report(send))
+        task = asyncio.get_running_loop().create_task(self._report(send, on_reported))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -383,9 +415,10 @@ class Reporter:
             return "Suppressed" if "Suppressed" in send.failed_code else "Failed"
         return status_for(recipient, mix=self.mix, rng=self._rng)
 
-    async def _report(self, send: _Send) -> None:
+    async def _report(self, send: _Send, on_reported: Callable[[str, str], None] | None) -> None:
         if self.delay:
             await asyncio.sleep(self.delay)
+        reported: list[str] = []
         for recipient in send.recipients:
             status = self._status(send, recipient)
             event = delivery_event(
@@ -405,6 +438,14 @@ class Reporter:
                 else:
                     with self._lock:
                         self._delivered[status] = self._delivered.get(status, 0) + 1
+                    reported.append(status)
+        if not reported:
+            return  # every sink refused: nothing was reported, so nothing to show
+        overall = worst_status(reported)
+        with self._lock:
+            self._statuses[send.operation_id] = overall
+        if on_reported is not None:
+            on_reported(send.operation_id, overall)
 
     async def close(self) -> None:
         """Cancel reports still waiting and close the sinks."""

@@ -12,6 +12,7 @@ import random
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from azure.communication.email.aio import EmailClient
@@ -19,7 +20,7 @@ from azure.core.credentials import AzureKeyCredential
 from azure.servicebus.aio import ServiceBusClient
 
 from postbus.emulators.acs_email import EmailEmulator
-from postbus.emulators.acs_email.reports import DeliveryMix, status_for
+from postbus.emulators.acs_email.reports import DeliveryMix, status_for, worst_status
 from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.records import DeliveryReport, DeliveryStatus, parse_report
 
@@ -199,3 +200,42 @@ def test_the_delivery_mix_draws_by_weight_and_local_parts_still_win() -> None:
 def test_a_bad_delivery_mix_says_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         DeliveryMix.parse(text)
+
+
+async def test_the_mailbox_shows_the_worst_reported_status_of_an_email_live_and_on_request(
+    servicebus: ServiceBusEmulator,
+) -> None:
+    async with (
+        EmailEmulator(report_servicebus=servicebus.connection_string) as acs,
+        EmailClient(acs.endpoint, AzureKeyCredential(acs.access_key)) as client,
+        aiohttp.ClientSession() as http,
+        http.get(f"{acs.endpoint}/_emulator/events") as stream,
+    ):
+        assert await stream.content.readline() == b": connected\n"
+        await stream.content.readline()
+        poller = await client.begin_send(_message("jane@example.com", "bounce@example.com"))
+        operation_id = (await poller.result())["id"]
+
+        # Given the email as captured: no report yet
+        assert await stream.content.readline() == b"event: added\n"
+        added = json.loads((await stream.content.readline()).removeprefix(b"data: "))
+        assert (added["operationId"], added["deliveryStatus"]) == (operation_id, None)
+        await stream.content.readline()
+        # When the reports went out (one delivered, one bounced), the console hears the worse one
+        assert await stream.content.readline() == b"event: updated\n"
+        updated = json.loads((await stream.content.readline()).removeprefix(b"data: "))
+        assert (updated["operationId"], updated["deliveryStatus"]) == (operation_id, "Bounced")
+        # And the inspection API says the same in the list and the detail view
+        async with http.get(f"{acs.endpoint}/_emulator/messages", params={"summary": "1"}) as response:
+            [summary] = await response.json()
+        async with http.get(f"{acs.endpoint}/_emulator/messages/{operation_id}") as response:
+            detail = await response.json()
+        assert summary["deliveryStatus"] == detail["deliveryStatus"] == "Bounced"
+        assert sorted(acs.reports_sent.items()) == [("Bounced", 1), ("Delivered", 1)]
+
+
+def test_the_worst_status_stands_for_an_email_with_several_recipients() -> None:
+    assert worst_status(["Delivered"]) == "Delivered"
+    assert worst_status(["Delivered", "Quarantined", "Delivered"]) == "Quarantined"
+    assert worst_status(["Suppressed", "Bounced", "Delivered"]) == "Bounced"
+    assert worst_status(["Bounced", "Failed"]) == "Failed"
