@@ -230,7 +230,7 @@ class SyncPublisher(PublisherCore):
     def open(self) -> Self:
         """Create the client and sender (the link opens on first send); idempotent."""
         if self._sender is None:
-            self._sender = self._connection.client.get_queue_sender(self.queue)
+            self._sender = self._connection.sender(self.queue)
         return self
 
     def close(self) -> None:

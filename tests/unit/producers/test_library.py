@@ -42,7 +42,7 @@ APP = textwrap.dedent(
             pass
 
     class Client:
-        def get_queue_sender(self, queue):
+        def get_queue_sender(self, queue, **options):
             return Sender()
         async def close(self):
             pass
