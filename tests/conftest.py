@@ -14,8 +14,9 @@ Every test (autouse):
 
 Parallel runs: ``make test`` runs the suite in four processes (pytest-xdist, ``-n 4 --dist
 loadgroup``): it mostly waits on sockets, so this cuts its time to about a third on 2 cores. Tests
-must not depend on each other or on running alone; ``tests/infra`` and ``tests/contract/records``
-each stay in one process (one Bicep parse, one Azurite). ``pytest`` without ``-n`` runs serially.
+must not depend on each other or on running alone. ``tests/infra``, ``tests/contract/records`` and
+``tests/browser`` each stay in one process (one Bicep parse, one Azurite, one Chromium at a time).
+``pytest`` without ``-n`` runs serially.
 
 Shared fixtures: ``acs`` is an ACS Email emulator with its defaults on the test's event loop;
 folders that need another configuration define their own (``tests/e2e/conftest.py``,
@@ -46,9 +47,10 @@ from postbus.telemetry import configure as telemetry_configure
 
 _OURS = ("POSTBUS_", "APPLICATIONINSIGHTS_", "OTEL_")
 
-# Folders whose tests share one costly session resource: under ``--dist loadgroup`` each folder's
-# tests run in one process, so Azurite starts once and the Bicep files are parsed once.
-_ONE_PROCESS = {"tests/infra/": "infra", "tests/contract/records/": "azurite"}
+# Folders whose tests share one costly resource: under ``--dist loadgroup`` each folder's tests run
+# in one process, so Azurite starts once, the Bicep files are parsed once, and no two Chromiums
+# compete for the two cores.
+_ONE_PROCESS = {"tests/infra/": "infra", "tests/contract/records/": "azurite", "tests/browser/": "browser"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
