@@ -16,7 +16,7 @@ AZURITE := $(AZURITE_DIR)/.installed
 LOCK_VENV ?= .tools/lock
 UV := $(LOCK_VENV)/bin/uv
 
-.PHONY: demo test check bench emulators venv tools azurite lock bicep-lint clean
+.PHONY: demo test check bench emulators venv tools azurite lock bicep-lint clean screenshots
 
 venv: $(STAMP)
 
@@ -79,6 +79,10 @@ PYTEST_ARGS ?= -n 4 --dist loadgroup
 
 test: check tools azurite
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The console screenshots in docs/images/ (the README shows them); needs Debian's chromium.
+screenshots: venv
+	$(BIN)/python scripts/screenshots.py
 
 bench: venv
 	@for b in bench/*.py; do echo "== $$b" >&2; $(BIN)/python $$b || exit 1; done

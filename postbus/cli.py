@@ -51,6 +51,10 @@ COMMANDS: dict[str, LazyCommand] = {
     "emulator": LazyCommand(
         "postbus.emulators.cli:app", "Run the local Service Bus and ACS Email emulators."
     ),
+    "console": LazyCommand(
+        "postbus.pipeline_view.cli:app",
+        "Serve the live pipeline view (queues, rate, dead letters) in a browser.",
+    ),
     "demo": LazyCommand("postbus.demo:app", "Run a holiday spike end to end on the embedded emulators."),
 }
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from postbus.harness import (
     DemoReport,
     account,
     dead_letters,
+    free_ports,
     start_workers,
     stop_workers,
     worker_env,
@@ -62,6 +64,17 @@ def demo(
     output: Annotated[Path, typer.Option(help="Directory for the mailbox and worker logs.")] = Path(
         ".postbus/demo"
     ),
+    console_port: Annotated[
+        int,
+        typer.Option("--console-port", min=0, max=65535, help="Pipeline console port (0 = any free port)."),
+    ] = 0,
+    no_wait: Annotated[
+        bool,
+        typer.Option(
+            "--no-wait",
+            help="Exit after the summary instead of keeping the consoles up (for scripts and CI).",
+        ),
+    ] = False,
 ) -> None:
     """Run a holiday spike end to end on the embedded emulators."""
     report = asyncio.run(
@@ -73,6 +86,9 @@ def demo(
             concurrency=concurrency,
             timeout=timeout,
             output=output,
+            console_port=console_port,
+            # Only a person at a terminal can press Enter; piped or scripted runs never wait.
+            wait=not no_wait and sys.stdin.isatty(),
         )
     )
     if not report.ok:
@@ -96,13 +112,20 @@ async def run_demo(
     concurrency: int,
     timeout: float,  # noqa: ASYNC109 - a drain deadline reported in the summary, not a cancellation scope
     output: Path,
+    console_port: int = 0,
+    wait: bool = False,
 ) -> DemoReport:
-    """Run the spike and return the report (also printed)."""
+    """Run the spike and return the report (also printed).
+
+    The pipeline console and the mailbox console are served while it runs; with ``wait`` they
+    stay up after the summary until the user presses Enter or Ctrl-C.
+    """
     from rich.console import Console
 
     from postbus.emulators.acs_email import EmailEmulator, QuotaConfig
     from postbus.emulators.servicebus import ServiceBusEmulator
     from postbus.logs import configure_logging
+    from postbus.pipeline_view import ConsoleServer, EmbeddedSource
     from postbus.producers.publisher import Publisher
     from postbus.producers.simulate import broken_bodies, holiday_spike
     from postbus.settings import load_settings
@@ -129,40 +152,78 @@ async def run_demo(
             f"ACS quota {quota}/min (ideal drain {len(expected) / quota * 60:.0f} s)"
         )
         env = worker_env(sb, acs, quota=quota, concurrency=concurrency)
-        procs, logs = start_workers(workers, env, run_dir)
+        health_ports = free_ports(workers)
+        procs, logs = start_workers(workers, env, run_dir, health_ports=health_ports)
+        published_at: dict[str, float] = {}
+        source = EmbeddedSource(
+            sb,
+            acs,
+            quota_per_minute=quota,
+            published_at=published_at,
+            worker_urls=[f"http://127.0.0.1:{port}" for port in health_ports],
+        )
         try:
-            settings = load_settings(None, servicebus_connection_string=sb.connection_string)
-            configure_telemetry(settings)
-            published_at: dict[str, float] = {}
-            t0 = time.monotonic()
-            async with Publisher.from_settings(settings) as publisher:
-                immediate = [item.event for item in spike if item.send_at is None]
-                for item in spike:
-                    published_at[item.event.id] = time.time()
-                await publisher.publish_many(immediate)
-                for item in spike:
-                    if item.send_at is not None:
-                        await publisher.publish(item.event, send_at=item.send_at)
-                        published_at[item.event.id] = item.send_at.timestamp()
-                await publisher.publish_raw(broken)
-            report.published = len(expected)
-            await _watch(console, sb, acs, report, t0=t0, limit=timeout)
-            report.drain_seconds = time.monotonic() - t0
-            mails = acs.mailbox.messages()
-            sent_ids = [mail.headers.get(EVENT_ID_HEADER, "") for mail in mails]
-            report.sent = len(mails)
-            report.latencies = [
-                max(0.0, mail.received_at.timestamp() - published_at[event_id])
-                for mail, event_id in zip(mails, sent_ids, strict=True)
-                if event_id in published_at
-            ]
-            throttled = acs.stats().get("throttled", 0)
-            report.throttled = throttled if isinstance(throttled, int) else 0
-            account(report, expected, sent_ids, await dead_letters(sb))
+            async with ConsoleServer(source, port=console_port) as pipeline:
+                console.print(f"Pipeline console: {pipeline.url}")
+                console.print(f"Mailbox console:  {acs.endpoint}/_emulator/ui/")
+                settings = load_settings(None, servicebus_connection_string=sb.connection_string)
+                configure_telemetry(settings)
+                t0 = time.monotonic()
+                async with Publisher.from_settings(settings) as publisher:
+                    immediate = [item.event for item in spike if item.send_at is None]
+                    for item in spike:
+                        published_at[item.event.id] = time.time()
+                    await publisher.publish_many(immediate)
+                    for item in spike:
+                        if item.send_at is not None:
+                            await publisher.publish(item.event, send_at=item.send_at)
+                            published_at[item.event.id] = item.send_at.timestamp()
+                    await publisher.publish_raw(broken)
+                report.published = len(expected)
+                await _watch(console, sb, acs, report, t0=t0, limit=timeout)
+                report.drain_seconds = time.monotonic() - t0
+                mails = acs.mailbox.messages()
+                sent_ids = [mail.headers.get(EVENT_ID_HEADER, "") for mail in mails]
+                report.sent = len(mails)
+                report.latencies = [
+                    max(0.0, mail.received_at.timestamp() - published_at[event_id])
+                    for mail, event_id in zip(mails, sent_ids, strict=True)
+                    if event_id in published_at
+                ]
+                throttled = acs.stats().get("throttled", 0)
+                report.throttled = throttled if isinstance(throttled, int) else 0
+                account(report, expected, sent_ids, await dead_letters(sb))
+                await pipeline.sample_once()  # the console's last numbers are the summary's
+                _print_summary(console, report, quota=quota, total=len(expected), run_dir=run_dir)
+                if wait:
+                    console.print(
+                        f"The consoles stay up: {pipeline.url} and {acs.endpoint}/_emulator/ui/. "
+                        "Press Enter or Ctrl-C to stop."
+                    )
+                    await _until_enter()
         finally:
             await asyncio.to_thread(stop_workers, procs, logs)
-    _print_summary(console, report, quota=quota, total=len(expected), run_dir=run_dir)
     return report
+
+
+async def _until_enter() -> None:
+    """Return when the user presses Enter (or stdin closes); Ctrl-C ends the demo as usual.
+
+    A reader on the loop, not a thread blocked in ``readline``: Ctrl-C must not wait for Enter.
+    """
+    loop = asyncio.get_running_loop()
+    entered: asyncio.Future[None] = loop.create_future()
+
+    def on_input() -> None:
+        sys.stdin.readline()
+        if not entered.done():
+            entered.set_result(None)
+
+    loop.add_reader(sys.stdin.fileno(), on_input)
+    try:
+        await entered
+    finally:
+        loop.remove_reader(sys.stdin.fileno())
 
 
 async def _watch(
@@ -223,7 +284,6 @@ def _print_summary(console: Any, report: DemoReport, *, quota: int, total: int, 
     )
     console.print(latency)
     console.print(f"Captured emails (.eml and .json): {report.mailbox_dir}")
-    console.print(f"Emulator inspection API (while running): {report.inspection_url}")
     console.print(f"Worker logs: {run_dir}")
     if report.ok:
         console.print(
