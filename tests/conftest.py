@@ -13,7 +13,7 @@ Every test (autouse):
   publisher add trace headers, so results would depend on the order tests run in.
 
 Parallel runs: ``make test`` runs the suite in four processes (pytest-xdist, ``-n 4 --dist
-loadgroup``): it mostly waits on sockets, so this cuts its time to about a third on 2 cores. Tests
+loadgroup``): it mostly waits on sockets, so this cuts its time to under half on 2 cores. Tests
 must not depend on each other or on running alone. ``tests/infra``, ``tests/contract/records`` and
 ``tests/browser`` each stay in one process (one Bicep parse, one Azurite, one Chromium at a time).
 ``pytest`` without ``-n`` runs serially.
