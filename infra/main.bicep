@@ -107,6 +107,30 @@ param workerShutdownGraceSeconds int = 25
 @description('True after the first `azd deploy` (SERVICE_WORKER_RESOURCE_EXISTS): keep the deployed image on re-provision.')
 param workerExists bool = false
 
+@description('True after the first `azd deploy` of the ingest API (SERVICE_API_RESOURCE_EXISTS): keep its image on re-provision.')
+param apiExists bool = false
+
+@description('Key Vault secret URI of the ingest API\'s client registry (docs/api.md). Empty: apiClients.')
+param apiClientsSecretUri string = ''
+
+@description('The ingest API\'s client registry JSON, when it is not in Key Vault. Both empty: every call is refused.')
+@secure()
+param apiClients string
+
+@description('Token audiences the ingest API accepts, as a JSON list: its app registration\'s Application ID URI and client id. Empty: API keys only.')
+param apiAudiences string = ''
+
+@description('Most ingest API replicas (it scales on HTTP concurrency from 1).')
+@minValue(1)
+@maxValue(300)
+param apiMaxReplicas int = 5
+
+@description('Delivery record URL the ingest API reads status from (POSTBUS_RECORD_URL). Empty: none.')
+param apiRecordUrl string = ''
+
+@description('Storage account of that record table, in this resource group; the ingest API gets read access to its tables. Empty: none.')
+param apiRecordStorageAccountName string = ''
+
 @description('Entra-only App Insights ingestion (the worker authenticates with its identity).')
 param appInsightsDisableLocalAuth bool = true
 
@@ -120,6 +144,15 @@ param backlogAlertThreshold int = 0
 @description('Private networking: Service Bus (Premium) and the registry (Premium) get private endpoints in a new VNet that the Container Apps environment joins, and Service Bus refuses public traffic. Producers must then publish from inside the network. See docs/deploy-azure.md for what it costs. Set at creation: an existing environment cannot move into a VNet.')
 param privateNetworking bool = false
 
+// --- Claim check (large attachments) --------------------------------------------------------------------------------
+@description('Storage account of the delivery record that holds the claim-check container; empty: no claim-check container, and attachments must fit a Service Bus message. Set it to the delivery record storage module\'s account name.')
+param claimCheckStorageAccountName string = ''
+
+@description('Days a claim-checked attachment is kept after its last publish (lifecycle rule); at least the delivery record retention.')
+@minValue(2)
+@maxValue(3650)
+param claimCheckRetentionDays int = 30
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -128,6 +161,7 @@ var tags = {
 }
 var queueName = 'notifications'
 var workerAppName = '${abbrs.appContainerApps}worker-${resourceToken}'
+var apiAppName = '${abbrs.appContainerApps}api-${resourceToken}'
 var sloLatencyMs = 300000
 // Private endpoints need Premium Service Bus and a Premium registry.
 var effectiveServiceBusSku = privateNetworking ? 'Premium' : serviceBusSku
@@ -216,6 +250,7 @@ module messaging 'modules/messaging.bicep' = {
     scalerPrincipalId: identities.outputs.scalerPrincipalId
     scalerRole: scalerRole
     producerPrincipalId: identities.outputs.producerPrincipalId
+    apiPrincipalId: identities.outputs.apiPrincipalId
     deployerPrincipalId: grantDeployerDataAccess ? principalId : ''
     deployerPrincipalType: principalType
   }
@@ -281,6 +316,19 @@ module registryEndpoint 'modules/private-endpoint.bicep' = if (privateNetworking
   }
 }
 
+// Claim check: a private container in the delivery record's Storage account, a lifecycle rule, producer write and
+// worker read (modules/claimcheck.bicep says why each is enough).
+module claimCheck 'modules/claimcheck.bicep' = if (!empty(claimCheckStorageAccountName)) {
+  name: 'claim-check'
+  scope: rg
+  params: {
+    storageAccountName: claimCheckStorageAccountName
+    retentionDays: claimCheckRetentionDays
+    producerPrincipalId: identities.outputs.producerPrincipalId
+    workerPrincipalId: identities.outputs.workerPrincipalId
+  }
+}
+
 module workerImage 'modules/fetch-image.bicep' = {
   name: 'worker-image'
   scope: rg
@@ -300,6 +348,8 @@ module worker 'modules/worker.bicep' = {
     appName: workerAppName
     workspaceId: monitoring.outputs.workspaceId
     infrastructureSubnetId: network.?outputs.appsSubnetId ?? ''
+    // The ingest API's HTTPS ingress.
+    publicIngress: true
     image: workerImage.outputs.image
     registryLoginServer: registry.outputs.loginServer
     workerIdentityId: identities.outputs.workerId
@@ -322,6 +372,45 @@ module worker 'modules/worker.bicep' = {
     quotaPerMinute: email.outputs.quotaPerMinute
     quotaPerHour: email.outputs.quotaPerHour
     shutdownGraceSeconds: workerShutdownGraceSeconds
+    attachmentStoreUrl: claimCheck.?outputs.url ?? ''
+  }
+}
+
+module apiImage 'modules/fetch-image.bicep' = {
+  name: 'api-image'
+  scope: rg
+  params: {
+    appName: apiAppName
+    exists: apiExists
+  }
+}
+
+module api 'modules/api.bicep' = {
+  name: 'api'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    appName: apiAppName
+    environmentId: worker.outputs.environmentId
+    image: apiImage.outputs.image
+    registryLoginServer: registry.outputs.loginServer
+    apiIdentityId: identities.outputs.apiId
+    apiClientId: identities.outputs.apiClientId
+    apiPrincipalId: identities.outputs.apiPrincipalId
+    pullIdentityId: identities.outputs.pullId
+    serviceBusFullyQualifiedNamespace: messaging.outputs.fullyQualifiedNamespace
+    queueName: messaging.outputs.queueName
+    entraTenantId: tenant().tenantId
+    audiences: apiAudiences
+    clientsSecretUri: apiClientsSecretUri
+    clientsJson: apiClients
+    recordUrl: apiRecordUrl
+    recordStorageAccountName: apiRecordStorageAccountName
+    appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
+    appInsightsEntraAuth: appInsightsDisableLocalAuth
+    deploymentEnvironment: environmentName
+    maxReplicas: apiMaxReplicas
   }
 }
 
@@ -356,6 +445,7 @@ module dashboard 'modules/dashboard.bicep' = {
     namespaceId: messaging.outputs.namespaceId
     queueName: messaging.outputs.queueName
     workerAppId: worker.outputs.appId
+    apiAppId: api.outputs.appId
     sloLatencyMs: sloLatencyMs
   }
 }
@@ -368,12 +458,16 @@ output AZURE_CONTAINER_REGISTRY_ENDPOINT string = registry.outputs.loginServer
 output AZURE_CONTAINER_REGISTRY_NAME string = registry.outputs.registryName
 output AZURE_CONTAINER_ENVIRONMENT_NAME string = worker.outputs.environmentName
 output SERVICE_WORKER_NAME string = worker.outputs.appName
+output SERVICE_API_NAME string = api.outputs.appName
+output POSTBUS_API_URL string = api.outputs.url
+output POSTBUS_API_IDENTITY_CLIENT_ID string = identities.outputs.apiClientId
 output POSTBUS_SERVICEBUS_NAMESPACE string = messaging.outputs.fullyQualifiedNamespace
 output POSTBUS_QUEUE string = messaging.outputs.queueName
 output POSTBUS_ACS_ENDPOINT string = email.outputs.endpoint
 output POSTBUS_SENDING_DOMAIN string = email.outputs.sendingDomain
 output POSTBUS_PRODUCER_IDENTITY_ID string = identities.outputs.producerId
 output POSTBUS_PRODUCER_CLIENT_ID string = identities.outputs.producerClientId
+output POSTBUS_ATTACHMENT_STORE_URL string = claimCheck.?outputs.url ?? ''
 output POSTBUS_EMAIL_DOMAIN_RECORDS object = email.outputs.customDomainVerificationRecords
 output POSTBUS_WORKBOOK_ID string = dashboard.outputs.workbookId
 // What the worker paces itself to, derived from the sending domain (see acsRaisedQuotaPerMinute).

@@ -37,6 +37,7 @@ class LazyCommand:
 # Registration order is the order ``postbus --help`` lists them in.
 COMMANDS: dict[str, LazyCommand] = {
     "publish": LazyCommand("postbus.producers.cli:app", "Publish notification events to the queue."),
+    "api": LazyCommand("postbus.api:app", "Run the ingest API: authenticated HTTP front door to the queue."),
     "worker": LazyCommand("postbus.worker.cli:app", "Consume the queue and send email through ACS."),
     "templates": LazyCommand("postbus.worker.templates_cli:app", "List and preview the email templates."),
     "dlq": LazyCommand(
@@ -47,6 +48,9 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "doctor": LazyCommand(
         "postbus.worker.ops.doctor_cli:doctor_app", "Preflight checks of settings, queue, ACS and templates."
+    ),
+    "attachments": LazyCommand(
+        "postbus.attachments.cli:app", "Retention of the claim-check attachment store (prune)."
     ),
     "emulator": LazyCommand(
         "postbus.emulators.cli:app", "Run the local Service Bus and ACS Email emulators."

@@ -14,6 +14,7 @@ they are re-exported here for scripts written against this module.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import statistics
 import sys
 import time
@@ -37,6 +38,8 @@ from postbus.harness import (
 if TYPE_CHECKING:
     from postbus.emulators.acs_email import EmailEmulator
     from postbus.emulators.servicebus import ServiceBusEmulator
+    from postbus.events import NotificationEvent
+    from postbus.settings import Settings
 
 __all__ = [
     "SENDERS",
@@ -127,7 +130,7 @@ async def run_demo(
     from postbus.logs import configure_logging
     from postbus.pipeline_view import ConsoleServer, EmbeddedSource
     from postbus.producers.publisher import Publisher
-    from postbus.producers.simulate import broken_bodies, holiday_spike
+    from postbus.producers.simulate import EXPECT_SENT, broken_bodies, holiday_spike
     from postbus.settings import load_settings
     from postbus.telemetry import configure_telemetry
     from postbus.worker.mailer import EVENT_ID_HEADER
@@ -139,7 +142,15 @@ async def run_demo(
     mailbox_dir.mkdir(parents=True, exist_ok=True)
     report = DemoReport(mailbox_dir=mailbox_dir)
     start = datetime.now(UTC)
-    spike = holiday_spike(events, seed=seed, start=start, invalid_ratio=0.01, lead_seconds=5)
+    spike = holiday_spike(events, seed=seed, start=start, invalid_ratio=0.01, lead_seconds=5, label_pdfs=True)
+    # Return labels carry PDFs, some larger than a Service Bus message: the publisher and the workers
+    # share this directory as their claim-check store.
+    store_url = f"file://{(run_dir / 'attachments').resolve()}"
+    attached = {
+        item.event.id: [hashlib.sha256(a.content()).hexdigest() for a in item.event.attachments]
+        for item in spike
+        if item.event.attachments
+    }
     broken = broken_bodies(max(1, events // 200), seed=seed)
     expected: dict[str, str] = {item.event.id: item.expect for item in spike}
     expected.update({wire.message_id: "InvalidEvent" for wire in broken})
@@ -151,7 +162,7 @@ async def run_demo(
             f"[bold]Postbus demo[/]: {len(expected)} events, {workers} workers x {concurrency} handlers, "
             f"ACS quota {quota}/min (ideal drain {len(expected) / quota * 60:.0f} s)"
         )
-        env = worker_env(sb, acs, quota=quota, concurrency=concurrency)
+        env = worker_env(sb, acs, quota=quota, concurrency=concurrency, attachment_store_url=store_url)
         health_ports = free_ports(workers)
         procs, logs = start_workers(workers, env, run_dir, health_ports=health_ports)
         published_at: dict[str, float] = {}
@@ -166,14 +177,23 @@ async def run_demo(
             async with ConsoleServer(source, port=console_port) as pipeline:
                 console.print(f"Pipeline console: {pipeline.url}")
                 console.print(f"Mailbox console:  {acs.endpoint}/_emulator/ui/")
-                settings = load_settings(None, servicebus_connection_string=sb.connection_string)
+                settings = load_settings(
+                    None, servicebus_connection_string=sb.connection_string, attachment_store_url=store_url
+                )
                 configure_telemetry(settings)
                 t0 = time.monotonic()
                 async with Publisher.from_settings(settings) as publisher:
                     immediate = [item.event for item in spike if item.send_at is None]
                     for item in spike:
                         published_at[item.event.id] = time.time()
-                    await publisher.publish_many(immediate)
+                    # Every tenth event the worker must send goes through the ingest API instead.
+                    via_api = {e.id for e in immediate[::10] if expected[e.id] == EXPECT_SENT}
+                    await publisher.publish_many([e for e in immediate if e.id not in via_api])
+                    report.problems.extend(
+                        await publish_through_api(
+                            settings, [e for e in immediate if e.id in via_api], console
+                        )
+                    )
                     for item in spike:
                         if item.send_at is not None:
                             await publisher.publish(item.event, send_at=item.send_at)
@@ -193,6 +213,7 @@ async def run_demo(
                 throttled = acs.stats().get("throttled", 0)
                 report.throttled = throttled if isinstance(throttled, int) else 0
                 account(report, expected, sent_ids, await dead_letters(sb))
+                _check_attachments(report, attached, mails, inline_max=settings.attachment_inline_max_bytes)
                 await pipeline.sample_once()  # the console's last numbers are the summary's
                 _print_summary(console, report, quota=quota, total=len(expected), run_dir=run_dir)
                 if wait:
@@ -204,6 +225,71 @@ async def run_demo(
         finally:
             await asyncio.to_thread(stop_workers, procs, logs)
     return report
+
+
+async def publish_through_api(settings: Settings, events: list[NotificationEvent], console: Any) -> list[str]:
+    """Queue ``events`` through a real ingest API (uvicorn on a free local port) with an API key.
+
+    One event per request for the first few, the rest in batches; returns a problem line for each
+    event the API did not accept.
+    """
+    import json
+    import socket
+
+    import aiohttp
+    import uvicorn
+
+    from postbus.producers.api import build_app, new_key
+    from postbus.worker.rendering import TemplateRenderer
+
+    if not events:
+        return []
+    key, stored = new_key()
+    registry = {
+        "clients": [
+            {
+                "name": "demo",
+                "api_keys": [stored],
+                "types": sorted({e.type for e in events}),
+                "senders": sorted({e.sender for e in events}),
+                "tenants": sorted({e.tenant for e in events}),
+            }
+        ]
+    }
+    app = build_app(
+        settings.model_copy(update={"api_clients": json.dumps(registry)}), templates=TemplateRenderer()
+    )
+    # A socket that listens before uvicorn starts: the first requests wait in its backlog, not for a flag.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    problems: list[str] = []
+    try:
+        documents = [json.loads(e.to_json()) for e in events]
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers={"X-API-Key": key}) as http:
+            for document in documents[:5]:
+                async with http.post("/v1/notifications", json=document) as response:
+                    if response.status != 202:
+                        problems.append(f"{document['id']}: the ingest API answered {response.status}")
+            for start in range(5, len(documents), 500):
+                async with http.post(
+                    "/v1/notifications/batch", json={"events": documents[start : start + 500]}
+                ) as response:
+                    result = await response.json()
+                    problems.extend(
+                        f"{item['id']}: the ingest API rejected it: {item['problem']['detail']}"
+                        for item in result.get("results", [])
+                        if item["status"] != "accepted"
+                    )
+        console.print(f"{len(events) - len(problems)} of them through the ingest API (postbus api)")
+    finally:
+        server.should_exit = True
+        await serving
+        listener.close()
+    return problems
 
 
 async def _until_enter() -> None:
@@ -263,6 +349,24 @@ async def _watch(
             await asyncio.sleep(0.25)
 
 
+def _check_attachments(
+    report: DemoReport, attached: dict[str, list[str]], mails: list[Any], *, inline_max: int
+) -> None:
+    """Every attachment published arrived in the captured email byte for byte (by SHA-256)."""
+    from postbus.worker.mailer import EVENT_ID_HEADER
+
+    for mail in mails:
+        expected = attached.get(mail.headers.get(EVENT_ID_HEADER, ""))
+        if expected is None:
+            continue
+        got = [hashlib.sha256(a.content).hexdigest() for a in mail.attachments]
+        if got != expected:
+            report.problems.append(f"{mail.headers[EVENT_ID_HEADER]}: attachments arrived altered or missing")
+            continue
+        report.attachments_intact += len(got)
+        report.attachments_claim_checked += sum(1 for a in mail.attachments if len(a.content) > inline_max)
+
+
 def _print_summary(console: Any, report: DemoReport, *, quota: int, total: int, run_dir: Path) -> None:
     from rich.table import Table
 
@@ -283,6 +387,10 @@ def _print_summary(console: Any, report: DemoReport, *, quota: int, total: int, 
         f"{total / quota * 60:.1f} s",
     )
     console.print(latency)
+    console.print(
+        f"Return-label PDFs: {report.attachments_intact} arrived byte-identical, "
+        f"{report.attachments_claim_checked} of them through the claim check"
+    )
     console.print(f"Captured emails (.eml and .json): {report.mailbox_dir}")
     console.print(f"Worker logs: {run_dir}")
     if report.ok:

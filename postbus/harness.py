@@ -54,6 +54,9 @@ class DemoReport:
     throttled: int = 0
     mailbox_dir: Path | None = None
     inspection_url: str = ""
+    #: Attachments that arrived byte-identical, and how many of them travelled through the claim check.
+    attachments_intact: int = 0
+    attachments_claim_checked: int = 0
 
     @property
     def ok(self) -> bool:

@@ -37,6 +37,8 @@ class DeadLetterReason(StrEnum):
     RECIPIENT_REJECTED = "RecipientRejected"
     #: Transient failures spent the attempt budget or the maximum age.
     RETRIES_EXHAUSTED = "RetriesExhausted"
+    #: A claim-checked attachment is gone from the attachment store, or is not the one published.
+    ATTACHMENT_UNAVAILABLE = "AttachmentUnavailable"
 
 
 @unique

@@ -217,6 +217,95 @@ class Settings(BaseSettings):
             raise ValueError(problem.format(url=env_name("record_url"), key=env_name("record_account_key")))
         return self
 
+    # --- Ingest API (postbus api) -------------------------------------------------------------
+    api_host: str = Field(
+        "127.0.0.1", description="Address `postbus api` listens on (`0.0.0.0` in a container)."
+    )
+    api_port: Annotated[int, Field(ge=1, le=65535)] = Field(8000, description="Port of `postbus api`.")
+    api_clients: str | None = Field(
+        None,
+        description="Client registry of the ingest API: its JSON, or the path of a JSON file (docs/api.md).",
+    )
+    api_entra_tenant_id: str | None = Field(
+        None,
+        description="Entra ID tenant whose access tokens the API accepts; unset, API keys only.",
+    )
+    api_audiences: list[str] = Field(
+        default_factory=list,
+        description='Accepted token audiences as JSON, e.g. `["api://postbus-ingest", "<app client id>"]`.',
+    )
+    api_authority: str = Field(
+        "https://login.microsoftonline.com",
+        description="Entra authority; issuers and signing keys are read under `<authority>/<tenant>`.",
+    )
+    api_max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = Field(
+        1024 * 1024, description="Largest request body the API reads (larger: 413)."
+    )
+    api_max_event_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = Field(
+        192 * 1024,
+        description="Largest event (as JSON) the API queues; keep it below the queue's message size limit.",
+    )
+    api_render_check: bool = Field(
+        True,
+        description="Render each event's template before queueing it, so bad `data` is a 422, not a dead letter.",
+    )
+
+    @model_validator(mode="after")
+    def _api_tokens(self) -> Settings:
+        if self.api_entra_tenant_id is not None and not self.api_audiences:
+            raise ValueError(f"{env_name('api_entra_tenant_id')} needs {env_name('api_audiences')}")
+        if self.api_entra_tenant_id is not None and not re.fullmatch(
+            r"[A-Za-z0-9.-]{1,100}", self.api_entra_tenant_id
+        ):
+            raise ValueError(
+                f"{env_name('api_entra_tenant_id')}: {self.api_entra_tenant_id!r} is not a tenant id or domain"
+            )
+        if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", self.api_authority):
+            raise ValueError(f"{env_name('api_authority')}: {self.api_authority!r} is not an https URL")
+        return self
+
+    # --- Attachments (claim check) ------------------------------------------------------------
+    attachment_store_url: str = Field(
+        "file:.postbus/attachments",
+        description="Where attachments too large for a message wait: a directory `file:path` "
+        "(`file:///abs/path`) shared by producers and workers, or a container "
+        "`https://<account>.blob.core.windows.net/<container>` (DefaultAzureCredential).",
+    )
+    attachment_store_connection_string: SecretStr | None = Field(
+        None,
+        description="Storage connection string (AccountKey or SAS) for the container (Azurite locally); "
+        "unset, DefaultAzureCredential.",
+    )
+    attachment_inline_max_bytes: Annotated[int, Field(ge=0, le=200 * 1024)] = Field(
+        64 * 1024,
+        description="An attachment larger than this (raw bytes) always goes to the attachment store; "
+        "smaller ones do too when the event would not fit the queue's message limit.",
+    )
+
+    @field_validator("attachment_store_url")
+    @classmethod
+    def _valid_attachment_store_url(cls, value: str) -> str:
+        from postbus.attachments.location import parse_attachment_store_url
+
+        parse_attachment_store_url(value)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _attachment_credentials(self) -> Settings:
+        from postbus.attachments.location import check_attachment_credentials
+
+        secret = self.attachment_store_connection_string
+        problem = check_attachment_credentials(
+            self.attachment_store_url, None if secret is None else secret.get_secret_value()
+        )
+        if problem:
+            raise ValueError(
+                problem.format(
+                    url=env_name("attachment_store_url"), cs=env_name("attachment_store_connection_string")
+                )
+            )
+        return self
+
     # --- Telemetry ---------------------------------------------------------------------------
     service_name: str = Field("postbus", description="OpenTelemetry `service.name`.")
     environment: str = Field("dev", description="OpenTelemetry `deployment.environment`.")

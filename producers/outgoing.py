@@ -34,6 +34,7 @@ __all__ = [
     "check_send_at",
     "prepare",
     "prepare_raw",
+    "resolve",
 ]
 
 #: Extra application properties for one event (the telemetry seam); values must be strings.
@@ -95,6 +96,24 @@ def _event_of(item: EventLike, default_send_at: datetime | None) -> tuple[Notifi
     raise InvalidEvent(f"expected an event, a mapping or an event with send_at, got {type(item).__name__}")
 
 
+def resolve(items: Iterable[EventLike], *, send_at: datetime | None = None) -> list[ScheduledEvent]:
+    """Validate every item into an event with its ``send_at``, before anything is uploaded or encoded.
+
+    Raises :class:`InvalidEvent` naming the index and field of the first bad item
+    (``events[3]: to.0.address: not a valid email address: 'x'``).
+    """
+    check_send_at(send_at)
+    resolved: list[ScheduledEvent] = []
+    for index, item in enumerate(items):
+        try:
+            event, when = _event_of(item, send_at)
+            check_send_at(when)
+        except InvalidEvent as exc:
+            raise InvalidEvent(f"events[{index}]: {exc}", field=exc.field) from None
+        resolved.append(ScheduledEvent(event, when))
+    return resolved
+
+
 def prepare(
     items: Iterable[EventLike],
     *,
@@ -102,23 +121,11 @@ def prepare(
     properties_hook: PropertiesHook | None = None,
     now: datetime | None = None,
 ) -> list[Prepared]:
-    """Validate every item, then encode each as a Service Bus message.
-
-    Raises :class:`InvalidEvent` naming the index and field of the first bad item
-    (``events[3]: to.0.address: not a valid email address: 'x'``); nothing is encoded past it.
-    """
-    check_send_at(send_at)
+    """Validate every item (:func:`resolve`), then encode each as a Service Bus message."""
     first_enqueued = now or datetime.now(UTC)
-    resolved: list[tuple[NotificationEvent, datetime | None]] = []
-    for index, item in enumerate(items):
-        try:
-            event, when = _event_of(item, send_at)
-            check_send_at(when)
-        except InvalidEvent as exc:
-            raise InvalidEvent(f"events[{index}]: {exc}", field=exc.field) from None
-        resolved.append((event, when))
     prepared: list[Prepared] = []
-    for event, when in resolved:
+    for item in resolve(items, send_at=send_at):
+        event, when = item.event, item.send_at
         extra = dict(properties_hook(event)) if properties_hook is not None else None
         wire = encode(event, attempt=0, first_enqueued=first_enqueued, extra_properties=extra)
         message = to_servicebus_message(wire, send_at=when)

@@ -19,18 +19,27 @@ queue or the event. :class:`SyncPublisher` is the same API over the synchronous 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
+from postbus.attachments import AttachmentStore, attachment_store
 from postbus.bus import BusError, ServiceBusConnection, SyncServiceBusConnection, servicebus_errors
 from postbus.events import WireMessage
 from postbus.logs import get_logger
 from postbus.producers.batching import BATCH_HEADROOM_BYTES, MAX_BATCH_MESSAGES, Batch, PublisherCore
 from postbus.producers.errors import PublishError, translate_error
-from postbus.producers.outgoing import EventLike, Prepared, PropertiesHook, prepare_raw
+from postbus.producers.outgoing import (
+    EventLike,
+    Prepared,
+    PropertiesHook,
+    ScheduledEvent,
+    prepare_raw,
+    resolve,
+)
 from postbus.settings import Settings
 from postbus.telemetry import PublishTrace
 
@@ -50,6 +59,8 @@ __all__ = [
 
 _log = get_logger(__name__)
 
+_T = TypeVar("_T")
+
 #: Name of the thing being published in log lines and errors.
 _PURPOSE: Final = "publishing"
 
@@ -65,6 +76,10 @@ class Publisher(PublisherCore):
     ``properties_hook(event) -> {name: value}`` adds application properties to each message (the
     telemetry seam). ``max_batch_bytes`` caps a batch below the queue's own limit. Calls made
     concurrently on one publisher are serialised (the SDK sender is not safe for concurrent use).
+    ``attachments`` is the claim-check store (:mod:`postbus.attachments`), which the publisher owns
+    and closes: attachments over ``inline_max_bytes``, and any that would make the message larger
+    than the queue takes, are written there and travel as references. Without it (``None``) an
+    event that does not fit is refused.
     """
 
     def __init__(
@@ -74,12 +89,16 @@ class Publisher(PublisherCore):
         queue: str,
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
+        attachments: AttachmentStore | None = None,
+        inline_max_bytes: int = 64 * 1024,
     ) -> None:
         super().__init__(
             queue=queue,
             namespace=connection.namespace,
             properties_hook=properties_hook,
             max_batch_bytes=max_batch_bytes,
+            attachments=attachments,
+            inline_max_bytes=inline_max_bytes,
         )
         self._connection = connection
         self._sender: ServiceBusSender | None = None
@@ -103,7 +122,12 @@ class Publisher(PublisherCore):
             settings, purpose=_PURPOSE, client_options=client_options
         )
         return cls(
-            connection, queue=settings.queue, properties_hook=properties_hook, max_batch_bytes=max_batch_bytes
+            connection,
+            queue=settings.queue,
+            properties_hook=properties_hook,
+            max_batch_bytes=max_batch_bytes,
+            attachments=attachment_store(settings),
+            inline_max_bytes=settings.attachment_inline_max_bytes,
         )
 
     async def open(self) -> Self:
@@ -122,7 +146,11 @@ class Publisher(PublisherCore):
         except BusError as exc:
             _log.debug("publisher close failed", error=str(exc))
         finally:
-            await self._connection.close()
+            try:
+                await self._connection.close()
+            finally:
+                if self.attachments is not None:
+                    await self.attachments.close()
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -146,7 +174,18 @@ class Publisher(PublisherCore):
         (their own ``send_at`` wins over the keyword). An invalid item raises ``InvalidEvent``
         naming its index and field, and nothing is sent.
         """
-        return await self._send(*self._prepare(events, send_at))
+        resolved = resolve(events, send_at=send_at)
+        store = self.attachments
+        if store is not None and self._needs_claim_check(resolved, store=store):
+            if self._batch_limit is None:
+                # The queue's limit decides what must move; the first batch opens the link and tells it.
+                await self.open()
+                assert self._sender is not None
+                async with self._lock:
+                    with self._calling([resolved[0].event.id], []):
+                        self._learn_limit((await self._sender.create_message_batch()).max_size_in_bytes)
+            resolved = await self._check_in_all(store, resolved)
+        return await self._send(*self._prepare(resolved, None))
 
     async def publish_raw(
         self, wires: Iterable[WireMessage], *, send_at: datetime | None = None
@@ -183,6 +222,12 @@ class Publisher(PublisherCore):
         return [item.message_id for item in prepared]
 
 
+def _run_private(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coroutine`` on a new event loop in its own thread (the caller's thread may have a loop)."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="postbus-claim-check") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 class SyncPublisher(PublisherCore):
     """The same API as :class:`Publisher` over the synchronous ``azure.servicebus`` client.
 
@@ -190,6 +235,9 @@ class SyncPublisher(PublisherCore):
 
         with SyncPublisher.from_settings(settings) as publisher:
             publisher.publish(event)
+
+    The attachment store is asynchronous: ``attachments_factory`` opens one for each call that
+    has attachments to move, and the call runs it to completion on a private event loop.
     """
 
     def __init__(
@@ -199,13 +247,17 @@ class SyncPublisher(PublisherCore):
         queue: str,
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
+        attachments_factory: Callable[[], AttachmentStore] | None = None,
+        inline_max_bytes: int = 64 * 1024,
     ) -> None:
         super().__init__(
             queue=queue,
             namespace=connection.namespace,
             properties_hook=properties_hook,
             max_batch_bytes=max_batch_bytes,
+            inline_max_bytes=inline_max_bytes,
         )
+        self._attachments_factory = attachments_factory
         self._connection = connection
         self._sender: SyncSender | None = None
         self._lock = threading.Lock()
@@ -224,7 +276,12 @@ class SyncPublisher(PublisherCore):
             settings, purpose=_PURPOSE, client_options=client_options
         )
         return cls(
-            connection, queue=settings.queue, properties_hook=properties_hook, max_batch_bytes=max_batch_bytes
+            connection,
+            queue=settings.queue,
+            properties_hook=properties_hook,
+            max_batch_bytes=max_batch_bytes,
+            attachments_factory=lambda: attachment_store(settings),
+            inline_max_bytes=settings.attachment_inline_max_bytes,
         )
 
     def open(self) -> Self:
@@ -259,7 +316,25 @@ class SyncPublisher(PublisherCore):
 
     def publish_many(self, events: Iterable[EventLike], *, send_at: datetime | None = None) -> list[str]:
         """See :meth:`Publisher.publish_many`."""
-        return self._send(*self._prepare(events, send_at))
+        resolved = resolve(events, send_at=send_at)
+        factory = self._attachments_factory
+        if factory is not None and self._needs_claim_check(resolved, store=factory):
+            if self._batch_limit is None:
+                self.open()
+                assert self._sender is not None
+                with self._lock, self._calling([resolved[0].event.id], []):
+                    self._learn_limit(self._sender.create_message_batch().max_size_in_bytes)
+            resolved = _run_private(self._check_in_with(factory, resolved))
+        return self._send(*self._prepare(resolved, None))
+
+    async def _check_in_with(
+        self, factory: Callable[[], AttachmentStore], resolved: Sequence[ScheduledEvent]
+    ) -> list[ScheduledEvent]:
+        store = factory()
+        try:
+            return await self._check_in_all(store, resolved)
+        finally:
+            await store.close()
 
     def publish_raw(self, wires: Iterable[WireMessage], *, send_at: datetime | None = None) -> list[str]:
         """For tests and demos: send wire messages exactly as given, without validating the body."""

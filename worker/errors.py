@@ -17,8 +17,9 @@
 
 Third-party exceptions are translated into this tree once, in the adapter that calls the SDK
 (``worker.mailer`` for ACS); Service Bus failures are ``postbus.bus.errors.BusError``. The other
-dead-letter reasons (an event that does not decode, an expired one, an unknown sender alias) are
-decided by the pipeline as values, not raised.
+dead-letter reasons (an event that does not decode, an expired one, an unknown sender alias, a
+claim-checked attachment that is gone or altered) are decided by the pipeline as values, not
+raised; an unreachable attachment store (``postbus.attachments``) becomes a delayed retry there.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Processing one message, from bytes to an :data:`~worker.outcome.Outcome`.
 
 The steps read like the runbook: decode and validate, check ``not_after``, resolve the sender
-alias, render, (for a redelivered message) ask ACS whether it already has the email, wait for a
-send permit, send. Each failure class becomes a value; nothing here settles a message. Retry
+alias, render, fetch claim-checked attachments, (for a redelivered message) ask ACS whether it
+already has the email, wait for a send permit, send. Each failure class becomes a value; nothing here settles a message. Retry
 timings come from the :class:`~worker.retry.RetryPolicy`.
 """
 
@@ -17,6 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from postbus.attachments import (
+    AttachmentStore,
+    AttachmentStoreUnavailable,
+    AttachmentUnavailable,
+    attachment_store,
+    check_out,
+)
 from postbus.bus import Delivery
 from postbus.errors import InvalidEvent
 from postbus.events import MAX_REQUEST_BYTES, DecodedMessage, EventIdentity, NotificationEvent, identify
@@ -52,7 +59,8 @@ class Processed:
     """The outcome of one message and what the log line and settlement need to know about it.
 
     ``undecoded`` identifies an event whose body did not decode (read best-effort from its JSON);
-    ``gate_wait`` and ``acs`` are the seconds spent waiting for send permits and in ACS calls.
+    ``gate_wait`` and ``acs`` are the seconds spent waiting for send permits and in ACS calls;
+    ``attachments`` the seconds spent fetching claim-checked attachments (``None``: the event had none).
     """
 
     outcome: Outcome
@@ -62,6 +70,7 @@ class Processed:
     undecoded: EventIdentity | None = None
     gate_wait: float = 0.0
     acs: float = 0.0
+    attachments: float | None = None
 
     @property
     def event(self) -> NotificationEvent | None:
@@ -107,8 +116,11 @@ class Pipeline:
         rng: random.Random | None = None,
         telemetry: Telemetry | None = None,
         policy: RetryPolicy | None = None,
+        attachments: AttachmentStore | None = None,
     ) -> None:
         self._settings = settings
+        # The caller that passes a store owns it; the default (a local directory) holds nothing open.
+        self._attachments = attachments if attachments is not None else attachment_store(settings)
         self._telemetry = telemetry or current_telemetry()
         self._renderer = renderer
         self._mailer = mailer
@@ -141,6 +153,19 @@ class Pipeline:
                 )
         except PermanentError as exc:
             return Processed(DeadLetter(exc.reason, str(exc)), decoded)
+        fetching: float | None = None
+        if any(a.content_ref is not None for a in event.attachments):
+            started = time.perf_counter()
+            try:
+                event = await check_out(event, self._attachments)
+            except AttachmentUnavailable as exc:
+                dead = DeadLetter(DeadLetterReason.ATTACHMENT_UNAVAILABLE, str(exc))
+                return Processed(dead, decoded, attachments=time.perf_counter() - started)
+            except AttachmentStoreUnavailable as exc:
+                # The blob outlives every retry, so waiting for the store costs nothing but time.
+                later = self._delayed_retry(decoded, TransientError(str(exc)))
+                return Processed(later, decoded, attachments=time.perf_counter() - started)
+            fetching = time.perf_counter() - started
         payload = build_payload(
             event, subject=rendered.subject, html=rendered.html, text=rendered.text, sender=sender
         )
@@ -162,6 +187,7 @@ class Pipeline:
             delivery.delivery_count,
             gate_wait=clock.gate_wait,
             acs=clock.acs,
+            attachments=fetching,
         )
 
     async def _send(

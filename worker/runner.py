@@ -21,6 +21,7 @@ from typing import Any, Final, TypeVar
 
 import structlog
 
+from postbus.attachments import AttachmentStore, attachment_store
 from postbus.bus import (
     BusError,
     BusRefused,
@@ -92,7 +93,8 @@ class Worker:
 
     Every collaborator can be passed in: ``source`` (an
     :class:`~postbus.bus.InMemoryBroker` in unit tests), ``mailer`` (a
-    :class:`~worker.mailer.FakeMailer`), ``renderer``, ``gate``, ``breaker``, ``telemetry``.
+    :class:`~worker.mailer.FakeMailer`), ``renderer``, ``gate``, ``breaker``, ``telemetry``,
+    ``attachments`` (the claim-check store; by default the one the settings name, closed at the end).
     """
 
     def __init__(
@@ -105,9 +107,11 @@ class Worker:
         gate: SendGate | None = None,
         breaker: CircuitBreaker | None = None,
         telemetry: Telemetry | None = None,
+        attachments: AttachmentStore | None = None,
     ) -> None:
         self._settings = settings
         self._source = source
+        self._attachments = attachments
         self._telemetry = telemetry
         self._renderer = renderer
         self._mailer = mailer
@@ -160,7 +164,9 @@ class Worker:
             prefetch=prefetch,
         )
         mailer = self._mailer or AcsMailer.from_settings(settings)
+        attachments = self._attachments or attachment_store(settings)
         pipeline = Pipeline(
+            attachments=attachments,
             settings=settings,
             renderer=self._renderer,
             mailer=mailer,
@@ -200,6 +206,8 @@ class Worker:
                 await source.close()
             if self._mailer is None:
                 await mailer.close()
+            if self._attachments is None:
+                await attachments.close()
             if health is not None:
                 await health.stop()
         return self.counts

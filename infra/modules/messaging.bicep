@@ -55,6 +55,9 @@ param scalerRole string = 'DataReceiver'
 @description('Principal id of the producer identity (Data Sender only).')
 param producerPrincipalId string
 
+@description('Principal id of the ingest API identity (Data Sender only); empty: no ingest API.')
+param apiPrincipalId string = ''
+
 @description('Optional: principal id of the person or pipeline running azd, granted Data Owner on the namespace (dev environments only). Empty: no assignment.')
 param deployerPrincipalId string = ''
 
@@ -139,6 +142,17 @@ resource producerSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
     principalId: producerPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The ingest API publishes what its callers send, and nothing else: Data Sender on this one queue.
+resource apiSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(apiPrincipalId)) {
+  name: guid(queue.id, apiPrincipalId, roles.serviceBusDataSender)
+  scope: queue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
+    principalId: apiPrincipalId
     principalType: 'ServicePrincipal'
   }
 }

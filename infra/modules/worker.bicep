@@ -19,6 +19,9 @@ param workspaceId string
 @description('Subnet for a VNet-integrated environment (private networking); empty: no VNet. Set at creation only: an existing environment cannot move into a VNet.')
 param infrastructureSubnetId string = ''
 
+@description('Whether an app in the environment has public ingress (the ingest API). The worker itself has none.')
+param publicIngress bool = false
+
 @description('Image to run. Empty: a placeholder until `azd deploy` pushes the worker image.')
 param image string = ''
 
@@ -101,6 +104,9 @@ param cpu string = '0.5'
 @description('Memory per replica (must match the CPU: 0.5 cores -> 1Gi).')
 param memory string = '1Gi'
 
+@description('Claim-check container URL (POSTBUS_ATTACHMENT_STORE_URL); empty: the variable is not set.')
+param attachmentStoreUrl string = ''
+
 var healthPort = 8080
 var livenessPath = '/healthz'
 // Runs until the first `azd deploy`. `azd deploy` then swaps only the image (it keeps every other property of the
@@ -127,9 +133,10 @@ resource environment 'Microsoft.App/managedEnvironments@2026-01-01' = {
         workloadProfileType: 'Consumption'
       }
     ]
-    // Zone redundancy needs a VNet-integrated environment; the worker has no ingress, so nothing is exposed.
+    // Zone redundancy needs a VNet-integrated environment. The worker has no ingress; the environment is public only
+    // for the ingest API's HTTPS ingress (and not at all with private networking).
     zoneRedundant: false
-    publicNetworkAccess: 'Disabled'
+    publicNetworkAccess: publicIngress && empty(infrastructureSubnetId) ? 'Enabled' : 'Disabled'
   }
 }
 
@@ -266,7 +273,12 @@ resource app 'Microsoft.App/containerApps@2026-01-01' = {
               name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
               value: appInsightsConnectionString
             }
-          ], telemetryAuthEnv)
+          ], telemetryAuthEnv, empty(attachmentStoreUrl) ? [] : [
+            {
+              name: 'POSTBUS_ATTACHMENT_STORE_URL'
+              value: attachmentStoreUrl
+            }
+          ])
           // Startup and liveness only. The worker has no ingress, so a readiness probe would route no traffic; it would
           // only tie revision activation to ACS's health (/readyz fails while the breaker is open) and fail a deploy
           // during an ACS outage. /readyz stays available to operators.
