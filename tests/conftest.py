@@ -7,6 +7,8 @@ Every test (autouse):
   except ``POSTBUS_SERVICEBUS_KEEP_ALIVE_SECONDS=0``: settings a test loads give its Service Bus
   links no keep-alive task, so closing them does not wait for one (see below). A test about the
   keep-alive sets the variable (or the setting) itself.
+- ``structlog_through_logging``: structlog routed through the standard library, as the CLI
+  routes it, so no module's lines land on stdout however the tests before it left things.
 - ``isolated_telemetry``: a test may configure telemetry (a CLI command run in-process does), but
   the OpenTelemetry globals stay unset and the process's telemetry is put back afterwards. The
   globals can be set only once per process; a test that set them would make every later
@@ -14,8 +16,9 @@ Every test (autouse):
 
 Parallel runs: ``make test`` runs the suite in four processes (pytest-xdist, ``-n 4 --dist
 loadgroup``): it mostly waits on sockets, so this cuts its time to under half on 2 cores. Tests
-must not depend on each other or on running alone. ``tests/infra``, ``tests/contract/records`` and
-``tests/browser`` each stay in one process (one Bicep parse, one Azurite, one Chromium at a time).
+must not depend on each other or on running alone. ``tests/infra``, ``tests/browser`` and the
+tests that start an Azurite each stay in one process (``_ONE_PROCESS`` below: one Bicep parse, one
+Azurite each, one Chromium at a time); a new file with a costly shared fixture belongs there too.
 ``pytest`` without ``-n`` runs serially.
 
 Shared fixtures: ``acs`` is an ACS Email emulator with its defaults on the test's event loop;
@@ -40,17 +43,25 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
+import structlog
 from opentelemetry import metrics, trace
 
+import postbus.logs as postbus_logs
 from postbus.emulators.acs_email import EmailEmulator
 from postbus.telemetry import configure as telemetry_configure
 
 _OURS = ("POSTBUS_", "APPLICATIONINSIGHTS_", "OTEL_")
 
-# Folders whose tests share one costly resource: under ``--dist loadgroup`` each folder's tests run
-# in one process, so Azurite starts once, the Bicep files are parsed once, and no two Chromiums
-# compete for the two cores.
-_ONE_PROCESS = {"tests/infra/": "infra", "tests/contract/records/": "azurite", "tests/browser/": "browser"}
+# Folders and files whose tests share one costly resource: under ``--dist loadgroup`` each runs in
+# one process, so each Azurite (session- or module-scoped) starts once, the Bicep files are parsed
+# once, and no two Chromiums compete for the two cores.
+_ONE_PROCESS = {
+    "tests/infra/": "infra",
+    "tests/contract/records/": "azurite-tables",
+    "tests/contract/attachments/test_attachment_store.py": "azurite-blob-contract",
+    "tests/e2e/test_claim_check.py": "azurite-blob-e2e",
+    "tests/browser/": "browser",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -70,6 +81,20 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     # Nor can a ./.env (say one `postbus emulator up` wrote), here or in the workers tests start.
     monkeypatch.setenv("POSTBUS_ENV_FILE", "")
     monkeypatch.setenv("POSTBUS_SERVICEBUS_KEEP_ALIVE_SECONDS", "0")
+
+
+@pytest.fixture(autouse=True)
+def structlog_through_logging() -> None:
+    # Modules that call structlog.get_logger (the emulators) print to stdout while structlog is
+    # unconfigured: a test reading a command's stdout would then pass or fail depending on
+    # whether an earlier test had run a CLI command (which configures it). Every test starts
+    # with structlog routed through the standard library, as the CLI routes it.
+    structlog.configure(
+        processors=postbus_logs._CHAIN,
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
 
 
 @pytest.fixture(autouse=True)
