@@ -48,7 +48,7 @@ $(AZURITE): tests/azurite/package.json tests/azurite/package-lock.json
 # dependencies in pyproject.toml; it resolves against PyPI for CPython 3.11 on manylinux x86_64 (the image's
 # platform). Pins already in the file are kept; `make lock LOCK_ARGS=--upgrade` moves everything to the newest.
 lock: $(UV)
-	$(UV) pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	$(UV) pip compile pyproject.toml --extra fast --quiet --generate-hashes --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" \
 		--output-file requirements.lock $(LOCK_ARGS)
 

@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import statistics
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,22 +81,45 @@ def demo(
     ] = False,
 ) -> None:
     """Run a holiday spike end to end on the embedded emulators."""
-    report = asyncio.run(
-        run_demo(
-            events=events,
-            workers=workers,
-            quota=quota,
-            seed=seed,
-            concurrency=concurrency,
-            timeout=timeout,
-            output=output,
-            console_port=console_port,
-            # Only a person at a terminal can press Enter; piped or scripted runs never wait.
-            wait=not no_wait and sys.stdin.isatty(),
+    _check_output(output)
+    report = DemoReport()
+    try:
+        asyncio.run(
+            run_demo(
+                events=events,
+                workers=workers,
+                quota=quota,
+                seed=seed,
+                concurrency=concurrency,
+                timeout=timeout,
+                output=output,
+                console_port=console_port,
+                # Only a person at a terminal can press Enter; piped or scripted runs never wait.
+                wait=not no_wait and sys.stdin.isatty(),
+                report=report,
+            )
         )
-    )
+    except KeyboardInterrupt:
+        if not report.summarized:
+            raise
+        # Ctrl-C while the consoles wait after the summary is the documented way to end the demo.
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _check_output(output: Path) -> None:
+    """Refuse an ``--output`` the demo cannot write into, before anything starts."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            reason = "it (or a parent) is a file, not a directory"
+        raise typer.BadParameter(
+            f"cannot write the demo's files into {str(output)!r}: {reason}", param_hint="--output"
+        ) from None
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -117,6 +141,7 @@ async def run_demo(
     output: Path,
     console_port: int = 0,
     wait: bool = False,
+    report: DemoReport | None = None,
 ) -> DemoReport:
     """Run the spike and return the report (also printed).
 
@@ -140,7 +165,8 @@ async def run_demo(
     run_dir = output / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     mailbox_dir = run_dir / "mailbox"
     mailbox_dir.mkdir(parents=True, exist_ok=True)
-    report = DemoReport(mailbox_dir=mailbox_dir)
+    report = report if report is not None else DemoReport()
+    report.mailbox_dir = mailbox_dir
     start = datetime.now(UTC)
     spike = holiday_spike(events, seed=seed, start=start, invalid_ratio=0.01, lead_seconds=5, label_pdfs=True)
     # Return labels carry PDFs, some larger than a Service Bus message: the publisher and the workers
@@ -160,7 +186,8 @@ async def run_demo(
         report.inspection_url = f"{acs.endpoint}/_emulator/messages"
         console.print(
             f"[bold]Postbus demo[/]: {len(expected)} events, {workers} workers x {concurrency} handlers, "
-            f"ACS quota {quota}/min (ideal drain {len(expected) / quota * 60:.0f} s)"
+            f"ACS quota {quota}/min (ideal drain {len(expected) / quota * 60:.0f} s)",
+            soft_wrap=True,
         )
         env = worker_env(sb, acs, quota=quota, concurrency=concurrency, attachment_store_url=store_url)
         health_ports = free_ports(workers)
@@ -182,7 +209,8 @@ async def run_demo(
                 )
                 configure_telemetry(settings)
                 t0 = time.monotonic()
-                async with Publisher.from_settings(settings) as publisher:
+                # check=None: the spike holds events the worker must dead-letter (expired, unknown alias).
+                async with Publisher.from_settings(settings, check=None) as publisher:
                     immediate = [item.event for item in spike if item.send_at is None]
                     for item in spike:
                         published_at[item.event.id] = time.time()
@@ -216,6 +244,7 @@ async def run_demo(
                 _check_attachments(report, attached, mails, inline_max=settings.attachment_inline_max_bytes)
                 await pipeline.sample_once()  # the console's last numbers are the summary's
                 _print_summary(console, report, quota=quota, total=len(expected), run_dir=run_dir)
+                report.summarized = True
                 if wait:
                     console.print(
                         f"The consoles stay up: {pipeline.url} and {acs.endpoint}/_emulator/ui/. "
@@ -335,6 +364,11 @@ async def _watch(
             grid.add_row(label, str(value))
         return grid
 
+    if not console.is_terminal:
+        # Piped (CI, a log file): a plain progress line every few seconds instead of a live table
+        # that only a terminal can redraw.
+        await _watch_lines(console, sb, acs, report, t0=t0, limit=limit)
+        return
     with Live(table(), console=console, refresh_per_second=4, transient=False) as live:
         while True:
             counts = sb.counts("notifications")
@@ -365,6 +399,36 @@ def _check_attachments(
             continue
         report.attachments_intact += len(got)
         report.attachments_claim_checked += sum(1 for a in mail.attachments if len(a.content) > inline_max)
+
+
+#: Seconds between two progress lines when the output is not a terminal.
+PIPED_PROGRESS_EVERY = 5.0
+
+
+async def _watch_lines(
+    console: Any, sb: ServiceBusEmulator, acs: EmailEmulator, report: DemoReport, *, t0: float, limit: float
+) -> None:
+    last = -PIPED_PROGRESS_EVERY
+    while True:
+        counts = sb.counts("notifications")
+        sent = len(acs.mailbox)
+        done = sent + counts.dead_lettered >= report.published
+        idle = counts.active + counts.scheduled + counts.locked + counts.deferred == 0
+        elapsed = time.monotonic() - t0
+        if (done and idle) or elapsed - last >= PIPED_PROGRESS_EVERY:
+            last = elapsed
+            console.print(
+                f"{elapsed:6.1f} s: sent {sent}/{report.published}, dead-lettered {counts.dead_lettered}, "
+                f"queued {counts.active + counts.scheduled + counts.locked}",
+                soft_wrap=True,
+                highlight=False,
+            )
+        if done and idle:
+            return
+        if elapsed > limit:
+            report.problems.append(f"not drained after {limit:.0f} s")
+            return
+        await asyncio.sleep(0.25)
 
 
 def _print_summary(console: Any, report: DemoReport, *, quota: int, total: int, run_dir: Path) -> None:

@@ -57,6 +57,8 @@ class DemoReport:
     #: Attachments that arrived byte-identical, and how many of them travelled through the claim check.
     attachments_intact: int = 0
     attachments_claim_checked: int = 0
+    #: The summary has been printed: what follows (waiting for Enter) is no part of the run.
+    summarized: bool = False
 
     @property
     def ok(self) -> bool:

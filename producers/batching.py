@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 from postbus.attachments import AttachmentError, AttachmentStore, AttachmentStoreUnavailable, check_in
 from postbus.bus import BusError, MessageSizeExceeded, servicebus_errors
 from postbus.logs import get_logger
+from postbus.producers.checks import EventCheck
 from postbus.producers.errors import PublishError, translate_error
 from postbus.producers.outgoing import EventLike, Prepared, PropertiesHook, ScheduledEvent, prepare
 from postbus.telemetry import PublishTrace, current_telemetry
@@ -97,11 +98,13 @@ class PublisherCore:
         max_batch_bytes: int | None,
         attachments: AttachmentStore | None = None,
         inline_max_bytes: int = 64 * 1024,
+        check: EventCheck | None = None,
     ) -> None:
         self.queue = queue
         #: Where attachments that do not travel in the message go (``None``: every event travels whole).
         self.attachments = attachments
         self.inline_max_bytes = inline_max_bytes
+        self._check = check
         self.namespace = namespace
         self._properties_hook = properties_hook
         self._max_batch_bytes = max_batch_bytes
@@ -117,7 +120,9 @@ class PublisherCore:
         # One producer span per event; its context travels in the message's application properties.
         spans = current_telemetry().publishing(self.queue)
         try:
-            prepared = prepare(events, send_at=send_at, properties_hook=spans.hook(self._properties_hook))
+            prepared = prepare(
+                events, send_at=send_at, properties_hook=spans.hook(self._properties_hook), check=self._check
+            )
         except BaseException as exc:
             spans.finish((), exc)
             raise

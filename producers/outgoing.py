@@ -96,8 +96,14 @@ def _event_of(item: EventLike, default_send_at: datetime | None) -> tuple[Notifi
     raise InvalidEvent(f"expected an event, a mapping or an event with send_at, got {type(item).__name__}")
 
 
-def resolve(items: Iterable[EventLike], *, send_at: datetime | None = None) -> list[ScheduledEvent]:
-    """Validate every item into an event with its ``send_at``, before anything is uploaded or encoded.
+def resolve(
+    items: Iterable[EventLike],
+    *,
+    send_at: datetime | None = None,
+    check: Callable[[NotificationEvent], None] | None = None,
+) -> list[ScheduledEvent]:
+    """Validate every item into an event with its ``send_at`` (and run ``check`` on it), before
+    anything is uploaded or encoded.
 
     Raises :class:`InvalidEvent` naming the index and field of the first bad item
     (``events[3]: to.0.address: not a valid email address: 'x'``).
@@ -108,6 +114,8 @@ def resolve(items: Iterable[EventLike], *, send_at: datetime | None = None) -> l
         try:
             event, when = _event_of(item, send_at)
             check_send_at(when)
+            if check is not None:
+                check(event)
         except InvalidEvent as exc:
             raise InvalidEvent(f"events[{index}]: {exc}", field=exc.field) from None
         resolved.append(ScheduledEvent(event, when))
@@ -120,11 +128,13 @@ def prepare(
     send_at: datetime | None = None,
     properties_hook: PropertiesHook | None = None,
     now: datetime | None = None,
+    check: Callable[[NotificationEvent], None] | None = None,
 ) -> list[Prepared]:
-    """Validate every item (:func:`resolve`), then encode each as a Service Bus message."""
+    """Validate every item (:func:`resolve`, running ``check`` on each), then encode each as a
+    Service Bus message; nothing is encoded past the first bad item."""
     first_enqueued = now or datetime.now(UTC)
     prepared: list[Prepared] = []
-    for item in resolve(items, send_at=send_at):
+    for item in resolve(items, send_at=send_at, check=check):
         event, when = item.event, item.send_at
         extra = dict(properties_hook(event)) if properties_hook is not None else None
         wire = encode(event, attempt=0, first_enqueued=first_enqueued, extra_properties=extra)

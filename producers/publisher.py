@@ -31,6 +31,7 @@ from postbus.bus import BusError, ServiceBusConnection, SyncServiceBusConnection
 from postbus.events import WireMessage
 from postbus.logs import get_logger
 from postbus.producers.batching import BATCH_HEADROOM_BYTES, MAX_BATCH_MESSAGES, Batch, PublisherCore
+from postbus.producers.checks import EventCheck, publish_checks
 from postbus.producers.errors import PublishError, translate_error
 from postbus.producers.outgoing import (
     EventLike,
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 # PublishError, translate_error and the batch limits are part of the publisher's public names.
 __all__ = [
     "BATCH_HEADROOM_BYTES",
+    "DEFAULT_CHECKS",
     "MAX_BATCH_MESSAGES",
     "PublishError",
     "Publisher",
@@ -63,6 +65,17 @@ _T = TypeVar("_T")
 
 #: Name of the thing being published in log lines and errors.
 _PURPOSE: Final = "publishing"
+
+
+class _Default:
+    """The type of :data:`DEFAULT_CHECKS`."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT_CHECKS"
+
+
+#: ``from_settings(check=...)`` default: :func:`~postbus.producers.checks.publish_checks` of the settings.
+DEFAULT_CHECKS: Final = _Default()
 
 
 class Publisher(PublisherCore):
@@ -91,6 +104,7 @@ class Publisher(PublisherCore):
         max_batch_bytes: int | None = None,
         attachments: AttachmentStore | None = None,
         inline_max_bytes: int = 64 * 1024,
+        check: EventCheck | None = None,
     ) -> None:
         super().__init__(
             queue=queue,
@@ -99,6 +113,7 @@ class Publisher(PublisherCore):
             max_batch_bytes=max_batch_bytes,
             attachments=attachments,
             inline_max_bytes=inline_max_bytes,
+            check=check,
         )
         self._connection = connection
         self._sender: ServiceBusSender | None = None
@@ -112,11 +127,15 @@ class Publisher(PublisherCore):
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
         client_options: Mapping[str, Any] | None = None,
+        check: EventCheck | _Default | None = DEFAULT_CHECKS,
     ) -> Publisher:
         """A publisher for ``settings.queue``: connection string if set, else namespace + DefaultAzureCredential.
 
         ``client_options`` go to the ``ServiceBusClient`` as keywords (e.g. ``retry_total``,
-        ``retry_backoff_factor``); the SDK defaults retry three times over about 11 s.
+        ``retry_backoff_factor``); the SDK defaults retry three times over about 11 s. ``check``
+        runs on every event before anything is sent: by default :func:`publish_checks` (an
+        expired ``not_after``; a sender alias ``POSTBUS_SENDERS`` does not list, when it lists
+        any); ``None`` turns it off, for code that publishes what the worker must refuse.
         """
         connection = ServiceBusConnection.from_settings(
             settings, purpose=_PURPOSE, client_options=client_options
@@ -128,6 +147,7 @@ class Publisher(PublisherCore):
             max_batch_bytes=max_batch_bytes,
             attachments=attachment_store(settings),
             inline_max_bytes=settings.attachment_inline_max_bytes,
+            check=publish_checks(settings) if isinstance(check, _Default) else check,
         )
 
     async def open(self) -> Self:
@@ -174,7 +194,7 @@ class Publisher(PublisherCore):
         (their own ``send_at`` wins over the keyword). An invalid item raises ``InvalidEvent``
         naming its index and field, and nothing is sent.
         """
-        resolved = resolve(events, send_at=send_at)
+        resolved = resolve(events, send_at=send_at, check=self._check)
         store = self.attachments
         if store is not None and self._needs_claim_check(resolved, store=store):
             if self._batch_limit is None:
@@ -249,6 +269,7 @@ class SyncPublisher(PublisherCore):
         max_batch_bytes: int | None = None,
         attachments_factory: Callable[[], AttachmentStore] | None = None,
         inline_max_bytes: int = 64 * 1024,
+        check: EventCheck | None = None,
     ) -> None:
         super().__init__(
             queue=queue,
@@ -256,6 +277,7 @@ class SyncPublisher(PublisherCore):
             properties_hook=properties_hook,
             max_batch_bytes=max_batch_bytes,
             inline_max_bytes=inline_max_bytes,
+            check=check,
         )
         self._attachments_factory = attachments_factory
         self._connection = connection
@@ -270,6 +292,7 @@ class SyncPublisher(PublisherCore):
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
         client_options: Mapping[str, Any] | None = None,
+        check: EventCheck | _Default | None = DEFAULT_CHECKS,
     ) -> SyncPublisher:
         """Like :meth:`Publisher.from_settings`, with the synchronous client and credential."""
         connection = SyncServiceBusConnection.from_settings(
@@ -282,6 +305,7 @@ class SyncPublisher(PublisherCore):
             max_batch_bytes=max_batch_bytes,
             attachments_factory=lambda: attachment_store(settings),
             inline_max_bytes=settings.attachment_inline_max_bytes,
+            check=publish_checks(settings) if isinstance(check, _Default) else check,
         )
 
     def open(self) -> Self:
@@ -316,7 +340,7 @@ class SyncPublisher(PublisherCore):
 
     def publish_many(self, events: Iterable[EventLike], *, send_at: datetime | None = None) -> list[str]:
         """See :meth:`Publisher.publish_many`."""
-        resolved = resolve(events, send_at=send_at)
+        resolved = resolve(events, send_at=send_at, check=self._check)
         factory = self._attachments_factory
         if factory is not None and self._needs_claim_check(resolved, store=factory):
             if self._batch_limit is None:

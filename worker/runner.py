@@ -37,6 +37,7 @@ from postbus.settings import Settings
 from postbus.telemetry import BREAKER_STATE_CODES, Telemetry, current_telemetry
 from postbus.worker.breaker import CircuitBreaker
 from postbus.worker.canonical import CanonicalLine
+from postbus.worker.errors import CannotStart
 from postbus.worker.flow import LoopHeartbeat, effective_prefetch, holding_limit
 from postbus.worker.health import HealthServer, HealthStatus
 from postbus.worker.mailer import AcsMailer, Mailer
@@ -59,6 +60,10 @@ RECONNECT_GRACE: Final = 5.0
 RECEIVE_WAIT: Final = 1.0
 #: Pause before new links are opened after the old ones broke.
 RECONNECT_PAUSE: Final = 1.0
+#: Failed opens before a worker that has never reached its queue gives up. Each open already
+#: carries the SDK's own retries (about 12 s against a closed port), so this is a wrong address,
+#: not a blip; once the worker has been connected, it reconnects for as long as it runs.
+STARTUP_ATTEMPTS: Final = 2
 
 
 class _LinksBroken(Exception):
@@ -122,6 +127,8 @@ class Worker:
         self._policy = RetryPolicy.from_settings(settings)
         self._queue = source.queue if source is not None else settings.queue
         self._connected = False
+        self._ever_connected = False
+        self._failed_opens = 0
         self._inflight: set[asyncio.Task[None]] = set()
         self.counts: Counter[str] = Counter()
 
@@ -220,13 +227,20 @@ class Worker:
             except BusRefused:
                 raise  # a wrong queue name or credential: no reconnect can fix it
             except BusError as exc:
+                self._failed_opens += 1
+                if not self._ever_connected and self._failed_opens >= STARTUP_ATTEMPTS:
+                    raise CannotStart(
+                        f"{exc} ({self._failed_opens} tries); check the address in "
+                        "POSTBUS_SERVICEBUS_CONNECTION_STRING or POSTBUS_SERVICEBUS_NAMESPACE "
+                        "and that this machine can reach it"
+                    ) from None
                 await self._reconnect(stop, "open_failed", str(exc))
                 continue
             if links is None:
                 return
             cause: str | None = None
             try:
-                self._connected = True
+                self._connected = self._ever_connected = True
                 async with LoopHeartbeat() as heartbeat:
                     await self._consume(stop, links, pipeline, heartbeat)
             except _LinksBroken as broken:

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import SpanKind
 
 from postbus.telemetry.spans import (
     Processing,
@@ -22,7 +21,6 @@ from postbus.telemetry.spans import (
     SendCall,
     acs_request_attributes,
     parent_context,
-    record_exception,
 )
 
 __all__ = ["BREAKER_STATE_CODES", "METER_NAME", "SLO_SECONDS", "TRACER_NAME", "Exporter", "Telemetry"]
@@ -159,18 +157,6 @@ class Telemetry:
             },
         )
         return Processing(self, span)
-
-    @contextmanager
-    def render(self, event_type: str) -> Iterator[Span]:
-        """The ``render <type>`` span; an exception is recorded (redacted) and re-raised."""
-        with self.tracer.start_as_current_span(
-            f"render {event_type}", record_exception=False, set_status_on_exception=False
-        ) as span:
-            try:
-                yield span
-            except Exception as exc:
-                record_exception(span, exc)
-                raise
 
     def acs_send(self, *, operation_id: str, server: str | None = None) -> SendCall:
         """The ``acs send`` CLIENT span around one ACS request (``POST <endpoint>/emails:send``).
