@@ -42,6 +42,8 @@ QUEUE = {
     }
 }
 FAST_RETRIES = {"retry_backoff_base_seconds": "0.2", "retry_backoff_cap_seconds": "2"}
+# worker_env starts from a clean environment: stopping a worker need not wait for link keep-alives.
+NO_KEEP_ALIVE = {"servicebus_keep_alive_seconds": "0"}
 
 
 @pytest.fixture
@@ -66,7 +68,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
 
 
 def _env(sb: ServiceBusEmulator, acs: EmailEmulator, **extra: str) -> dict[str, str]:
-    return worker_env(sb, acs, quota=0, concurrency=8, **{**FAST_RETRIES, **extra})
+    return worker_env(sb, acs, quota=0, concurrency=8, **{**FAST_RETRIES, **NO_KEEP_ALIVE, **extra})
 
 
 async def _publish(sb: ServiceBusEmulator, events: list[Any], raw: list[Any] | None = None) -> None:
