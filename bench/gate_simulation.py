@@ -131,6 +131,10 @@ def matrix(kind: str = "default", tuning: dict[str, float] | None = None) -> lis
     ]
     out += [Scenario(f"azure-default-w{w}", 30, 100, w, 100, tuning=t) for w in (1, 2, 4)]
     out += [Scenario(f"azure-default-hours-w{w}", 30, 100, w, 250, tuning=t) for w in (1, 4)]
+    # Handlers that spend 0.3-1 s settling each message: about what the gate allows, as in the worker.
+    out += [
+        Scenario(f"q1200-w{w}-settle", 1200, 72_000, w, 6000, settle=(0.3, 1.0), tuning=t) for w in (2, 4)
+    ]
     return [
         *out,
         Scenario("q1200-join-2to4", 1200, 72_000, 2, 7200, changes=((120, 2),), tuning=t),

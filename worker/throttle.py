@@ -429,8 +429,9 @@ class AimdGate(_FifoGate):
         if self._head_paced:
             if self._bound_since is None:
                 self._bound_since, self._bound_share = now, self._share
-        elif self._tokens >= 1.0 and len(self._waiters) <= 1:
-            # Nobody else waits and the bucket has a permit to spare: demand, not the gate, is the limit.
+        elif self._tokens >= self._bucket_size() - 1.0 - 1e-9 and len(self._waiters) <= 1:
+            # Nobody else waits and the bucket was full: a whole burst of allowance went unused, so
+            # demand, not the gate, is the limit. (A permit or two to spare is just uneven arrivals.)
             self._bound_since = None
         self._head_paced = False
 

@@ -123,6 +123,9 @@ class Kill:
 class Scenario:
     """One simulated spike of ``backlog`` events against a shared quota.
 
+    ``latency`` is the ACS call's; ``settle`` is the time a handler then spends settling the message
+    before it takes the next one (the real worker's handlers spend more time settling than sending).
+
     ``changes`` are (time, +n or -n processes) applied mid-run. ``trickle_per_minute`` events arrive
     evenly before ``spike_at``, when the backlog arrives at once (low demand, then a spike).
     """
@@ -134,6 +137,7 @@ class Scenario:
     backlog: int
     concurrency: int = 16
     latency: tuple[float, float] = (0.005, 0.100)
+    settle: tuple[float, float] = (0.0, 0.0)
     changes: tuple[tuple[float, int], ...] = ()
     seed: int = 1
     tuning: dict[str, float] = field(default_factory=dict)
@@ -227,6 +231,9 @@ class _Run:
                 proc.gate.on_throttled(retry_after)
                 proc.throttled += 1
                 self.backlog.put_nowait(event)
+            if self.scenario.settle[1] > 0:
+                # Settling with Service Bus keeps the handler away from the gate for a while.
+                await asyncio.sleep(self.rng.uniform(*self.scenario.settle))
 
     def accept(self, proc: _Process | None) -> None:
         now = self.loop.time()
