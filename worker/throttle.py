@@ -3,7 +3,7 @@
 ACS Email enforces its quota per *subscription* as sliding per-minute and per-hour windows and
 answers an excess with 429 + ``Retry-After``. Every replica shares it and replicas never talk to
 each other, so each :class:`AimdGate` learns its share from 429s alone. docs/throttling.md has the
-reasoning and the simulation (``bench/gate_simulation.py``) that chose the defaults of
+reasoning and the simulation (:mod:`postbus.worker.throttle_sim`) that chose the defaults of
 :class:`AimdTuning`; in short:
 
 * **Share and pacing.** A replica allows itself ``share`` (0-1] of the quota: a token bucket paces its
@@ -17,11 +17,21 @@ reasoning and the simulation (``bench/gate_simulation.py``) that chose the defau
   signal). A 429 means the server's window is full, so this replica's own entries in its mirror
   divided by the limit is the share it actually had: the new share is ``decrease x`` that. When every
   replica does this the shares add up to just under one, whatever their number.
+* **Demand is no ceiling.** That measurement holds only as far as the gate, not demand, held the
+  replica back. The gate knows how long it has been *bound* (its permits waited for pacing since a
+  whole burst of allowance last went unused), and ``Retry-After`` tells how much of the minute the
+  window's entries span; the measured share is divided by the bound fraction of that span (capped
+  at the current share). A replica that sent 3 emails in the minute before another application
+  filled the window keeps its share; one bound all along learns exactly its entries' share.
 * **Increase.** Fast recovery (time constant ``recovery``) back to that measured share, then an
   additive ``increase`` per accepted send, up to ``max_boost`` times faster the further the share
   climbs above the last measured one (quota that a departed replica left behind is found quickly).
   Growth pauses for ``hold`` seconds after a long ``Retry-After``: that window filled in a clump and
   will free in a clump, so slots coming back fast for a while are no sign of spare quota.
+* **Regrowth.** ``regrow_after`` seconds after a 429 episode's pause, the share also grows with time
+  alone, by 2^((t/``regrow_time``)^2) after t seconds, until the next 429: the replicas or the other
+  sender that filled the window may be gone, and probing by accepted sends is slow when sends are
+  few. Any learnt share is back at the whole quota within about a minute unless a 429 says otherwise.
 
 Start-up is optimistic (share 1): a lone replica runs at the full quota from its first send, and W
 replicas starting together fill the window in 60/W seconds (quota used, not lost), then each measures
