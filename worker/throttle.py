@@ -89,7 +89,8 @@ class AimdTuning:
     return to the measured share after a decrease (0 = none). ``hold``: seconds without growth after a
     long ``Retry-After``. ``regrow_after``/``regrow_time``: once ``regrow_after`` seconds have
     passed since the last 429 episode's pause ended, the share grows by 2^((t/regrow_time)^2) over
-    the next t seconds until a 429 (``regrow_time`` 0 = never). ``burst``: pacing burst in seconds of the current rate (at least one send).
+    the next t seconds until a 429 (``regrow_time`` 0 = never). ``burst``: pacing burst in seconds
+    of the current rate (at least one send).
     ``pending_timeout``: seconds after which a permit without a verdict counts as accepted.
     ``max_pause``: longest pause one ``Retry-After`` may impose (a garbage header must not stop the
     worker for days).
@@ -338,7 +339,6 @@ class AimdGate(_FifoGate):
         self._regrow_from = clock() + tune.regrow_after  # when the share may start growing with time
         self._regrown_at = clock()
         self._bound_since: float | None = None  # start of the current stretch limited by pacing
-        self._bound_share = self._share  # the share when that stretch began
         self._head_paced = False  # the head waiter has waited for pacing, not only for a pause
         self._pending: deque[float] = deque()  # permit times of sends without a verdict, oldest first
         self._tokens = self._bucket_size()
@@ -438,7 +438,7 @@ class AimdGate(_FifoGate):
         self._pending.append(now)
         if self._head_paced:
             if self._bound_since is None:
-                self._bound_since, self._bound_share = now, self._share
+                self._bound_since = now
         elif self._tokens >= self._bucket_size() - 1.0 - 1e-9 and len(self._waiters) <= 1:
             # Nobody else waits and the bucket was full: a whole burst of allowance went unused, so
             # demand, not the gate, is the limit. (A permit or two to spare is just uneven arrivals.)
