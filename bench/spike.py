@@ -68,10 +68,11 @@ OTHER_MESSAGE = {
 }
 
 
-async def _other_sender(acs: EmailEmulator, *, rate: float, seconds: float) -> None:
+async def _other_sender(acs: EmailEmulator, *, rate: float, seconds: float, refused: list[int]) -> None:
     """Another application on the subscription: ``rate`` sends/s for ``seconds``, through the real SDK.
 
-    It does not retry: a 429 is its loss, as for an application that knows nothing of ours.
+    It does not retry: a 429 is its loss, as for an application that knows nothing of ours. Each
+    429 it gets is appended to ``refused`` (so that ours can be told from its).
     """
     from azure.communication.email.aio import EmailClient
     from azure.core.credentials import AzureKeyCredential
@@ -83,6 +84,7 @@ async def _other_sender(acs: EmailEmulator, *, rate: float, seconds: float) -> N
         except HttpResponseError as exc:
             if exc.status_code != 429:
                 raise
+            refused.append(1)
 
     async with EmailClient(acs.endpoint, AzureKeyCredential(acs.access_key), retry_total=0) as client:
         start = time.monotonic()
@@ -147,11 +149,12 @@ async def run_once(
         env = worker_env(sb, acs, quota=quota, concurrency=16)
         procs, handles = start_workers(workers, env, logs)
         background: list[asyncio.Task[None]] = []
+        refused: list[int] = []  # the other sender's 429s
         try:
             # let every worker connect before the burst, so start-up is not counted as drain time
             await asyncio.sleep(3)
             if other == "before":
-                await _other_sender(acs, rate=quota / 3, seconds=3.0)
+                await _other_sender(acs, rate=quota / 3, seconds=3.0, refused=refused)
                 await asyncio.sleep(10)
             settings = load_settings(servicebus_connection_string=sb.connection_string)
             async with Publisher.from_settings(settings) as publisher:
@@ -159,7 +162,7 @@ async def run_once(
                 await publisher.publish_many(events)
             published = datetime.now(UTC)
             if other == "during":
-                later = _delayed(30.0, _other_sender(acs, rate=quota / 120, seconds=30.0))
+                later = _delayed(30.0, _other_sender(acs, rate=quota / 120, seconds=30.0, refused=refused))
                 background.append(asyncio.create_task(later))
             if kill_at is not None:
                 (logs / "replacement").mkdir()
@@ -194,8 +197,9 @@ async def run_once(
         steady = round((len(later) - 1) / span / (quota / 60), 4) if span > 0 else None
     # The window spans burst-1 intervals between the first and the last acceptance.
     ideal = (burst - 1) / quota * 60
-    accepted = int(stats.get("accepted", 0) or 0)
-    throttled = int(stats.get("throttled", 0) or 0)
+    # Ours only: the emulator counts the other sender's requests too.
+    accepted = int(stats.get("accepted", 0) or 0) - len(others)
+    throttled = int(stats.get("throttled", 0) or 0) - len(refused)
     return {
         "workers": workers,
         "other_sender": other,
