@@ -21,6 +21,7 @@ production code does not use it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 import selectors
@@ -321,6 +322,14 @@ class _Run:
         count = sum(1 for t in self.accepted_at if start <= t < start + span)
         return count / span * 60.0 / (s.per_minute or s.per_hour)
 
+    def longest_stall(self) -> float:
+        """Longest stretch without one of our sends accepted, from the first accepted send to the last.
+
+        A clump that fills the window leaves ACS refusing everything until it slides out; this is how
+        long that lasted at worst (the critical lane waits that long too).
+        """
+        return round(max((b - a for a, b in itertools.pairwise(sorted(self.accepted_at))), default=0.0), 1)
+
     def recovery(self) -> dict[str, Any]:
         """How the replicas came back after the other sender stopped.
 
@@ -373,6 +382,7 @@ class _Run:
             "throttled": throttled,
             "throttled_share": round(throttled / attempts, 4) if attempts else 0.0,
             "episodes": sum(p.gate.throttle_episodes for p in procs),
+            "longest_stall_s": self.longest_stall(),
             "accepted_per_process": accepted,
             "jain_fairness": round(sum(accepted) ** 2 / (len(accepted) * sum(a * a for a in accepted)), 3),
             "rate_per_bin": [

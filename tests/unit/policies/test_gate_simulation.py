@@ -122,6 +122,20 @@ def test_a_replica_killed_and_replaced_mid_spike_costs_little_quota(
     assert result["throttled_share"] <= 0.02, result
 
 
+@pytest.mark.parametrize(
+    ("workers", "at_least", "at_most"), [(1, 0.0, 1.5), (2, 25.0, 35.0), (4, 40.0, 50.0)]
+)
+def test_the_longest_stall_shows_the_window_filled_by_replicas_starting_together(
+    gate_sim: ModuleType, workers: int, at_least: float, at_most: float
+) -> None:
+    # W cold replicas each start at the whole quota, so together they fill the empty minute window in
+    # 60/W s and ACS takes nothing until its first entries leave, at 60 s: a stall of 60 - 60/W s.
+    # A lone replica only waits out the echo of its one-second burst. (docs/throttling.md: why a
+    # start-up rule alone cannot remove this.)
+    result = gate_sim.simulate(gate_sim.Scenario("cold", 1200, 72_000, workers, 3600))
+    assert at_least <= result["longest_stall_s"] <= at_most, result
+
+
 def test_the_simulation_is_deterministic(gate_sim: ModuleType) -> None:
     scenario = gate_sim.Scenario("again", 600, 36_000, 2, 900, seed=7)
     assert gate_sim.simulate(scenario) == gate_sim.simulate(scenario)
