@@ -189,8 +189,9 @@ def _ideal_drain(scenario: Scenario) -> float:
 class _Run:
     """One scenario in progress: the shared backlog and quota, the worker processes, other senders."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, gate_type: type[AimdGate]) -> None:
         self.scenario = scenario
+        self.gate_type = gate_type
         self.loop = asyncio.get_running_loop()
         self.rng = random.Random(scenario.seed)
         self.quota = SlidingQuota(scenario.per_minute, scenario.per_hour, self.loop.time)
@@ -246,7 +247,7 @@ class _Run:
 
     def start_process(self) -> None:
         s = self.scenario
-        gate = AimdGate(
+        gate = self.gate_type(
             per_minute=s.per_minute, per_hour=s.per_hour, clock=self.loop.time, tuning=AimdTuning(**s.tuning)
         )
         proc = _Process(gate, [])
@@ -400,11 +401,14 @@ class _Run:
         return out
 
 
-def simulate(scenario: Scenario) -> dict[str, Any]:
-    """Run one scenario on a fresh virtual-clock loop and return its figures."""
+def simulate(scenario: Scenario, gate_type: type[AimdGate] = AimdGate) -> dict[str, Any]:
+    """Run one scenario on a fresh virtual-clock loop and return its figures.
+
+    ``gate_type`` lets an experiment try a variant of the gate (a subclass) in the same scenarios.
+    """
     with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
-        return runner.run(_simulate(scenario))
+        return runner.run(_simulate(scenario, gate_type))
 
 
-async def _simulate(scenario: Scenario) -> dict[str, Any]:
-    return await _Run(scenario).run()
+async def _simulate(scenario: Scenario, gate_type: type[AimdGate]) -> dict[str, Any]:
+    return await _Run(scenario, gate_type).run()

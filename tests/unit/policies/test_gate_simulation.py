@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from types import ModuleType
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -134,6 +135,23 @@ def test_the_longest_stall_shows_the_window_filled_by_replicas_starting_together
     # start-up rule alone cannot remove this.)
     result = gate_sim.simulate(gate_sim.Scenario("cold", 1200, 72_000, workers, 3600))
     assert at_least <= result["longest_stall_s"] <= at_most, result
+
+
+def test_an_experiment_runs_its_own_variant_of_the_gate(gate_sim: ModuleType) -> None:
+    from postbus.worker.throttle import AimdGate
+
+    made: list[AimdGate] = []
+
+    class Variant(AimdGate):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(initial_share=0.5, **kwargs)
+            made.append(self)
+
+    scenario = gate_sim.Scenario("variant", 600, 36_000, 1, 300)
+    variant, default = gate_sim.simulate(scenario, Variant), gate_sim.simulate(scenario)
+    assert len(made) == 1
+    # Starting at half the quota, the lone replica drains a half-minute backlog visibly slower.
+    assert variant["utilisation"] < default["utilisation"] - 0.1, (variant, default)
 
 
 def test_the_simulation_is_deterministic(gate_sim: ModuleType) -> None:
