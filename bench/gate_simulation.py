@@ -9,6 +9,7 @@ Prints one JSON object per scenario (``--json`` prints a single JSON list)::
     .venv/bin/python bench/gate_simulation.py --matrix robust   # seeds, W = 8, slow ACS, scaling
     .venv/bin/python bench/gate_simulation.py --matrix recovery # another sender's burst, a killed replica
     .venv/bin/python bench/gate_simulation.py --matrix scale    # W = 8, 16, 64 scaling out and in
+    .venv/bin/python bench/gate_simulation.py --matrix coldstart  # W = 1-8 starting together, B = 10 Q
     .venv/bin/python bench/gate_simulation.py --per-minute 600 --workers 4 --minutes 5
 """
 
@@ -80,6 +81,15 @@ def _scale(t: dict[str, float]) -> list[Scenario]:
     return out
 
 
+def _coldstart(t: dict[str, float]) -> list[Scenario]:
+    """W replicas starting cold together under a ten-minute backlog (B = 10 Q)."""
+    return [
+        Scenario(f"q{q}-w{w}-cold", q, 60 * q, w, 10 * q, tuning=t)
+        for q in (600, 1200, 6000)
+        for w in (1, 2, 4, 8)
+    ]
+
+
 def matrix(kind: str = "default", tuning: dict[str, float] | None = None) -> list[Scenario]:
     """The scenarios behind docs/throttling.md.
 
@@ -88,6 +98,7 @@ def matrix(kind: str = "default", tuning: dict[str, float] | None = None) -> lis
     ``robust``: other seeds, W = 8, slow and heavy-tailed ACS latency, scaling 1 -> 4 -> 1, 120/min.
     ``recovery``: another sender's burst at low and high demand, a replica killed mid-spike.
     ``scale``: W = 8, 16, 64, steady and scaling out and in mid-spike.
+    ``coldstart``: W = 1, 2, 4, 8 starting together under a ten-minute backlog at 600-6,000/min.
     """
     t = tuning or {}
     if kind == "quick":
@@ -96,6 +107,8 @@ def matrix(kind: str = "default", tuning: dict[str, float] | None = None) -> lis
         return _recovery(t)
     if kind == "scale":
         return _scale(t)
+    if kind == "coldstart":
+        return _coldstart(t)
     if kind == "robust":
         out = [
             Scenario(f"q{q}-w8-seed{seed}", q, 60 * q, 8, 5 * q, seed=seed, tuning=t)
@@ -145,7 +158,9 @@ def matrix(kind: str = "default", tuning: dict[str, float] | None = None) -> lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--matrix", choices=["default", "quick", "robust", "recovery", "scale"], default="default"
+        "--matrix",
+        choices=["default", "quick", "robust", "recovery", "scale", "coldstart"],
+        default="default",
     )
     parser.add_argument("--per-minute", type=int, help="one scenario with this per-minute quota")
     parser.add_argument("--per-hour", type=int, default=0, help="with --per-minute (default 60 x per-minute)")

@@ -35,7 +35,9 @@ reasoning and the simulation (:mod:`postbus.worker.throttle_sim`) that chose the
 
 Start-up is optimistic (share 1): a lone replica runs at the full quota from its first send, and W
 replicas starting together fill the window in 60/W seconds (quota used, not lost), then each measures
-its share from a single 429.
+its share from a single 429. Until that clump leaves the window ACS accepts nothing (60 - 60/W s); a
+slower start would cost a lone replica more than it saves, since before the first 429 a replica
+cannot tell whether it is alone (docs/throttling.md, "Replicas starting together").
 
 Permits are handed out first come, first served, without polling; a cancelled waiter takes nothing.
 A permit is "in flight" until :meth:`AimdGate.on_accepted` or :meth:`AimdGate.on_throttled` (the

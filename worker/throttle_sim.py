@@ -21,6 +21,7 @@ production code does not use it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 import selectors
@@ -188,8 +189,9 @@ def _ideal_drain(scenario: Scenario) -> float:
 class _Run:
     """One scenario in progress: the shared backlog and quota, the worker processes, other senders."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, gate_type: type[AimdGate]) -> None:
         self.scenario = scenario
+        self.gate_type = gate_type
         self.loop = asyncio.get_running_loop()
         self.rng = random.Random(scenario.seed)
         self.quota = SlidingQuota(scenario.per_minute, scenario.per_hour, self.loop.time)
@@ -245,7 +247,7 @@ class _Run:
 
     def start_process(self) -> None:
         s = self.scenario
-        gate = AimdGate(
+        gate = self.gate_type(
             per_minute=s.per_minute, per_hour=s.per_hour, clock=self.loop.time, tuning=AimdTuning(**s.tuning)
         )
         proc = _Process(gate, [])
@@ -321,6 +323,14 @@ class _Run:
         count = sum(1 for t in self.accepted_at if start <= t < start + span)
         return count / span * 60.0 / (s.per_minute or s.per_hour)
 
+    def longest_stall(self) -> float:
+        """Longest stretch without one of our sends accepted, from the first accepted send to the last.
+
+        A clump that fills the window leaves ACS refusing everything until it slides out; this is how
+        long that lasted at worst (the critical lane waits that long too).
+        """
+        return round(max((b - a for a, b in itertools.pairwise(sorted(self.accepted_at))), default=0.0), 1)
+
     def recovery(self) -> dict[str, Any]:
         """How the replicas came back after the other sender stopped.
 
@@ -373,6 +383,7 @@ class _Run:
             "throttled": throttled,
             "throttled_share": round(throttled / attempts, 4) if attempts else 0.0,
             "episodes": sum(p.gate.throttle_episodes for p in procs),
+            "longest_stall_s": self.longest_stall(),
             "accepted_per_process": accepted,
             "jain_fairness": round(sum(accepted) ** 2 / (len(accepted) * sum(a * a for a in accepted)), 3),
             "rate_per_bin": [
@@ -390,11 +401,14 @@ class _Run:
         return out
 
 
-def simulate(scenario: Scenario) -> dict[str, Any]:
-    """Run one scenario on a fresh virtual-clock loop and return its figures."""
+def simulate(scenario: Scenario, gate_type: type[AimdGate] = AimdGate) -> dict[str, Any]:
+    """Run one scenario on a fresh virtual-clock loop and return its figures.
+
+    ``gate_type`` lets an experiment try a variant of the gate (a subclass) in the same scenarios.
+    """
     with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
-        return runner.run(_simulate(scenario))
+        return runner.run(_simulate(scenario, gate_type))
 
 
-async def _simulate(scenario: Scenario) -> dict[str, Any]:
-    return await _Run(scenario).run()
+async def _simulate(scenario: Scenario, gate_type: type[AimdGate]) -> dict[str, Any]:
+    return await _Run(scenario, gate_type).run()
