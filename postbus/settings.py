@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     queue: Annotated[str, Field(min_length=1, max_length=260)] = Field(
         "notifications", description="Queue that carries notification events."
     )
+    servicebus_keep_alive_seconds: Annotated[int, Field(ge=0, le=3600)] = Field(
+        30,
+        description="How often an idle Service Bus link pings the namespace so its connection stays open "
+        "(the SDK's default); 0 turns the ping off, for short-lived processes and tests, whose closes then "
+        "do not wait for it.",
+    )
     servicebus_socket_timeout: Annotated[float, Field(ge=0.001, le=5)] | None = Field(
         None,
         description="Seconds one read of the Service Bus SDK waits on its connection. Each settlement "

@@ -81,8 +81,10 @@ class _Namespace:
     """A namespace and how to reach it: a connection string, or a token credential built on demand.
 
     ``client_options`` go to ``ServiceBusClient`` (``retry_total``, ``retry_backoff_factor``, ...);
-    the SDK's defaults retry three times over about 11 s. ``socket_timeout`` goes to every
-    receiver and sender (the SDK reads it there, not from the client's options).
+    the SDK's defaults retry three times over about 11 s. ``socket_timeout`` and ``keep_alive``
+    (seconds, 0 for none) go to every receiver and sender (the SDK reads them there, not from the
+    client's options): the SDK pings an idle link every ``keep_alive`` seconds, and a link's close
+    waits for its pinging task to notice (up to a second).
     """
 
     def __init__(
@@ -91,11 +93,13 @@ class _Namespace:
         *,
         connection_string: str | None,
         client_options: Mapping[str, Any] | None = None,
+        keep_alive: int = 30,
         socket_timeout: float | None = None,
     ) -> None:
         self.namespace = namespace
         self._conn_str = connection_string
         self._options = dict(client_options or {})
+        self.keep_alive = keep_alive
         self._socket_timeout = socket_timeout
         self._credential: Any = None
 
@@ -109,6 +113,7 @@ class _Namespace:
             namespace,
             connection_string=conn_str,
             client_options=client_options,
+            keep_alive=settings.servicebus_keep_alive_seconds,
             socket_timeout=settings.socket_timeout,
         )
 
@@ -148,6 +153,8 @@ class ServiceBusConnection(_Namespace):
             sub_queue=ServiceBusSubQueue.DEAD_LETTER if dead_letters else None,
             receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
             prefetch_count=prefetch,
+            # Without prefetch the SDK pings every 5 s whatever this says.
+            keep_alive=self.keep_alive,
             # Each settlement waits for the broker's echo by polling the connection one read at a
             # time behind a shared lock; an echo that another coroutine's read already took is
             # noticed only when this read times out, so the timeout is the settlement latency.
@@ -156,7 +163,9 @@ class ServiceBusConnection(_Namespace):
 
     def sender(self, queue: str) -> ServiceBusSender:
         """A sender on ``queue`` (its link opens on first use)."""
-        return self.client.get_queue_sender(queue, socket_timeout=self._socket_timeout)
+        return self.client.get_queue_sender(
+            queue, keep_alive=self.keep_alive, socket_timeout=self._socket_timeout
+        )
 
     async def queue_settings(self, queue: str) -> QueueSettings | None:
         """The queue's properties from the management API; ``None`` when the queue does not exist.
@@ -252,7 +261,9 @@ class SyncServiceBusConnection(_Namespace):
 
     def sender(self, queue: str) -> SyncSender:
         """A sender on ``queue`` (its link opens on first use)."""
-        return self.client.get_queue_sender(queue, socket_timeout=self._socket_timeout)
+        return self.client.get_queue_sender(
+            queue, keep_alive=self.keep_alive, socket_timeout=self._socket_timeout
+        )
 
     def close(self) -> None:
         """Close the client and the credential (each only if it was created)."""

@@ -47,6 +47,8 @@ QUEUE = {
     }
 }
 FAST_RETRIES = {"retry_backoff_base_seconds": "0.2", "retry_backoff_cap_seconds": "2"}
+# worker_env starts from a clean environment: stopping a worker need not wait for link keep-alives.
+NO_KEEP_ALIVE = {"servicebus_keep_alive_seconds": "0"}
 
 
 @pytest.fixture
@@ -72,7 +74,9 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
 
 def _env(sb: ServiceBusEmulator, acs: EmailEmulator, **extra: str) -> dict[str, str]:
     # The namespace has only the notifications queue: no report consumer (it would log that the queue is missing).
-    return worker_env(sb, acs, quota=0, concurrency=8, reports_queue="", **{**FAST_RETRIES, **extra})
+    return worker_env(
+        sb, acs, quota=0, concurrency=8, reports_queue="", **{**FAST_RETRIES, **NO_KEEP_ALIVE, **extra}
+    )
 
 
 async def _publish(sb: ServiceBusEmulator, events: list[Any], raw: list[Any] | None = None) -> None:
