@@ -125,12 +125,6 @@ param apiAudiences string = ''
 @maxValue(300)
 param apiMaxReplicas int = 5
 
-@description('Delivery record URL the ingest API reads status from (POSTBUS_RECORD_URL). Empty: none.')
-param apiRecordUrl string = ''
-
-@description('Storage account of that record table, in this resource group; the ingest API gets read access to its tables. Empty: none.')
-param apiRecordStorageAccountName string = ''
-
 @description('Entra-only App Insights ingestion (the worker authenticates with its identity).')
 param appInsightsDisableLocalAuth bool = true
 
@@ -145,9 +139,6 @@ param backlogAlertThreshold int = 0
 param privateNetworking bool = false
 
 // --- Claim check (large attachments) --------------------------------------------------------------------------------
-@description('Storage account of the delivery record that holds the claim-check container; empty: no claim-check container, and attachments must fit a Service Bus message. Set it to the delivery record storage module\'s account name.')
-param claimCheckStorageAccountName string = ''
-
 @description('Days a claim-checked attachment is kept after its last publish (lifecycle rule); at least the delivery record retention.')
 @minValue(2)
 @maxValue(3650)
@@ -276,6 +267,34 @@ module email 'modules/email.bicep' = {
   }
 }
 
+// The delivery record: a table for the worker, and the container where Event Grid dead-letters report events.
+module records 'modules/records.bicep' = {
+  name: 'records'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    storageAccountName: '${abbrs.storageStorageAccounts}${resourceToken}'
+    workerPrincipalId: identities.outputs.workerPrincipalId
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+// ACS delivery reports: Communication Service -> Event Grid system topic -> the reports queue.
+module events 'modules/events.bicep' = {
+  name: 'events'
+  scope: rg
+  params: {
+    tags: tags
+    topicName: '${abbrs.eventGridSystemTopics}acs-${resourceToken}'
+    communicationServiceName: email.outputs.communicationServiceName
+    namespaceName: messaging.outputs.namespaceName
+    reportsQueueName: messaging.outputs.reportsQueueName
+    storageAccountName: records.outputs.accountName
+    deadLetterContainerName: records.outputs.deadLetterContainerName
+  }
+}
+
 module registry 'modules/registry.bicep' = {
   name: 'registry'
   scope: rg
@@ -318,11 +337,11 @@ module registryEndpoint 'modules/private-endpoint.bicep' = if (privateNetworking
 
 // Claim check: a private container in the delivery record's Storage account, a lifecycle rule, producer write and
 // worker read (modules/claimcheck.bicep says why each is enough).
-module claimCheck 'modules/claimcheck.bicep' = if (!empty(claimCheckStorageAccountName)) {
+module claimCheck 'modules/claimcheck.bicep' = {
   name: 'claim-check'
   scope: rg
   params: {
-    storageAccountName: claimCheckStorageAccountName
+    storageAccountName: records.outputs.accountName
     retentionDays: claimCheckRetentionDays
     producerPrincipalId: identities.outputs.producerPrincipalId
     workerPrincipalId: identities.outputs.workerPrincipalId
@@ -359,6 +378,8 @@ module worker 'modules/worker.bicep' = {
     serviceBusNamespaceName: messaging.outputs.namespaceName
     serviceBusFullyQualifiedNamespace: messaging.outputs.fullyQualifiedNamespace
     queueName: messaging.outputs.queueName
+    reportsQueueName: messaging.outputs.reportsQueueName
+    recordUrl: records.outputs.recordUrl
     acsEndpoint: email.outputs.endpoint
     senders: '{${join(email.outputs.senderEntries, ',')}}'
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
@@ -372,7 +393,7 @@ module worker 'modules/worker.bicep' = {
     quotaPerMinute: email.outputs.quotaPerMinute
     quotaPerHour: email.outputs.quotaPerHour
     shutdownGraceSeconds: workerShutdownGraceSeconds
-    attachmentStoreUrl: claimCheck.?outputs.url ?? ''
+    attachmentStoreUrl: claimCheck.outputs.url
   }
 }
 
@@ -405,8 +426,9 @@ module api 'modules/api.bicep' = {
     audiences: apiAudiences
     clientsSecretUri: apiClientsSecretUri
     clientsJson: apiClients
-    recordUrl: apiRecordUrl
-    recordStorageAccountName: apiRecordStorageAccountName
+    // The API reads status from the same record the worker writes.
+    recordUrl: records.outputs.recordUrl
+    recordStorageAccountName: records.outputs.accountName
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
     appInsightsEntraAuth: appInsightsDisableLocalAuth
     deploymentEnvironment: environmentName
@@ -463,11 +485,13 @@ output POSTBUS_API_URL string = api.outputs.url
 output POSTBUS_API_IDENTITY_CLIENT_ID string = identities.outputs.apiClientId
 output POSTBUS_SERVICEBUS_NAMESPACE string = messaging.outputs.fullyQualifiedNamespace
 output POSTBUS_QUEUE string = messaging.outputs.queueName
+output POSTBUS_REPORTS_QUEUE string = messaging.outputs.reportsQueueName
+output POSTBUS_RECORD_URL string = records.outputs.recordUrl
 output POSTBUS_ACS_ENDPOINT string = email.outputs.endpoint
 output POSTBUS_SENDING_DOMAIN string = email.outputs.sendingDomain
 output POSTBUS_PRODUCER_IDENTITY_ID string = identities.outputs.producerId
 output POSTBUS_PRODUCER_CLIENT_ID string = identities.outputs.producerClientId
-output POSTBUS_ATTACHMENT_STORE_URL string = claimCheck.?outputs.url ?? ''
+output POSTBUS_ATTACHMENT_STORE_URL string = claimCheck.outputs.url
 output POSTBUS_EMAIL_DOMAIN_RECORDS object = email.outputs.customDomainVerificationRecords
 output POSTBUS_WORKBOOK_ID string = dashboard.outputs.workbookId
 // What the worker paces itself to, derived from the sending domain (see acsRaisedQuotaPerMinute).

@@ -44,7 +44,12 @@ COMMANDS: dict[str, LazyCommand] = {
         "postbus.worker.ops.dlq_cli:dlq_app", "Inspect, replay and purge dead-lettered messages."
     ),
     "status": LazyCommand(
-        "postbus.worker.ops.status_cli:status_app", "Look up the ACS status of an event or operation."
+        "postbus.worker.ops.status_cli:status_app",
+        "What happened to an event or operation: the delivery record, else ACS.",
+    ),
+    "report": LazyCommand(
+        "postbus.worker.ops.report_cli:report_app",
+        "Delivery outcomes by status, tenant and type over a time range.",
     ),
     "doctor": LazyCommand(
         "postbus.worker.ops.doctor_cli:doctor_app", "Preflight checks of settings, queue, ACS and templates."

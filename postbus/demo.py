@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from postbus.emulators.acs_email import EmailEmulator
     from postbus.emulators.servicebus import ServiceBusEmulator
     from postbus.events import NotificationEvent
+    from postbus.records import RecordStore
     from postbus.settings import Settings
 
 __all__ = [
@@ -79,6 +80,12 @@ def demo(
             help="Exit after the summary instead of keeping the consoles up (for scripts and CI).",
         ),
     ] = False,
+    delivery: Annotated[
+        str,
+        typer.Option(
+            help="Random delivery outcomes the emulated ACS reports, e.g. delivered=0.97,bounced=0.02,suppressed=0.01."
+        ),
+    ] = "delivered=0.97,bounced=0.02,suppressed=0.01",
 ) -> None:
     """Run a holiday spike end to end on the embedded emulators."""
     _check_output(output)
@@ -97,6 +104,7 @@ def demo(
                 # Only a person at a terminal can press Enter; piped or scripted runs never wait.
                 wait=not no_wait and sys.stdin.isatty(),
                 report=report,
+                delivery=delivery,
             )
         )
     except KeyboardInterrupt:
@@ -142,6 +150,7 @@ async def run_demo(
     console_port: int = 0,
     wait: bool = False,
     report: DemoReport | None = None,
+    delivery: str = "delivered=0.97,bounced=0.02,suppressed=0.01",
 ) -> DemoReport:
     """Run the spike and return the report (also printed).
 
@@ -156,6 +165,7 @@ async def run_demo(
     from postbus.pipeline_view import ConsoleServer, EmbeddedSource
     from postbus.producers.publisher import Publisher
     from postbus.producers.simulate import EXPECT_SENT, broken_bodies, holiday_spike
+    from postbus.records.sqlite import SqliteRecordStore
     from postbus.settings import load_settings
     from postbus.telemetry import configure_telemetry
     from postbus.worker.mailer import EVENT_ID_HEADER
@@ -182,14 +192,34 @@ async def run_demo(
     expected.update({wire.message_id: "InvalidEvent" for wire in broken})
 
     sends_quota = QuotaConfig(sends_per_minute=quota)
-    async with ServiceBusEmulator() as sb, EmailEmulator(quota=sends_quota, mailbox_dir=mailbox_dir) as acs:
+    records_path = (run_dir / "records.db").resolve()
+    async with (
+        ServiceBusEmulator() as sb,
+        # ACS reports every accepted send to email-events a second later, as Event Grid would.
+        EmailEmulator(
+            quota=sends_quota,
+            mailbox_dir=mailbox_dir,
+            report_servicebus=sb.connection_string,
+            report_delay=1.0,
+            delivery_mix=delivery,
+        ) as acs,
+        # The workers write the record; the demo reads it for the consoles and the summary.
+        SqliteRecordStore(records_path) as records,
+    ):
         report.inspection_url = f"{acs.endpoint}/_emulator/messages"
         console.print(
             f"[bold]Postbus demo[/]: {len(expected)} events, {workers} workers x {concurrency} handlers, "
             f"ACS quota {quota}/min (ideal drain {len(expected) / quota * 60:.0f} s)",
             soft_wrap=True,
         )
-        env = worker_env(sb, acs, quota=quota, concurrency=concurrency, attachment_store_url=store_url)
+        env = worker_env(
+            sb,
+            acs,
+            quota=quota,
+            concurrency=concurrency,
+            attachment_store_url=store_url,
+            record_url=f"sqlite:///{records_path}",
+        )
         health_ports = free_ports(workers)
         procs, logs = start_workers(workers, env, run_dir, health_ports=health_ports)
         published_at: dict[str, float] = {}
@@ -199,6 +229,7 @@ async def run_demo(
             quota_per_minute=quota,
             published_at=published_at,
             worker_urls=[f"http://127.0.0.1:{port}" for port in health_ports],
+            records=records,
         )
         try:
             async with ConsoleServer(source, port=console_port) as pipeline:
@@ -242,6 +273,7 @@ async def run_demo(
                 report.throttled = throttled if isinstance(throttled, int) else 0
                 account(report, expected, sent_ids, await dead_letters(sb))
                 _check_attachments(report, attached, mails, inline_max=settings.attachment_inline_max_bytes)
+                await _delivery_outcomes(sb, records, report, start=start)
                 await pipeline.sample_once()  # the console's last numbers are the summary's
                 _print_summary(console, report, quota=quota, total=len(expected), run_dir=run_dir)
                 report.summarized = True
@@ -383,6 +415,25 @@ async def _watch(
             await asyncio.sleep(0.25)
 
 
+async def _delivery_outcomes(
+    sb: ServiceBusEmulator, store: RecordStore, report: DemoReport, *, start: datetime
+) -> None:
+    """Wait (briefly) for the reports of what was sent, then read the outcomes from the record."""
+    from postbus.records import Outcome
+
+    finals = (Outcome.DELIVERED, Outcome.BOUNCED, Outcome.SUPPRESSED, Outcome.FAILED, Outcome.EXPIRED)
+    deadline = time.monotonic() + 15
+    while True:
+        summary = await store.summary(since=start, until=datetime.now(UTC))
+        reported = summary.count(*finals, Outcome.QUARANTINED, Outcome.FILTERED_SPAM)
+        pending = sb.counts("email-events")
+        if (reported >= report.sent and pending.active + pending.locked == 0) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.25)
+    report.outcomes = {outcome.value: n for outcome, n in summary.by_outcome().items()}
+    report.delivered_within_slo_share = summary.delivered_within_slo_share
+
+
 def _check_attachments(
     report: DemoReport, attached: dict[str, list[str]], mails: list[Any], *, inline_max: int
 ) -> None:
@@ -441,6 +492,17 @@ def _print_summary(console: Any, report: DemoReport, *, quota: int, total: int, 
     for reason, count in sorted(report.dead_lettered.items()):
         outcomes.add_row(f"dead-lettered: {reason}", str(count))
     outcomes.add_row("ACS 429 answers", str(report.throttled))
+    for name in ("delivered", "bounced", "suppressed"):
+        outcomes.add_row(f"reported {name}", str(report.outcomes.get(name, 0)))
+    others = sum(
+        n
+        for name, n in report.outcomes.items()
+        if name not in ("delivered", "bounced", "suppressed", "sent", "dead_lettered")
+    )
+    if others:
+        outcomes.add_row("reported otherwise", str(others))
+    share = report.delivered_within_slo_share
+    outcomes.add_row("delivered within 5 minutes", "n/a" if share is None else f"{share:.1%}")
     console.print(outcomes)
     latency = Table(title="Publish -> ACS accepted", show_header=True)
     for column in ("p50", "p95", "p99", "drain", "ideal drain"):

@@ -216,6 +216,18 @@ class Settings(BaseSettings):
     record_retention_days: Annotated[int, Field(ge=1, le=3650)] = Field(
         30, description="Delivery records older than this many days are pruned."
     )
+    reports_queue: Annotated[str, Field(max_length=260)] = Field(
+        "email-events",
+        description="Queue of ACS delivery reports (Event Grid's endpoint) the worker consumes; empty turns it off.",
+    )
+    report_concurrency: Annotated[int, Field(ge=1, le=256)] = Field(
+        4, description="Delivery reports processed at once per worker."
+    )
+    suppress_days: Annotated[float, Field(ge=0, le=3650)] = Field(
+        0,
+        description="After a hard bounce or `Suppressed` report, refuse sends to that recipient for this many "
+        "days (`RecipientSuppressed`); 0 turns it off.",
+    )
 
     @field_validator("record_url")
     @classmethod

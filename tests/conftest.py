@@ -74,12 +74,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     for name in list(os.environ):
         if name.startswith(_OURS):
             monkeypatch.delenv(name)
     # Nor can a ./.env (say one `postbus emulator up` wrote), here or in the workers tests start.
     monkeypatch.setenv("POSTBUS_ENV_FILE", "")
+    # Workers write delivery records; each test gets its own file, never the checkout's default one.
+    records = tmp_path_factory.mktemp("records") / "records.db"
+    monkeypatch.setenv("POSTBUS_RECORD_URL", f"sqlite:///{records}")
     monkeypatch.setenv("POSTBUS_SERVICEBUS_KEEP_ALIVE_SECONDS", "0")
 
 

@@ -1,8 +1,9 @@
 """Processing one message, from bytes to an :data:`~worker.outcome.Outcome`.
 
 The steps read like the runbook: decode and validate, check ``not_after``, resolve the sender
-alias, render, fetch claim-checked attachments, (for a redelivered message) ask ACS whether it
-already has the email, wait for a send permit, send. Each failure class becomes a value; nothing here settles a message. Retry
+alias, skip suppressed recipients (when the suppression list is on), render, fetch claim-checked
+attachments, (for a redelivered message) ask ACS whether it already has the email, wait for a send
+permit, send. Each failure class becomes a value; nothing here settles a message. Retry
 timings come from the :class:`~worker.retry.RetryPolicy`.
 """
 
@@ -26,6 +27,7 @@ from postbus.attachments import (
 from postbus.bus import Delivery
 from postbus.errors import InvalidEvent
 from postbus.events import MAX_REQUEST_BYTES, DecodedMessage, EventIdentity, NotificationEvent, identify
+from postbus.logs import mask_address
 from postbus.reasons import DeadLetterReason, RetryReason
 from postbus.settings import Settings
 from postbus.telemetry import Telemetry, current_telemetry
@@ -40,6 +42,7 @@ from postbus.worker.errors import (
 from postbus.worker.mailer import Mailer, SendResult, build_payload, operation_id_for, oversize
 from postbus.worker.outcome import AlreadySent, DeadLetter, Outcome, RetryLater, Sent, Systemic
 from postbus.worker.retry import RetryPolicy
+from postbus.worker.suppression import SuppressionList
 from postbus.worker.throttle import SendGate
 
 __all__ = ["Pipeline", "Processed", "Renderer"]
@@ -115,9 +118,11 @@ class Pipeline:
         rng: random.Random | None = None,
         telemetry: Telemetry | None = None,
         policy: RetryPolicy | None = None,
+        suppression: SuppressionList | None = None,
         attachments: AttachmentStore | None = None,
     ) -> None:
         self._settings = settings
+        self._suppression = suppression
         # The caller that passes a store owns it; the default (a local directory) holds nothing open.
         self._attachments = attachments if attachments is not None else attachment_store(settings)
         self._telemetry = telemetry or current_telemetry()
@@ -145,6 +150,14 @@ class Pipeline:
             known = ", ".join(sorted(self._settings.senders)) or "none configured"
             description = f"sender alias {event.sender!r} is not allowed (known: {known})"
             return Processed(DeadLetter(DeadLetterReason.SENDER_NOT_ALLOWED, description), decoded)
+        if self._suppression is not None:
+            recipients = (a.address for a in (*event.to, *event.cc, *event.bcc))
+            if (address := self._suppression.first_of(recipients)) is not None:
+                description = (
+                    f"recipient {mask_address(address)} bounced or was suppressed within the last "
+                    f"{self._settings.suppress_days:g} days"
+                )
+                return Processed(DeadLetter(DeadLetterReason.RECIPIENT_SUPPRESSED, description), decoded)
         try:
             # No span of its own: rendering is a few hundred microseconds of CPU inside the consumer
             # span, and a failure is on that span as the TemplateError dead-letter reason.

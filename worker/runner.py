@@ -33,6 +33,7 @@ from postbus.bus import (
     route_sdk_logs,
 )
 from postbus.logs import get_logger
+from postbus.records import RecordStore, record_store
 from postbus.settings import Settings
 from postbus.telemetry import BREAKER_STATE_CODES, Telemetry, current_telemetry
 from postbus.worker.breaker import CircuitBreaker
@@ -43,8 +44,11 @@ from postbus.worker.health import HealthServer, HealthStatus
 from postbus.worker.mailer import AcsMailer, Mailer
 from postbus.worker.outcome import AlreadySent, Sent, Systemic
 from postbus.worker.pipeline import Pipeline, Processed, Renderer
+from postbus.worker.recording import RecordWriter
+from postbus.worker.reports import ReportConsumer
 from postbus.worker.retry import RetryPolicy
 from postbus.worker.settlement import give_back, settle
+from postbus.worker.suppression import SuppressionList
 from postbus.worker.throttle import SendGate, gate_for_quota
 
 __all__ = ["Worker"]
@@ -99,6 +103,9 @@ class Worker:
     Every collaborator can be passed in: ``source`` (an
     :class:`~postbus.bus.InMemoryBroker` in unit tests), ``mailer`` (a
     :class:`~worker.mailer.FakeMailer`), ``renderer``, ``gate``, ``breaker``, ``telemetry``,
+    ``records`` (the delivery-record store; by default the one ``POSTBUS_RECORD_URL`` names),
+    ``reports`` (the source of the report consumer: by default ``POSTBUS_REPORTS_QUEUE`` on the
+    same namespace, unless ``source`` was passed in; none when that setting is empty),
     ``attachments`` (the claim-check store; by default the one the settings name, closed at the end).
     """
 
@@ -112,9 +119,19 @@ class Worker:
         gate: SendGate | None = None,
         breaker: CircuitBreaker | None = None,
         telemetry: Telemetry | None = None,
+        records: RecordStore | None = None,
+        reports: MessageSource | None = None,
         attachments: AttachmentStore | None = None,
     ) -> None:
         self._settings = settings
+        self._records = records
+        self._reports = reports
+        self._suppression = (
+            SuppressionList(settings.suppress_days * 86400) if settings.suppress_days > 0 else None
+        )
+        #: What the report consumer did so far, by outcome (empty when it does not run).
+        self.report_counts: Counter[str] = Counter()
+        self._writer: RecordWriter | None = None
         self._source = source
         self._attachments = attachments
         self._telemetry = telemetry
@@ -151,6 +168,11 @@ class Worker:
         }
         if not self._breaker.ready and self._breaker.last_error:
             detail["last_error"] = self._breaker.last_error
+        if self.report_counts:
+            # What the report consumer did so far (recorded, dead_lettered, abandoned).
+            detail["reports"] = dict(sorted(self.report_counts.items()))
+        if self._writer is not None and self._writer.failures:
+            detail["record_write_failures"] = self._writer.failures
         return HealthStatus(live=True, ready=self.ready, detail=detail)
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -171,6 +193,9 @@ class Worker:
             prefetch=prefetch,
         )
         mailer = self._mailer or AcsMailer.from_settings(settings)
+        # The store opens on first use: a worker starts (and sends) while its store is down.
+        records = self._records or record_store(settings)
+        self._writer = RecordWriter(records, namespace=settings.operation_namespace, telemetry=telemetry)
         attachments = self._attachments or attachment_store(settings)
         pipeline = Pipeline(
             attachments=attachments,
@@ -180,7 +205,9 @@ class Worker:
             gate=self._gate,
             telemetry=telemetry,
             policy=self._policy,
+            suppression=self._suppression,
         )
+        reports = self._report_source(settings)
         health = HealthServer(port=settings.health_port, status=self.health) if settings.health_port else None
         log.info(
             "worker starting",
@@ -194,6 +221,20 @@ class Worker:
             send_rate=lambda: self._gate.rate,
             breaker_state=lambda: BREAKER_STATE_CODES[self._breaker.state.value],
         )
+        consumer: asyncio.Task[Counter[str]] | None = None
+        # Set when the send loop ends, for whatever reason: the consumer then stops too.
+        reports_stop = asyncio.Event()
+        if reports is not None:
+            report_consumer = ReportConsumer(
+                reports,
+                records,
+                telemetry=telemetry,
+                concurrency=settings.report_concurrency,
+                grace=settings.shutdown_grace_seconds,
+                suppression=self._suppression,
+            )
+            self.report_counts = report_consumer.counts  # live, for health and tests
+            consumer = asyncio.create_task(report_consumer.run(reports_stop), name="report consumer")
         try:
             if health is not None:
                 await health.start()
@@ -201,6 +242,7 @@ class Worker:
         finally:
             # The one stop path, whatever the loop was doing: in-flight work gets the grace, the rest
             # is abandoned, and the summary line is written.
+            reports_stop.set()
             self._connected = False
             await self._drain(stop, reconnecting=False)
             log.info(
@@ -209,15 +251,33 @@ class Worker:
                 grace_seconds=settings.shutdown_grace_seconds,
             )
             unwatch()
+            if consumer is not None:
+                # Its own stop path (grace, abandon) runs on the same stop event.
+                try:
+                    await consumer
+                except Exception:
+                    log.exception("report consumer failed")
+                if self._reports is None and reports is not None:
+                    await reports.close()
             if self._source is None:
                 await source.close()
             if self._mailer is None:
                 await mailer.close()
+            if self._records is None:
+                await records.close()
             if self._attachments is None:
                 await attachments.close()
             if health is not None:
                 await health.stop()
         return self.counts
+
+    def _report_source(self, settings: Settings) -> MessageSource | None:
+        if self._reports is not None:
+            return self._reports
+        if self._source is not None or not settings.reports_queue:
+            return None
+        connection = ServiceBusConnection.from_settings(settings, purpose="the report consumer")
+        return ServiceBusSource(connection, settings.reports_queue)
 
     async def _serve(self, stop: asyncio.Event, source: MessageSource, pipeline: Pipeline) -> None:
         """Open links, consume until they break, let in-flight work settle on them, reopen."""
@@ -399,6 +459,16 @@ class Worker:
                     raise
                 with structlog.contextvars.bound_contextvars(**_event_context(processed)):
                     self._record_breaker(processed)
+                    # Before settling, so a crash in between leaves the message to be redelivered.
+                    try:
+                        if self._writer is not None and not await self._writer.write(
+                            processed, enqueued_at=delivery.enqueued_at
+                        ):
+                            self.counts["record_write_failures"] += 1
+                    except asyncio.CancelledError:
+                        # Redelivery finds the operation at ACS and writes the record then.
+                        await asyncio.shield(self._give_back(links, delivery))
+                        raise
                     settle_error = ""
                     try:
                         await settle(links, delivery, processed, policy=self._policy)

@@ -49,6 +49,12 @@ param serviceBusFullyQualifiedNamespace string
 @description('Queue name.')
 param queueName string
 
+@description('Queue of ACS delivery reports the worker consumes (POSTBUS_REPORTS_QUEUE).')
+param reportsQueueName string
+
+@description('Delivery-record table, https://<account>.table.core.windows.net/<table> (POSTBUS_RECORD_URL).')
+param recordUrl string
+
 @description('ACS endpoint, https://<name>.communication.azure.com (POSTBUS_ACS_ENDPOINT).')
 param acsEndpoint string
 
@@ -232,6 +238,14 @@ resource app 'Microsoft.App/containerApps@2026-01-01' = {
             {
               name: 'POSTBUS_QUEUE'
               value: queueName
+            }
+            {
+              name: 'POSTBUS_REPORTS_QUEUE'
+              value: reportsQueueName
+            }
+            {
+              name: 'POSTBUS_RECORD_URL'
+              value: recordUrl
             }
             {
               name: 'POSTBUS_ACS_ENDPOINT'

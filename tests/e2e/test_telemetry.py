@@ -67,8 +67,9 @@ async def servicebus() -> AsyncIterator[ServiceBusEmulator]:
 
 
 @pytest.fixture
-async def acs() -> AsyncIterator[EmailEmulator]:
-    async with EmailEmulator(access_key=ACS_KEY) as emulator:
+async def acs(servicebus: ServiceBusEmulator) -> AsyncIterator[EmailEmulator]:
+    # ACS reports every accepted send to email-events, so the report consumer's telemetry shows too.
+    async with EmailEmulator(access_key=ACS_KEY, report_servicebus=servicebus.connection_string) as emulator:
         yield emulator
 
 
@@ -198,6 +199,8 @@ async def test_every_metric_is_emitted_with_its_attributes(
     acs.faults.throttle_next(1, retry_after=1)
     await publisher.publish(_event("m-throttled", tenant="fabrikam"))
     await eventually(lambda: _processed(captured, "m-throttled"))
+    # and ACS reported on each of the three emails it accepted
+    await eventually(lambda: worker.report_counts["recorded"] >= 3)
     # Then every metric of the meter is there, with its attributes
     points = captured.metrics()
     by_name: dict[str, list[Any]] = {}
@@ -214,7 +217,20 @@ async def test_every_metric_is_emitted_with_its_attributes(
         "postbus.deadletters",
         "postbus.inflight",
         "postbus.breaker.state",
+        "postbus.records.writes",
+        "postbus.reports.received",
+        "postbus.delivery.latency",
     }
+    # The delivery record got every send and the dead letter, and ACS's three delivery reports
+    writes = {p.attributes["outcome"]: p.value for p in by_name["postbus.records.writes"]}
+    assert writes == {"sent": 3, "dead_lettered": 1}
+    reports = {
+        (p.attributes["status"], p.attributes["tenant"]): p.value for p in by_name["postbus.reports.received"]
+    }
+    assert reports == {("Delivered", "contoso"): 2, ("Delivered", "fabrikam"): 1}
+    delivery = by_name["postbus.delivery.latency"]
+    assert {p.attributes["slo_met"] for p in delivery} == {"true"}
+    assert sum(p.value for p in delivery) == 3
     published = {
         (p.attributes["type"], p.attributes["tenant"]): p.value for p in by_name["postbus.events.published"]
     }
@@ -322,6 +338,7 @@ async def test_the_runbook_queries_only_names_the_pipeline_emits(
     acs.faults.throttle_next(1, retry_after=1)
     await publisher.publish(_event("r-throttled"))
     await eventually(lambda: _processed(captured, "r-throttled"))
+    await eventually(lambda: worker.report_counts["recorded"] >= 3)
     now = [0.0]
     breaker = CircuitBreaker(cooldown=1.0, max_cooldown=2.0, clock=lambda: now[0])
     breaker.record_failure("ACS refused access (403)")

@@ -14,8 +14,12 @@ def _one(resources: list[Resource], arm_type: str) -> Resource:
 
 
 def test_the_claim_check_container_is_private(resources: list[Resource]) -> None:
-    container = _one(resources, "Microsoft.Storage/storageAccounts/blobServices/containers")
-    assert container.file == "modules/claimcheck.bicep"
+    [container] = [
+        r
+        for r in resources
+        if r.type.lower() == "microsoft.storage/storageaccounts/blobservices/containers"
+        and r.file == "modules/claimcheck.bicep"
+    ]
     assert container.config["properties"]["publicAccess"] == "None"
 
 
@@ -42,13 +46,14 @@ def test_the_lifecycle_rule_deletes_claim_checks_after_the_retention(
     assert minimum >= 2
 
 
-def test_the_worker_learns_the_container_url_only_when_one_is_deployed(
+def test_the_claim_check_lives_in_the_record_account_and_the_worker_learns_its_url(
     parsed: dict[str, dict[str, Any]],
 ) -> None:
     main = parsed["main.bicep"]
-    assert main["parameters"]["claimCheckStorageAccountName"]["default"] == ""
-    call = main["modules"]["claimCheck"]
-    assert "condition" in call["config"]
+    call = module_body(main["modules"]["claimCheck"])
+    # The delivery record's account (shared keys and public blob access off) holds the container.
+    assert "records" in str(call["params"]["storageAccountName"])
+    assert "accountName" in str(call["params"]["storageAccountName"])
     params = module_body(main["modules"]["worker"])["params"]
     assert "claimCheck" in str(params["attachmentStoreUrl"])
     assert parsed["modules/claimcheck.bicep"]["outputs"]["url"]

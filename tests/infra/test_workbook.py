@@ -21,6 +21,10 @@ CONTRACT_METRICS = {
     "postbus.inflight",
     "postbus.breaker.state",
     "postbus.events.published",
+    "postbus.records.writes",
+    "postbus.records.write.failures",
+    "postbus.reports.received",
+    "postbus.delivery.latency",
 }
 
 
@@ -82,3 +86,15 @@ def test_outcome_filters_use_the_worker_outcome_names() -> None:
     compared = {value for line in lines for value in re.findall(r'"([a-z_]+)"', line)}
     assert compared, "no outcome filter found"
     assert compared <= known, compared - known
+
+
+def test_delivery_outcome_tiles_show_reports_over_time_by_tenant_and_type() -> None:
+    items = {i["name"]: i for i in _workbook()["items"]}
+    over_time = items["delivery-outcomes"]["content"]["query"]
+    assert "postbus.reports.received" in over_time
+    assert "bin(timestamp" in over_time
+    by_tenant_type = items["delivery-outcomes-by-tenant-type"]["content"]["query"]
+    assert "by tenant, type, status, bin(timestamp" in by_tenant_type
+    shares = items["delivery-shares-by-tenant-type"]["content"]["query"]
+    assert "slo_met" in shares
+    assert "bounceFailedShare" in shares

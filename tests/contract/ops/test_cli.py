@@ -130,7 +130,9 @@ def test_status_by_event_id_shows_each_generation_and_acs_errors(
 
     code, out, _ = _cli(capsys, "status", "--event-id", "st1", "--generations", "2", "--json")
     assert code == 0
-    rows = json.loads(out)["operations"]
+    answer = json.loads(out)
+    assert answer["records"] == []  # nothing recorded, so ACS was asked
+    rows = answer["acs"]
     assert [(r["generation"], r["status"], r["error_code"]) for r in rows] == [
         (0, "Succeeded", ""),
         (1, "Failed", "EmailDropped"),
