@@ -36,7 +36,7 @@ from postbus.worker.outcome import AlreadySent, DeadLetter, Outcome, RetryLater,
 from postbus.worker.retry import RetryPolicy
 from postbus.worker.throttle import SendGate
 
-__all__ = ["Pipeline", "Processed", "Renderer"]
+__all__ = ["Permits", "Pipeline", "Processed", "Renderer"]
 
 
 class Renderer(Protocol):
@@ -87,6 +87,14 @@ class _Clock:
         self.acs = 0.0
 
 
+class Permits(Protocol):
+    """Who hands this pipeline its send permits by tenant (a lane of ``worker.scheduler.LaneScheduler``)."""
+
+    async def acquire(self, tenant: str) -> None:
+        """Wait for a permit to send a message of ``tenant``."""
+        ...
+
+
 class Pipeline:
     """Turns one :class:`~postbus.bus.Delivery` into one :class:`Processed`.
 
@@ -107,8 +115,11 @@ class Pipeline:
         rng: random.Random | None = None,
         telemetry: Telemetry | None = None,
         policy: RetryPolicy | None = None,
+        permits: Permits | None = None,
     ) -> None:
         self._settings = settings
+        # Permits come from the lane scheduler when there is one; verdicts always go to the gate.
+        self._permits = permits
         self._telemetry = telemetry or current_telemetry()
         self._renderer = renderer
         self._mailer = mailer
@@ -181,7 +192,7 @@ class Pipeline:
         throttle_waited = 0.0
         tries = 0
         while tries < quick_tries:
-            await self._permit(clock)
+            await self._permit(clock, decoded.event.tenant)
             try:
                 result = await self._call_acs(payload, operation_id, clock)
             except ThrottledError as exc:
@@ -212,10 +223,13 @@ class Pipeline:
         assert last is not None
         return self._delayed_retry(decoded, last)
 
-    async def _permit(self, clock: _Clock) -> None:
+    async def _permit(self, clock: _Clock, tenant: str) -> None:
         started = time.perf_counter()
         try:
-            await self._gate.acquire()
+            if self._permits is not None:
+                await self._permits.acquire(tenant)
+            else:
+                await self._gate.acquire()
         finally:
             clock.gate_wait += time.perf_counter() - started
 
