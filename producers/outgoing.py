@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 from postbus.bus import to_servicebus_message
 from postbus.errors import InvalidEvent
 from postbus.events import NotificationEvent, WireMessage, encode, parse_event
+from postbus.lanes import Lane
 
 if TYPE_CHECKING:
     from azure.servicebus import ServiceBusMessage
@@ -38,6 +39,8 @@ __all__ = [
 
 #: Extra application properties for one event (the telemetry seam); values must be strings.
 PropertiesHook: TypeAlias = Callable[[NotificationEvent], Mapping[str, str]]
+#: The lane one event travels on (raises :class:`~postbus.lanes.LaneNotAllowed`).
+LaneOf: TypeAlias = Callable[[NotificationEvent], Lane]
 
 
 @runtime_checkable
@@ -71,6 +74,7 @@ class Prepared:
     message_id: str
     label: str
     scheduled: bool
+    lane: Lane = Lane.NORMAL
 
 
 def check_send_at(send_at: datetime | None, *, where: str = "") -> datetime | None:
@@ -101,28 +105,31 @@ def prepare(
     send_at: datetime | None = None,
     properties_hook: PropertiesHook | None = None,
     now: datetime | None = None,
+    lane_of: LaneOf | None = None,
 ) -> list[Prepared]:
-    """Validate every item, then encode each as a Service Bus message.
+    """Validate every item, choose its lane (``lane_of``; none: normal), then encode each as a Service Bus message.
 
     Raises :class:`InvalidEvent` naming the index and field of the first bad item
     (``events[3]: to.0.address: not a valid email address: 'x'``); nothing is encoded past it.
     """
     check_send_at(send_at)
     first_enqueued = now or datetime.now(UTC)
-    resolved: list[tuple[NotificationEvent, datetime | None]] = []
+    resolved: list[tuple[NotificationEvent, datetime | None, Lane]] = []
     for index, item in enumerate(items):
         try:
             event, when = _event_of(item, send_at)
             check_send_at(when)
+            lane = lane_of(event) if lane_of is not None else Lane.NORMAL
         except InvalidEvent as exc:
-            raise InvalidEvent(f"events[{index}]: {exc}", field=exc.field) from None
-        resolved.append((event, when))
+            # Same class (a lane refusal stays one), with the item's index in front.
+            raise type(exc)(f"events[{index}]: {exc}", field=exc.field) from None
+        resolved.append((event, when, lane))
     prepared: list[Prepared] = []
-    for event, when in resolved:
+    for event, when, lane in resolved:
         extra = dict(properties_hook(event)) if properties_hook is not None else None
         wire = encode(event, attempt=0, first_enqueued=first_enqueued, extra_properties=extra)
         message = to_servicebus_message(wire, send_at=when)
-        prepared.append(Prepared(message, wire.message_id, event.id, when is not None))
+        prepared.append(Prepared(message, wire.message_id, event.id, when is not None, lane))
     return prepared
 
 

@@ -27,8 +27,15 @@ from typing import TYPE_CHECKING, Any, Final, Self
 
 from postbus.bus import BusError, ServiceBusConnection, SyncServiceBusConnection, servicebus_errors
 from postbus.events import WireMessage
+from postbus.lanes import lane_queues
 from postbus.logs import get_logger
-from postbus.producers.batching import BATCH_HEADROOM_BYTES, MAX_BATCH_MESSAGES, Batch, PublisherCore
+from postbus.producers.batching import (
+    BATCH_HEADROOM_BYTES,
+    MAX_BATCH_MESSAGES,
+    Batch,
+    LanePolicy,
+    PublisherCore,
+)
 from postbus.producers.errors import PublishError, translate_error
 from postbus.producers.outgoing import EventLike, Prepared, PropertiesHook, prepare_raw
 from postbus.settings import Settings
@@ -42,9 +49,11 @@ if TYPE_CHECKING:
 __all__ = [
     "BATCH_HEADROOM_BYTES",
     "MAX_BATCH_MESSAGES",
+    "LanePolicy",
     "PublishError",
     "Publisher",
     "SyncPublisher",
+    "lane_policy",
     "translate_error",
 ]
 
@@ -52,6 +61,15 @@ _log = get_logger(__name__)
 
 #: Name of the thing being published in log lines and errors.
 _PURPOSE: Final = "publishing"
+
+
+def lane_policy(settings: Settings) -> LanePolicy:
+    """The lanes of ``settings``: each lane's queue, whether this producer may raise a lane, the catalogue."""
+    return LanePolicy(
+        queues=lane_queues(settings),
+        may_raise=settings.lane_raise_allowed,
+        templates_dir=settings.templates_dir,
+    )
 
 
 class Publisher(PublisherCore):
@@ -74,15 +92,17 @@ class Publisher(PublisherCore):
         queue: str,
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
+        lanes: LanePolicy | None = None,
     ) -> None:
         super().__init__(
             queue=queue,
             namespace=connection.namespace,
             properties_hook=properties_hook,
             max_batch_bytes=max_batch_bytes,
+            lanes=lanes,
         )
         self._connection = connection
-        self._sender: ServiceBusSender | None = None
+        self._senders: dict[str, ServiceBusSender] = {}
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -103,24 +123,34 @@ class Publisher(PublisherCore):
             settings, purpose=_PURPOSE, client_options=client_options
         )
         return cls(
-            connection, queue=settings.queue, properties_hook=properties_hook, max_batch_bytes=max_batch_bytes
+            connection,
+            queue=settings.queue,
+            properties_hook=properties_hook,
+            max_batch_bytes=max_batch_bytes,
+            lanes=lane_policy(settings),
         )
 
     async def open(self) -> Self:
         """Create the client and sender (the link opens on first send); idempotent."""
-        if self._sender is None:
-            self._sender = self._connection.sender(self.queue)
+        self._sender_for(self.queue)
         return self
 
+    def _sender_for(self, queue: str) -> ServiceBusSender:
+        sender = self._senders.get(queue)
+        if sender is None:
+            sender = self._senders[queue] = self._connection.sender(queue)
+        return sender
+
     async def close(self) -> None:
-        """Close the sender, the client and the credential."""
-        sender, self._sender = self._sender, None
+        """Close the senders, the client and the credential."""
+        senders, self._senders = self._senders, {}
         try:
-            if sender is not None:
-                with servicebus_errors(f"close the sender of queue {self.queue!r}"):
-                    await sender.close()
-        except BusError as exc:
-            _log.debug("publisher close failed", error=str(exc))
+            for queue, sender in senders.items():
+                try:
+                    with servicebus_errors(f"close the sender of queue {queue!r}"):
+                        await sender.close()
+                except BusError as exc:
+                    _log.debug("publisher close failed", error=str(exc))
         finally:
             await self._connection.close()
 
@@ -138,15 +168,21 @@ class Publisher(PublisherCore):
         return ids[0]
 
     async def publish_many(
-        self, events: Iterable[EventLike], *, send_at: datetime | None = None
+        self,
+        events: Iterable[EventLike],
+        *,
+        send_at: datetime | None = None,
+        may_raise_lanes: bool | None = None,
     ) -> list[str]:
         """Validate every event, then send them in size-limited batches; returns the message ids in order.
 
         Items are events, event documents (mappings) or objects with ``event`` and ``send_at``
         (their own ``send_at`` wins over the keyword). An invalid item raises ``InvalidEvent``
-        naming its index and field, and nothing is sent.
+        naming its index and field, and nothing is sent; so does an event asking for a lane above
+        its type's default when this call may not raise lanes (``may_raise_lanes``, by default the
+        publisher's :class:`LanePolicy`). Each event goes to its lane's queue.
         """
-        return await self._send(*self._prepare(events, send_at))
+        return await self._send(*self._prepare(events, send_at, may_raise_lanes))
 
     async def publish_raw(
         self, wires: Iterable[WireMessage], *, send_at: datetime | None = None
@@ -154,8 +190,8 @@ class Publisher(PublisherCore):
         """For tests and demos: send wire messages exactly as given, without validating the body."""
         return await self._send(prepare_raw(wires, send_at=send_at))
 
-    async def _pack(self, sender: ServiceBusSender, prepared: Sequence[Prepared]) -> list[Batch]:
-        packing = self._packing(prepared)
+    async def _pack(self, sender: ServiceBusSender, prepared: Sequence[Prepared], queue: str) -> list[Batch]:
+        packing = self._packing(prepared, queue)
         next(packing)
         try:
             while True:
@@ -170,16 +206,20 @@ class Publisher(PublisherCore):
     async def _send(self, prepared: Sequence[Prepared], spans: PublishTrace | None = None) -> list[str]:
         if not prepared:
             return []
-        await self.open()
-        assert self._sender is not None
         async with self._lock:
             with self._reporting(prepared, spans) as progress:
-                with self._calling([prepared[0].label], progress.sent):
-                    progress.batches = await self._pack(self._sender, prepared)
-                for batch in progress.batches:
-                    with self._calling(batch.labels, progress.sent):
-                        await self._sender.send_messages(batch.batch)
-                    self._record(progress, batch)
+                # Every lane's batches are packed before the first goes out: an oversized event sends nothing.
+                plan: list[tuple[str, ServiceBusSender, list[Batch]]] = []
+                for queue, group in self._by_queue(prepared):
+                    sender = self._sender_for(queue)
+                    with self._calling([group[0].label], progress.sent, queue):
+                        plan.append((queue, sender, await self._pack(sender, group, queue)))
+                progress.batches = [batch for _, _, batches in plan for batch in batches]
+                for queue, sender, batches in plan:
+                    for batch in batches:
+                        with self._calling(batch.labels, progress.sent, queue):
+                            await sender.send_messages(batch.batch)
+                        self._record(progress, batch)
         return [item.message_id for item in prepared]
 
 
@@ -199,15 +239,17 @@ class SyncPublisher(PublisherCore):
         queue: str,
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
+        lanes: LanePolicy | None = None,
     ) -> None:
         super().__init__(
             queue=queue,
             namespace=connection.namespace,
             properties_hook=properties_hook,
             max_batch_bytes=max_batch_bytes,
+            lanes=lanes,
         )
         self._connection = connection
-        self._sender: SyncSender | None = None
+        self._senders: dict[str, SyncSender] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -224,24 +266,34 @@ class SyncPublisher(PublisherCore):
             settings, purpose=_PURPOSE, client_options=client_options
         )
         return cls(
-            connection, queue=settings.queue, properties_hook=properties_hook, max_batch_bytes=max_batch_bytes
+            connection,
+            queue=settings.queue,
+            properties_hook=properties_hook,
+            max_batch_bytes=max_batch_bytes,
+            lanes=lane_policy(settings),
         )
 
     def open(self) -> Self:
         """Create the client and sender (the link opens on first send); idempotent."""
-        if self._sender is None:
-            self._sender = self._connection.client.get_queue_sender(self.queue)
+        self._sender_for(self.queue)
         return self
 
+    def _sender_for(self, queue: str) -> SyncSender:
+        sender = self._senders.get(queue)
+        if sender is None:
+            sender = self._senders[queue] = self._connection.client.get_queue_sender(queue)
+        return sender
+
     def close(self) -> None:
-        """Close the sender, the client and the credential."""
-        sender, self._sender = self._sender, None
+        """Close the senders, the client and the credential."""
+        senders, self._senders = self._senders, {}
         try:
-            if sender is not None:
-                with servicebus_errors(f"close the sender of queue {self.queue!r}"):
-                    sender.close()
-        except BusError as exc:
-            _log.debug("publisher close failed", error=str(exc))
+            for queue, sender in senders.items():
+                try:
+                    with servicebus_errors(f"close the sender of queue {queue!r}"):
+                        sender.close()
+                except BusError as exc:
+                    _log.debug("publisher close failed", error=str(exc))
         finally:
             self._connection.close()
 
@@ -257,16 +309,22 @@ class SyncPublisher(PublisherCore):
         """See :meth:`Publisher.publish`."""
         return self.publish_many([event], send_at=send_at)[0]
 
-    def publish_many(self, events: Iterable[EventLike], *, send_at: datetime | None = None) -> list[str]:
+    def publish_many(
+        self,
+        events: Iterable[EventLike],
+        *,
+        send_at: datetime | None = None,
+        may_raise_lanes: bool | None = None,
+    ) -> list[str]:
         """See :meth:`Publisher.publish_many`."""
-        return self._send(*self._prepare(events, send_at))
+        return self._send(*self._prepare(events, send_at, may_raise_lanes))
 
     def publish_raw(self, wires: Iterable[WireMessage], *, send_at: datetime | None = None) -> list[str]:
         """For tests and demos: send wire messages exactly as given, without validating the body."""
         return self._send(prepare_raw(wires, send_at=send_at))
 
-    def _pack(self, sender: SyncSender, prepared: Sequence[Prepared]) -> list[Batch]:
-        packing = self._packing(prepared)
+    def _pack(self, sender: SyncSender, prepared: Sequence[Prepared], queue: str) -> list[Batch]:
+        packing = self._packing(prepared, queue)
         next(packing)
         try:
             while True:
@@ -280,13 +338,16 @@ class SyncPublisher(PublisherCore):
     def _send(self, prepared: Sequence[Prepared], spans: PublishTrace | None = None) -> list[str]:
         if not prepared:
             return []
-        self.open()
-        assert self._sender is not None
         with self._lock, self._reporting(prepared, spans) as progress:
-            with self._calling([prepared[0].label], progress.sent):
-                progress.batches = self._pack(self._sender, prepared)
-            for batch in progress.batches:
-                with self._calling(batch.labels, progress.sent):
-                    self._sender.send_messages(batch.batch)
-                self._record(progress, batch)
+            plan: list[tuple[str, SyncSender, list[Batch]]] = []
+            for queue, group in self._by_queue(prepared):
+                sender = self._sender_for(queue)
+                with self._calling([group[0].label], progress.sent, queue):
+                    plan.append((queue, sender, self._pack(sender, group, queue)))
+            progress.batches = [batch for _, _, batches in plan for batch in batches]
+            for queue, sender, batches in plan:
+                for batch in batches:
+                    with self._calling(batch.labels, progress.sent, queue):
+                        sender.send_messages(batch.batch)
+                    self._record(progress, batch)
         return [item.message_id for item in prepared]
