@@ -309,6 +309,8 @@ module worker 'modules/worker.bicep' = {
     serviceBusNamespaceName: messaging.outputs.namespaceName
     serviceBusFullyQualifiedNamespace: messaging.outputs.fullyQualifiedNamespace
     queueName: messaging.outputs.queueName
+    criticalQueueName: messaging.outputs.criticalQueueName
+    bulkQueueName: messaging.outputs.bulkQueueName
     acsEndpoint: email.outputs.endpoint
     senders: '{${join(email.outputs.senderEntries, ',')}}'
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
@@ -333,6 +335,8 @@ module alerts 'modules/alerts.bicep' = {
     tags: tags
     namespaceId: messaging.outputs.namespaceId
     queueName: messaging.outputs.queueName
+    criticalQueueName: messaging.outputs.criticalQueueName
+    bulkQueueName: messaging.outputs.bulkQueueName
     appInsightsId: monitoring.outputs.appInsightsId
     workspaceId: monitoring.outputs.workspaceId
     actionGroupId: monitoring.outputs.actionGroupId
@@ -355,6 +359,8 @@ module dashboard 'modules/dashboard.bicep' = {
     appInsightsId: monitoring.outputs.appInsightsId
     namespaceId: messaging.outputs.namespaceId
     queueName: messaging.outputs.queueName
+    criticalQueueName: messaging.outputs.criticalQueueName
+    bulkQueueName: messaging.outputs.bulkQueueName
     workerAppId: worker.outputs.appId
     sloLatencyMs: sloLatencyMs
   }
@@ -370,6 +376,10 @@ output AZURE_CONTAINER_ENVIRONMENT_NAME string = worker.outputs.environmentName
 output SERVICE_WORKER_NAME string = worker.outputs.appName
 output POSTBUS_SERVICEBUS_NAMESPACE string = messaging.outputs.fullyQualifiedNamespace
 output POSTBUS_QUEUE string = messaging.outputs.queueName
+// Producers and the CLI route each event to its lane's queue when lanes are on.
+output POSTBUS_LANES string = 'true'
+output POSTBUS_QUEUE_CRITICAL string = messaging.outputs.criticalQueueName
+output POSTBUS_QUEUE_BULK string = messaging.outputs.bulkQueueName
 output POSTBUS_ACS_ENDPOINT string = email.outputs.endpoint
 output POSTBUS_SENDING_DOMAIN string = email.outputs.sendingDomain
 output POSTBUS_PRODUCER_IDENTITY_ID string = identities.outputs.producerId

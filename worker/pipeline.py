@@ -90,6 +90,11 @@ class _Clock:
 class Permits(Protocol):
     """Who hands this pipeline its send permits by tenant (a lane of ``worker.scheduler.LaneScheduler``)."""
 
+    @property
+    def lane(self) -> str:
+        """The lane whose messages this pipeline sends (a metric dimension)."""
+        ...
+
     async def acquire(self, tenant: str) -> None:
         """Wait for a permit to send a message of ``tenant``."""
         ...
@@ -216,7 +221,10 @@ class Pipeline:
             if result is SendResult.ACCEPTED:
                 event = decoded.event
                 self._telemetry.record_accepted(
-                    decoded.first_enqueued, event_type=event.type, tenant=event.tenant
+                    decoded.first_enqueued,
+                    event_type=event.type,
+                    tenant=event.tenant,
+                    lane=self._permits.lane if self._permits is not None else "",
                 )
                 return Sent(operation_id)
             return AlreadySent(operation_id)

@@ -44,7 +44,7 @@ def test_every_alert_notifies_the_action_group(resources: list[Any]) -> None:
         *_of_type(resources, "Microsoft.Insights/metricAlerts"),
         *_of_type(resources, "Microsoft.Insights/scheduledQueryRules"),
     ]
-    assert len(alerts) == 6
+    assert len(alerts) == 8  # the backlog alert is one per lane
     for alert in alerts:
         assert "actionGroupId" in json.dumps(alert.config["properties"]["actions"]), alert.name
         assert alert.config["properties"]["enabled"] is True, alert.name
@@ -165,3 +165,25 @@ def test_an_action_group_without_receivers_is_an_output(
     assert evaluate(monitoring["outputs"]["actionGroupReceivers"]["value"], scope) == receivers
     output = parsed["main.bicep"]["outputs"]["POSTBUS_ALERT_RECEIVERS"]["value"]
     assert accessor(output) == ["monitoring", "outputs", "actionGroupReceivers"]
+
+
+def test_each_lane_has_a_backlog_alert_and_critical_its_own_tighter_one(resources: list[Any]) -> None:
+    backlog = {
+        alert.name: alert.config["properties"]
+        for alert in _of_type(resources, "Microsoft.Insights/metricAlerts")
+        if alert.config["properties"]["criteria"]["allOf"][0]["metricName"] == "ActiveMessages"
+    }
+    lanes = {
+        name: props["criteria"]["allOf"][0]["dimensions"][0]["values"] for name, props in backlog.items()
+    }
+    assert lanes == {
+        "backlogAlert": ["queueName"],
+        "bulkBacklogAlert": ["bulkQueueName"],
+        "criticalBacklogAlert": ["criticalQueueName"],
+    }
+    critical = backlog["criticalBacklogAlert"]
+    criterion = critical["criteria"]["allOf"][0]
+    # Any critical message left waiting for the whole window fires it, checked every minute, at a higher severity.
+    assert (criterion["threshold"], criterion["timeAggregation"]) == (0, "Minimum")
+    assert critical["evaluationFrequency"] == "PT1M"
+    assert critical["severity"] < backlog["backlogAlert"]["severity"]

@@ -82,3 +82,13 @@ def test_outcome_filters_use_the_worker_outcome_names() -> None:
     compared = {value for line in lines for value in re.findall(r'"([a-z_]+)"', line)}
     assert compared, "no outcome filter found"
     assert compared <= known, compared - known
+
+
+def test_each_lane_has_its_depth_and_latency_tiles() -> None:
+    items = {item["name"]: item["content"] for item in _workbook()["items"]}
+    depth = items["lane-depth"]
+    [lanes] = [f["values"] for f in depth["filters"] if f["key"] == "EntityName"]
+    assert lanes == ["__QUEUE_CRITICAL__", "__QUEUE__", "__QUEUE_BULK__"]
+    assert {m["splitBy"] for m in depth["metrics"]} == {"EntityName"}
+    assert "by lane" in items["lane-latency"]["query"]
+    assert "customDimensions.lane" in items["lane-latency"]["query"]
