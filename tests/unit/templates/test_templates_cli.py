@@ -32,6 +32,9 @@ def test_list_shows_every_type_with_locales_and_source() -> None:
         assert event_type in result.stdout
     assert "de, en" in result.stdout
     assert "shipped" in result.stdout
+    rows = {line.split()[1]: line for line in result.stdout.splitlines() if "." in line and "│" in line}
+    assert "critical" in rows["appointment.reminder"]
+    assert "normal" in rows["order.confirmation"]
 
 
 def test_list_includes_user_templates(write_tree: WriteTree) -> None:
