@@ -16,7 +16,7 @@ AZURITE := $(AZURITE_DIR)/.installed
 LOCK_VENV ?= .tools/lock
 UV := $(LOCK_VENV)/bin/uv
 
-.PHONY: demo test check bench emulators venv tools azurite lock bicep-lint clean
+.PHONY: demo test check bench emulators venv tools azurite lock bicep-lint clean screenshots
 
 venv: $(STAMP)
 
@@ -74,6 +74,10 @@ check: venv
 
 test: check tools azurite
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The console screenshots in docs/images/ (the README shows them); needs Debian's chromium.
+screenshots: venv
+	$(BIN)/python scripts/screenshots.py
 
 bench: venv
 	@for b in bench/*.py; do echo "== $$b" >&2; $(BIN)/python $$b || exit 1; done

@@ -22,6 +22,7 @@ from typing import Annotated
 
 import typer
 
+from postbus.binding import exposure_warning
 from postbus.emulators.acs_email.cli import (
     DEFAULT_STATE_DIR,
     access_key_for,
@@ -113,6 +114,9 @@ def up(
         )
     )
     sb = ServiceBusEmulator(sb_config, host=host, port=servicebus_port)
+    warning = exposure_warning(host, "the emulators (the captured mailbox, the queues)")
+    if warning:
+        typer.echo(warning, err=True)
     configure_logging(level=log_level, stream=sys.stderr)  # stdout carries only the settings
     asyncio.run(_run(sb, acs, env_file=env_file))
 
@@ -158,7 +162,7 @@ async def _serve(sb: ServiceBusEmulator, acs: EmulatorServer, *, env_file: Path 
     wrote = f"; wrote {env_file}" if env_file is not None else ""
     typer.echo(
         f"postbus: emulators up: Service Bus {sb.host}:{sb.port}, ACS Email {acs.endpoint} "
-        f"(mailbox {acs.endpoint}/_emulator/messages){wrote}; Ctrl-C stops both",
+        f"(mailbox {acs.endpoint}/_emulator/ui/){wrote}; Ctrl-C stops both",
         err=True,
     )
     await stop.wait()

@@ -107,6 +107,30 @@ param workerShutdownGraceSeconds int = 25
 @description('True after the first `azd deploy` (SERVICE_WORKER_RESOURCE_EXISTS): keep the deployed image on re-provision.')
 param workerExists bool = false
 
+@description('True after the first `azd deploy` of the ingest API (SERVICE_API_RESOURCE_EXISTS): keep its image on re-provision.')
+param apiExists bool = false
+
+@description('Key Vault secret URI of the ingest API\'s client registry (docs/api.md). Empty: apiClients.')
+param apiClientsSecretUri string = ''
+
+@description('The ingest API\'s client registry JSON, when it is not in Key Vault. Both empty: every call is refused.')
+@secure()
+param apiClients string
+
+@description('Token audiences the ingest API accepts, as a JSON list: its app registration\'s Application ID URI and client id. Empty: API keys only.')
+param apiAudiences string = ''
+
+@description('Most ingest API replicas (it scales on HTTP concurrency from 1).')
+@minValue(1)
+@maxValue(300)
+param apiMaxReplicas int = 5
+
+@description('Delivery record URL the ingest API reads status from (POSTBUS_RECORD_URL). Empty: none.')
+param apiRecordUrl string = ''
+
+@description('Storage account of that record table, in this resource group; the ingest API gets read access to its tables. Empty: none.')
+param apiRecordStorageAccountName string = ''
+
 @description('Entra-only App Insights ingestion (the worker authenticates with its identity).')
 param appInsightsDisableLocalAuth bool = true
 
@@ -128,6 +152,7 @@ var tags = {
 }
 var queueName = 'notifications'
 var workerAppName = '${abbrs.appContainerApps}worker-${resourceToken}'
+var apiAppName = '${abbrs.appContainerApps}api-${resourceToken}'
 var sloLatencyMs = 300000
 // Private endpoints need Premium Service Bus and a Premium registry.
 var effectiveServiceBusSku = privateNetworking ? 'Premium' : serviceBusSku
@@ -216,6 +241,7 @@ module messaging 'modules/messaging.bicep' = {
     scalerPrincipalId: identities.outputs.scalerPrincipalId
     scalerRole: scalerRole
     producerPrincipalId: identities.outputs.producerPrincipalId
+    apiPrincipalId: identities.outputs.apiPrincipalId
     deployerPrincipalId: grantDeployerDataAccess ? principalId : ''
     deployerPrincipalType: principalType
   }
@@ -300,6 +326,8 @@ module worker 'modules/worker.bicep' = {
     appName: workerAppName
     workspaceId: monitoring.outputs.workspaceId
     infrastructureSubnetId: network.?outputs.appsSubnetId ?? ''
+    // The ingest API's HTTPS ingress.
+    publicIngress: true
     image: workerImage.outputs.image
     registryLoginServer: registry.outputs.loginServer
     workerIdentityId: identities.outputs.workerId
@@ -324,6 +352,46 @@ module worker 'modules/worker.bicep' = {
     quotaPerMinute: email.outputs.quotaPerMinute
     quotaPerHour: email.outputs.quotaPerHour
     shutdownGraceSeconds: workerShutdownGraceSeconds
+  }
+}
+
+module apiImage 'modules/fetch-image.bicep' = {
+  name: 'api-image'
+  scope: rg
+  params: {
+    appName: apiAppName
+    exists: apiExists
+  }
+}
+
+module api 'modules/api.bicep' = {
+  name: 'api'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    appName: apiAppName
+    environmentId: worker.outputs.environmentId
+    image: apiImage.outputs.image
+    registryLoginServer: registry.outputs.loginServer
+    apiIdentityId: identities.outputs.apiId
+    apiClientId: identities.outputs.apiClientId
+    apiPrincipalId: identities.outputs.apiPrincipalId
+    pullIdentityId: identities.outputs.pullId
+    serviceBusFullyQualifiedNamespace: messaging.outputs.fullyQualifiedNamespace
+    queueName: messaging.outputs.queueName
+    criticalQueueName: messaging.outputs.criticalQueueName
+    bulkQueueName: messaging.outputs.bulkQueueName
+    entraTenantId: tenant().tenantId
+    audiences: apiAudiences
+    clientsSecretUri: apiClientsSecretUri
+    clientsJson: apiClients
+    recordUrl: apiRecordUrl
+    recordStorageAccountName: apiRecordStorageAccountName
+    appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
+    appInsightsEntraAuth: appInsightsDisableLocalAuth
+    deploymentEnvironment: environmentName
+    maxReplicas: apiMaxReplicas
   }
 }
 
@@ -362,6 +430,7 @@ module dashboard 'modules/dashboard.bicep' = {
     criticalQueueName: messaging.outputs.criticalQueueName
     bulkQueueName: messaging.outputs.bulkQueueName
     workerAppId: worker.outputs.appId
+    apiAppId: api.outputs.appId
     sloLatencyMs: sloLatencyMs
   }
 }
@@ -374,6 +443,9 @@ output AZURE_CONTAINER_REGISTRY_ENDPOINT string = registry.outputs.loginServer
 output AZURE_CONTAINER_REGISTRY_NAME string = registry.outputs.registryName
 output AZURE_CONTAINER_ENVIRONMENT_NAME string = worker.outputs.environmentName
 output SERVICE_WORKER_NAME string = worker.outputs.appName
+output SERVICE_API_NAME string = api.outputs.appName
+output POSTBUS_API_URL string = api.outputs.url
+output POSTBUS_API_IDENTITY_CLIENT_ID string = identities.outputs.apiClientId
 output POSTBUS_SERVICEBUS_NAMESPACE string = messaging.outputs.fullyQualifiedNamespace
 output POSTBUS_QUEUE string = messaging.outputs.queueName
 // Producers and the CLI route each event to its lane's queue when lanes are on.

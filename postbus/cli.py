@@ -37,6 +37,7 @@ class LazyCommand:
 # Registration order is the order ``postbus --help`` lists them in.
 COMMANDS: dict[str, LazyCommand] = {
     "publish": LazyCommand("postbus.producers.cli:app", "Publish notification events to the queue."),
+    "api": LazyCommand("postbus.api:app", "Run the ingest API: authenticated HTTP front door to the queue."),
     "worker": LazyCommand("postbus.worker.cli:app", "Consume the queue and send email through ACS."),
     "templates": LazyCommand("postbus.worker.templates_cli:app", "List and preview the email templates."),
     "dlq": LazyCommand(
@@ -50,6 +51,10 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "emulator": LazyCommand(
         "postbus.emulators.cli:app", "Run the local Service Bus and ACS Email emulators."
+    ),
+    "console": LazyCommand(
+        "postbus.pipeline_view.cli:app",
+        "Serve the live pipeline view (queues, rate, dead letters) in a browser.",
     ),
     "demo": LazyCommand("postbus.demo:app", "Run a holiday spike end to end on the embedded emulators."),
 }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import statistics
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from postbus.harness import (
     DemoReport,
     account,
     dead_letters,
+    free_ports,
     start_workers,
     stop_workers,
     worker_env,
@@ -36,6 +38,8 @@ from postbus.harness import (
 if TYPE_CHECKING:
     from postbus.emulators.acs_email import EmailEmulator
     from postbus.emulators.servicebus import ServiceBusEmulator
+    from postbus.events import NotificationEvent
+    from postbus.settings import Settings
 
 __all__ = [
     "SENDERS",
@@ -63,6 +67,17 @@ def demo(
     output: Annotated[Path, typer.Option(help="Directory for the mailbox and worker logs.")] = Path(
         ".postbus/demo"
     ),
+    console_port: Annotated[
+        int,
+        typer.Option("--console-port", min=0, max=65535, help="Pipeline console port (0 = any free port)."),
+    ] = 0,
+    no_wait: Annotated[
+        bool,
+        typer.Option(
+            "--no-wait",
+            help="Exit after the summary instead of keeping the consoles up (for scripts and CI).",
+        ),
+    ] = False,
 ) -> None:
     """Run a holiday spike end to end on the embedded emulators."""
     report = asyncio.run(
@@ -74,6 +89,9 @@ def demo(
             concurrency=concurrency,
             timeout=timeout,
             output=output,
+            console_port=console_port,
+            # Only a person at a terminal can press Enter; piped or scripted runs never wait.
+            wait=not no_wait and sys.stdin.isatty(),
         )
     )
     if not report.ok:
@@ -124,15 +142,22 @@ async def run_demo(
     concurrency: int,
     timeout: float,  # noqa: ASYNC109 - a drain deadline reported in the summary, not a cancellation scope
     output: Path,
+    console_port: int = 0,
+    wait: bool = False,
 ) -> DemoReport:
-    """Run the spike and return the report (also printed)."""
+    """Run the spike and return the report (also printed).
+
+    The pipeline console and the mailbox console are served while it runs; with ``wait`` they
+    stay up after the summary until the user presses Enter or Ctrl-C.
+    """
     from rich.console import Console
 
     from postbus.emulators.acs_email import EmailEmulator, QuotaConfig
     from postbus.emulators.servicebus import ServiceBusEmulator
     from postbus.logs import configure_logging
+    from postbus.pipeline_view import ConsoleServer, EmbeddedSource
     from postbus.producers.publisher import Publisher
-    from postbus.producers.simulate import broken_bodies, holiday_spike
+    from postbus.producers.simulate import EXPECT_SENT, broken_bodies, holiday_spike
     from postbus.settings import load_settings
     from postbus.telemetry import configure_telemetry
     from postbus.worker.mailer import EVENT_ID_HEADER
@@ -158,45 +183,155 @@ async def run_demo(
         )
         # Three lanes: reminders are critical by their type, return labels ask for bulk, the rest is normal.
         env = worker_env(sb, acs, quota=quota, concurrency=concurrency, lanes="true")
-        procs, logs = start_workers(workers, env, run_dir)
+        health_ports = free_ports(workers)
+        procs, logs = start_workers(workers, env, run_dir, health_ports=health_ports)
+        published_at: dict[str, float] = {}
+        lane_of: dict[str, str] = {}
+        source = EmbeddedSource(
+            sb,
+            acs,
+            quota_per_minute=quota,
+            published_at=published_at,
+            worker_urls=[f"http://127.0.0.1:{port}" for port in health_ports],
+        )
         try:
-            settings = load_settings(None, servicebus_connection_string=sb.connection_string, lanes=True)
-            configure_telemetry(settings)
-            published_at: dict[str, float] = {}
-            lane_of: dict[str, str] = {}
-            t0 = time.monotonic()
-            async with Publisher.from_settings(settings) as publisher:
-                spike = [_in_lane(item) for item in spike]
-                for item in spike:
-                    lane_of[item.event.id] = publisher.lanes.lane_of(item.event).value
-                immediate = [item.event for item in spike if item.send_at is None]
-                for item in spike:
-                    published_at[item.event.id] = time.time()
-                await publisher.publish_many(immediate)
-                for item in spike:
-                    if item.send_at is not None:
-                        await publisher.publish(item.event, send_at=item.send_at)
-                        published_at[item.event.id] = item.send_at.timestamp()
-                await publisher.publish_raw(broken)
-            report.published = len(expected)
-            await _watch(console, sb, acs, report, t0=t0, limit=timeout)
-            report.drain_seconds = time.monotonic() - t0
-            mails = acs.mailbox.messages()
-            sent_ids = [mail.headers.get(EVENT_ID_HEADER, "") for mail in mails]
-            report.sent = len(mails)
-            for mail, event_id in zip(mails, sent_ids, strict=True):
-                if event_id in published_at:
-                    latency = max(0.0, mail.received_at.timestamp() - published_at[event_id])
-                    report.latencies.append(latency)
-                    report.lane_latencies.setdefault(lane_of[event_id], []).append(latency)
-            throttled = acs.stats().get("throttled", 0)
-            report.throttled = throttled if isinstance(throttled, int) else 0
-            dead = [entry for queue in LANE_QUEUES for entry in await dead_letters(sb, queue)]
-            account(report, expected, sent_ids, dead)
+            async with ConsoleServer(source, port=console_port) as pipeline:
+                console.print(f"Pipeline console: {pipeline.url}")
+                console.print(f"Mailbox console:  {acs.endpoint}/_emulator/ui/")
+                settings = load_settings(None, servicebus_connection_string=sb.connection_string, lanes=True)
+                configure_telemetry(settings)
+                t0 = time.monotonic()
+                async with Publisher.from_settings(settings) as publisher:
+                    spike = [_in_lane(item) for item in spike]
+                    for item in spike:
+                        lane_of[item.event.id] = publisher.lanes.lane_of(item.event).value
+                    immediate = [item.event for item in spike if item.send_at is None]
+                    for item in spike:
+                        published_at[item.event.id] = time.time()
+                    # Every tenth event the worker must send goes through the ingest API instead.
+                    via_api = {e.id for e in immediate[::10] if expected[e.id] == EXPECT_SENT}
+                    await publisher.publish_many([e for e in immediate if e.id not in via_api])
+                    report.problems.extend(
+                        await publish_through_api(
+                            settings, [e for e in immediate if e.id in via_api], console
+                        )
+                    )
+                    for item in spike:
+                        if item.send_at is not None:
+                            await publisher.publish(item.event, send_at=item.send_at)
+                            published_at[item.event.id] = item.send_at.timestamp()
+                    await publisher.publish_raw(broken)
+                report.published = len(expected)
+                await _watch(console, sb, acs, report, t0=t0, limit=timeout)
+                report.drain_seconds = time.monotonic() - t0
+                mails = acs.mailbox.messages()
+                sent_ids = [mail.headers.get(EVENT_ID_HEADER, "") for mail in mails]
+                report.sent = len(mails)
+                for mail, event_id in zip(mails, sent_ids, strict=True):
+                    if event_id in published_at:
+                        latency = max(0.0, mail.received_at.timestamp() - published_at[event_id])
+                        report.latencies.append(latency)
+                        report.lane_latencies.setdefault(lane_of[event_id], []).append(latency)
+                throttled = acs.stats().get("throttled", 0)
+                report.throttled = throttled if isinstance(throttled, int) else 0
+                dead = [entry for queue in LANE_QUEUES for entry in await dead_letters(sb, queue)]
+                account(report, expected, sent_ids, dead)
+                await pipeline.sample_once()  # the console's last numbers are the summary's
+                _print_summary(console, report, quota=quota, total=len(expected), run_dir=run_dir)
+                if wait:
+                    console.print(
+                        f"The consoles stay up: {pipeline.url} and {acs.endpoint}/_emulator/ui/. "
+                        "Press Enter or Ctrl-C to stop."
+                    )
+                    await _until_enter()
         finally:
             await asyncio.to_thread(stop_workers, procs, logs)
-    _print_summary(console, report, quota=quota, total=len(expected), run_dir=run_dir)
     return report
+
+
+async def publish_through_api(settings: Settings, events: list[NotificationEvent], console: Any) -> list[str]:
+    """Queue ``events`` through a real ingest API (uvicorn on a free local port) with an API key.
+
+    One event per request for the first few, the rest in batches; returns a problem line for each
+    event the API did not accept.
+    """
+    import json
+    import socket
+
+    import aiohttp
+    import uvicorn
+
+    from postbus.producers.api import build_app, new_key
+    from postbus.worker.rendering import TemplateRenderer
+
+    if not events:
+        return []
+    key, stored = new_key()
+    registry = {
+        "clients": [
+            {
+                "name": "demo",
+                "api_keys": [stored],
+                "types": sorted({e.type for e in events}),
+                "senders": sorted({e.sender for e in events}),
+                "tenants": sorted({e.tenant for e in events}),
+            }
+        ]
+    }
+    app = build_app(
+        settings.model_copy(update={"api_clients": json.dumps(registry)}), templates=TemplateRenderer()
+    )
+    # A socket that listens before uvicorn starts: the first requests wait in its backlog, not for a flag.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    problems: list[str] = []
+    try:
+        documents = [json.loads(e.to_json()) for e in events]
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers={"X-API-Key": key}) as http:
+            for document in documents[:5]:
+                async with http.post("/v1/notifications", json=document) as response:
+                    if response.status != 202:
+                        problems.append(f"{document['id']}: the ingest API answered {response.status}")
+            for start in range(5, len(documents), 500):
+                async with http.post(
+                    "/v1/notifications/batch", json={"events": documents[start : start + 500]}
+                ) as response:
+                    result = await response.json()
+                    problems.extend(
+                        f"{item['id']}: the ingest API rejected it: {item['problem']['detail']}"
+                        for item in result.get("results", [])
+                        if item["status"] != "accepted"
+                    )
+        console.print(f"{len(events) - len(problems)} of them through the ingest API (postbus api)")
+    finally:
+        server.should_exit = True
+        await serving
+        listener.close()
+    return problems
+
+
+async def _until_enter() -> None:
+    """Return when the user presses Enter (or stdin closes); Ctrl-C ends the demo as usual.
+
+    A reader on the loop, not a thread blocked in ``readline``: Ctrl-C must not wait for Enter.
+    """
+    loop = asyncio.get_running_loop()
+    entered: asyncio.Future[None] = loop.create_future()
+
+    def on_input() -> None:
+        sys.stdin.readline()
+        if not entered.done():
+            entered.set_result(None)
+
+    loop.add_reader(sys.stdin.fileno(), on_input)
+    try:
+        await entered
+    finally:
+        loop.remove_reader(sys.stdin.fileno())
 
 
 async def _watch(
@@ -266,7 +401,6 @@ def _print_summary(console: Any, report: DemoReport, *, quota: int, total: int, 
     )
     console.print(latency)
     console.print(f"Captured emails (.eml and .json): {report.mailbox_dir}")
-    console.print(f"Emulator inspection API (while running): {report.inspection_url}")
     console.print(f"Worker logs: {run_dir}")
     if report.ok:
         console.print(

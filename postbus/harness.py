@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -144,17 +145,36 @@ def account(
 
 
 def start_workers(
-    count: int, env: dict[str, str], run_dir: Path
+    count: int, env: dict[str, str], run_dir: Path, *, health_ports: list[int] | None = None
 ) -> tuple[list[subprocess.Popen[bytes]], list[Any]]:
-    """Start ``count`` real ``postbus worker`` processes, each logging to its own file."""
+    """Start ``count`` real ``postbus worker`` processes, each logging to its own file.
+
+    With ``health_ports``, worker ``n`` serves ``/readyz`` on ``health_ports[n]`` (the console
+    shows each worker's readiness); otherwise each picks a free port nobody is told about.
+    """
     logs = [(run_dir / f"worker-{n}.log").open("wb") for n in range(count)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "postbus.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "postbus.cli", "worker"],
+            env={**env, "POSTBUS_HEALTH_PORT": str(health_ports[n])} if health_ports else env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
-        for log in logs
+        for n, log in enumerate(logs)
     ]
     return procs, logs
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on 127.0.0.1 right now (held open together while choosing)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def stop_workers(procs: list[subprocess.Popen[bytes]], logs: list[Any]) -> None:

@@ -235,6 +235,53 @@ class Settings(BaseSettings):
             raise ValueError(problem.format(url=env_name("record_url"), key=env_name("record_account_key")))
         return self
 
+    # --- Ingest API (postbus api) -------------------------------------------------------------
+    api_host: str = Field(
+        "127.0.0.1", description="Address `postbus api` listens on (`0.0.0.0` in a container)."
+    )
+    api_port: Annotated[int, Field(ge=1, le=65535)] = Field(8000, description="Port of `postbus api`.")
+    api_clients: str | None = Field(
+        None,
+        description="Client registry of the ingest API: its JSON, or the path of a JSON file (docs/api.md).",
+    )
+    api_entra_tenant_id: str | None = Field(
+        None,
+        description="Entra ID tenant whose access tokens the API accepts; unset, API keys only.",
+    )
+    api_audiences: list[str] = Field(
+        default_factory=list,
+        description='Accepted token audiences as JSON, e.g. `["api://postbus-ingest", "<app client id>"]`.',
+    )
+    api_authority: str = Field(
+        "https://login.microsoftonline.com",
+        description="Entra authority; issuers and signing keys are read under `<authority>/<tenant>`.",
+    )
+    api_max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = Field(
+        1024 * 1024, description="Largest request body the API reads (larger: 413)."
+    )
+    api_max_event_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = Field(
+        192 * 1024,
+        description="Largest event (as JSON) the API queues; keep it below the queue's message size limit.",
+    )
+    api_render_check: bool = Field(
+        True,
+        description="Render each event's template before queueing it, so bad `data` is a 422, not a dead letter.",
+    )
+
+    @model_validator(mode="after")
+    def _api_tokens(self) -> Settings:
+        if self.api_entra_tenant_id is not None and not self.api_audiences:
+            raise ValueError(f"{env_name('api_entra_tenant_id')} needs {env_name('api_audiences')}")
+        if self.api_entra_tenant_id is not None and not re.fullmatch(
+            r"[A-Za-z0-9.-]{1,100}", self.api_entra_tenant_id
+        ):
+            raise ValueError(
+                f"{env_name('api_entra_tenant_id')}: {self.api_entra_tenant_id!r} is not a tenant id or domain"
+            )
+        if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", self.api_authority):
+            raise ValueError(f"{env_name('api_authority')}: {self.api_authority!r} is not an https URL")
+        return self
+
     # --- Telemetry ---------------------------------------------------------------------------
     service_name: str = Field("postbus", description="OpenTelemetry `service.name`.")
     environment: str = Field("dev", description="OpenTelemetry `deployment.environment`.")

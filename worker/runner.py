@@ -184,6 +184,8 @@ class Worker:
             },
             # An unlimited gate has no rate to report (and JSON has no Infinity).
             "send_rate": round(rate, 3) if math.isfinite(rate) else None,
+            # Messages handled since start, by outcome: what `postbus console` sums across workers.
+            "counts": dict(self.counts),
         }
         if not self._breaker.ready and self._breaker.last_error:
             detail["last_error"] = self._breaker.last_error

@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from postbus.binding import exposure_warning
 from postbus.emulators.acs_email.keys import stable_access_key
 from postbus.emulators.acs_email.quota import QuotaConfig
 from postbus.emulators.acs_email.server import EmulatorServer, ServerConfig
@@ -122,6 +123,9 @@ def run(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--access-key") from exc
     server = build_server(config)
+    warning = exposure_warning(host, "the captured mailbox (its console and inspection API)")
+    if warning:
+        typer.echo(warning, err=True)
     # stdout carries the endpoint lines; log events go to stderr.
     configure_logging(stream=sys.stderr)
     try:

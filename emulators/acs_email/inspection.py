@@ -1,6 +1,8 @@
 """The inspection API under ``/_emulator/`` (no auth): what was delivered, and the knobs.
 
-``GET /_emulator/messages?recipient=&subject=&since=``, ``GET /_emulator/messages/{operation_id}``,
+``GET /_emulator/messages?recipient=&subject=&since=&event_id=&q=&summary=1`` (``q`` searches event id,
+recipients, subject, tenant, sender and operation id; ``summary=1`` leaves out bodies and attachment
+content), ``GET /_emulator/messages/{operation_id}``,
 ``DELETE /_emulator/messages``, ``GET|DELETE /_emulator/stats``, ``GET|PATCH /_emulator/faults``,
 ``GET|PATCH /_emulator/quota`` (``{"preset": "azure-default"}`` or ``{"sends_per_minute": 30, ...}``),
 ``GET|PUT /_emulator/failure-rules``. ``since`` is ISO 8601 or epoch seconds.
@@ -59,7 +61,11 @@ async def _list_messages(request: web.Request) -> web.Response:
         recipient=request.query.get("recipient") or None,
         subject=request.query.get("subject") or None,
         since=since,
+        event_id=request.query.get("event_id") or None,
+        query=request.query.get("q") or None,
     )
+    if request.query.get("summary") in ("1", "true"):
+        return web.json_response([m.summary() for m in found])
     return web.json_response([m.to_json() for m in found])
 
 

@@ -5,8 +5,9 @@ Example::
     [mail] = acs.mailbox.messages(recipient="ann@contoso.test")
     assert mail.subject == "Your order" and mail.attachments[0].name == "invoice.pdf"
 
-With a directory, each email is also written as ``<received>_<operation id>.eml`` (RFC 5322,
-``multipart/alternative`` bodies, attachments included) and a ``.json`` twin.
+With a directory, each email is also written as ``<received>_<event id>_<operation id>.eml``
+(RFC 5322, ``multipart/alternative`` bodies, attachments included) and a ``.json`` twin, so a person
+can find an event's email with ``ls *<event id>*``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
@@ -22,11 +24,26 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
-__all__ = ["CapturedAttachment", "CapturedEmail", "Mailbox", "to_eml"]
+__all__ = [
+    "EVENT_ID_HEADER",
+    "TENANT_HEADER",
+    "CapturedAttachment",
+    "CapturedEmail",
+    "Mailbox",
+    "MailboxChange",
+    "to_eml",
+]
 
 T = TypeVar("T")
+
+#: Headers the Postbus worker puts on every email; the emulator indexes and searches by them.
+EVENT_ID_HEADER = "X-Postbus-Event-Id"
+TENANT_HEADER = "X-Postbus-Tenant"
+
+# File names keep what a shell glob can match safely; anything else in an event id becomes "-".
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +95,52 @@ class CapturedEmail:
         """All of to, cc and bcc."""
         return self.to + self.cc + self.bcc
 
+    def header(self, name: str) -> str | None:
+        """A custom header's value, matched case-insensitively as mail headers are."""
+        wanted = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
+
+    @property
+    def event_id(self) -> str | None:
+        """The Postbus event behind this email, when a Postbus worker sent it."""
+        return self.header(EVENT_ID_HEADER)
+
+    @property
+    def tenant(self) -> str | None:
+        return self.header(TENANT_HEADER)
+
+    @property
+    def file_stem(self) -> str:
+        """``<received>_<event id>_<operation id>``: sortable by time, findable by event id."""
+        event = _UNSAFE_IN_NAME.sub("-", self.event_id)[:80] if self.event_id else "no-event-id"
+        return f"{self.received_at.strftime('%Y%m%dT%H%M%S%fZ')}_{event}_{self.operation_id}"
+
+    def matches(self, query: str) -> bool:
+        """Whether ``query`` (case-insensitive) occurs in the event id, a recipient, the subject,
+        the tenant, the sender or the operation id: the console's search box."""
+        needle = query.lower()
+        fields = (self.event_id, self.tenant, self.subject, self.sender, self.operation_id, *self.recipients)
+        return any(needle in f.lower() for f in fields if f)
+
+    def summary(self) -> dict[str, object]:
+        """The list view's row: no bodies, no attachment content."""
+        return {
+            "operationId": self.operation_id,
+            "eventId": self.event_id,
+            "tenant": self.tenant,
+            "sender": self.sender,
+            "to": list(self.to),
+            "cc": list(self.cc),
+            "subject": self.subject,
+            "receivedAt": self.received_at.isoformat(),
+            "outcome": self.outcome,
+            "errorCode": self.error_code,
+            "attachments": [
+                {"name": a.name, "contentType": a.content_type, "size": len(a.content)}
+                for a in self.attachments
+            ],
+        }
+
     def to_json(self) -> dict[str, object]:
         return {
             "operationId": self.operation_id,
@@ -96,6 +159,8 @@ class CapturedEmail:
             "apiVersion": self.api_version,
             "outcome": self.outcome,
             "errorCode": self.error_code,
+            "eventId": self.event_id,
+            "tenant": self.tenant,
         }
 
 
@@ -150,6 +215,14 @@ def to_eml(mail: CapturedEmail) -> bytes:
     return bytes(msg)
 
 
+@dataclass(frozen=True, slots=True)
+class MailboxChange:
+    """What happened to the mailbox: ``added`` or ``removed`` (with the email) or ``cleared``."""
+
+    kind: Literal["added", "removed", "cleared"]
+    mail: CapturedEmail | None
+
+
 def _resolve(future: asyncio.Future[T], value: T) -> None:
     """Set a waiter's result on its own loop, unless it finished (timed out) meanwhile."""
     if not future.done():
@@ -163,6 +236,7 @@ class Mailbox:
         self._lock = threading.Lock()
         self._messages: list[CapturedEmail] = []
         self._watchers: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[MailboxChange], None]] = []
         self.directory = directory
         if directory is not None:
             # Fail at start, not at the first accepted email: the directory must exist or be
@@ -176,6 +250,26 @@ class Mailbox:
             watchers = tuple(self._watchers)
         for watcher in watchers:
             watcher()
+        self._notify(MailboxChange("added", mail))
+
+    def listen(self, listener: Callable[[MailboxChange], None]) -> Callable[[], None]:
+        """Call ``listener`` (on the adding thread) for every addition and removal; returns the
+        function that stops it. The console's live list is built on this."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def stop() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return stop
+
+    def _notify(self, change: MailboxChange) -> None:
+        with self._lock:
+            listeners = tuple(self._listeners)
+        for listener in listeners:
+            listener(change)
 
     async def wait_for(
         self,
@@ -214,7 +308,7 @@ class Mailbox:
         """Write the ``.eml`` and ``.json`` files (blocking; the server calls it in a worker thread)."""
         if self.directory is None:
             return
-        stem = f"{mail.received_at.strftime('%Y%m%dT%H%M%S%fZ')}_{mail.operation_id}"
+        stem = mail.file_stem
         (self.directory / f"{stem}.eml").write_bytes(to_eml(mail))
         (self.directory / f"{stem}.json").write_text(json.dumps(mail.to_json(), indent=2), encoding="utf-8")
 
@@ -223,9 +317,14 @@ class Mailbox:
         recipient: str | None = None,
         subject: str | None = None,
         since: datetime | float | None = None,
+        *,
+        event_id: str | None = None,
+        query: str | None = None,
     ) -> list[CapturedEmail]:
-        """Emails matching every filter: a recipient in to/cc/bcc (case-insensitive), a subject
-        substring, and a receive time at or after ``since`` (aware datetime or epoch seconds)."""
+        """Emails matching every filter, in arrival order: a recipient in to/cc/bcc
+        (case-insensitive), a subject substring, a receive time at or after ``since`` (aware
+        datetime or epoch seconds), the exact Postbus event id, and a free-text ``query`` (see
+        :meth:`CapturedEmail.matches`)."""
         if isinstance(since, int | float):
             since = datetime.fromtimestamp(since, UTC)
         wanted = recipient.lower() if recipient else None
@@ -237,15 +336,29 @@ class Mailbox:
             if (wanted is None or any(a.lower() == wanted for a in m.recipients))
             and (subject is None or subject in m.subject)
             and (since is None or m.received_at >= since)
+            and (event_id is None or m.event_id == event_id)
+            and (query is None or m.matches(query))
         ]
 
     def get(self, operation_id: str) -> CapturedEmail | None:
         with self._lock:
             return next((m for m in self._messages if m.operation_id == operation_id), None)
 
+    def remove(self, operation_id: str) -> bool:
+        """Forget one email (its files on disk stay); whether it was there."""
+        with self._lock:
+            mail = next((m for m in self._messages if m.operation_id == operation_id), None)
+            if mail is not None:
+                self._messages.remove(mail)
+        if mail is None:
+            return False
+        self._notify(MailboxChange("removed", mail))
+        return True
+
     def clear(self) -> None:
         with self._lock:
             self._messages.clear()
+        self._notify(MailboxChange("cleared", None))
 
     def __len__(self) -> int:
         with self._lock:

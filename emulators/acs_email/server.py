@@ -24,6 +24,7 @@ from postbus.emulators.acs_email.dataplane import STATE_KEY, add_data_plane_rout
 from postbus.emulators.acs_email.faults import Faults
 from postbus.emulators.acs_email.inspection import add_inspection_routes
 from postbus.emulators.acs_email.mailbox import Mailbox
+from postbus.emulators.acs_email.mailbox_ui import add_mailbox_ui_routes
 from postbus.emulators.acs_email.management import add_management_routes
 from postbus.emulators.acs_email.quota import PRESETS, QuotaConfig, QuotaLimiter
 from postbus.emulators.acs_email.state import EmulatorState
@@ -78,6 +79,7 @@ def build_app(state: EmulatorState) -> web.Application:
     add_data_plane_routes(app)
     add_inspection_routes(app)
     add_management_routes(app)
+    add_mailbox_ui_routes(app)
     return app
 
 

@@ -1,4 +1,8 @@
-"""Read-only HTTP admin endpoint: ``/health``, ``/counts``, ``/queues`` as JSON (stdlib server, own thread)."""
+"""Read-only HTTP admin endpoint: ``/health``, ``/counts``, ``/queues``, ``/dead-letters`` as JSON.
+
+A stdlib server on its own thread; ``/dead-letters`` is each queue's dead-lettered messages counted
+by reason, so a console can chart them without receiving any.
+"""
 
 from __future__ import annotations
 
@@ -48,13 +52,19 @@ class _AdminHandler(BaseHTTPRequestHandler):
             body = {"status": "healthy"}
         elif path == "/counts":
             body = {name: asdict(counts) for name, counts in self.emulator.all_counts().items()}
+        elif path == "/dead-letters":
+            body = {name: self.emulator.dead_letter_reasons(name) for name in self.emulator.all_counts()}
         elif path == "/queues":
             body = {
                 name: props.model_dump(mode="json") for name, props in self.emulator.config.queues.items()
             }
         else:
             self._send(
-                404, {"error": f"no such resource: {path}", "resources": ["/health", "/counts", "/queues"]}
+                404,
+                {
+                    "error": f"no such resource: {path}",
+                    "resources": ["/health", "/counts", "/queues", "/dead-letters"],
+                },
             )
             return
         self._send(200, body)

@@ -9,6 +9,7 @@ import queue
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -209,6 +210,14 @@ class ServiceBusEmulator:
     def all_counts(self) -> dict[str, QueueCounts]:
         with self._lock.quiet:
             return self.namespace.counts()
+
+    def dead_letter_reasons(self, queue_name: str) -> dict[str, int]:
+        """How many messages sit in the queue's dead-letter subqueue, per ``DeadLetterReason``
+        (``KeyError`` for an unknown queue)."""
+        with self._lock.quiet:
+            dead = self.namespace.queues[queue_name.lower()].dead_letter_queue
+            held = dead.peek(0, len(dead)) if dead is not None else []
+            return dict(Counter(message.dead_letter_reason or "(no reason)" for message in held))
 
     async def wait_for(
         self,

@@ -64,6 +64,19 @@ param sloTargetPermille int = 970
 @description('End-to-end latency SLO bound in milliseconds (5 minutes).')
 param sloLatencyMs int = 300000
 
+@description('Share of the ingest API\'s requests, in percent, answered with a 5xx over 5 minutes above which to alert.')
+@minValue(1)
+@maxValue(100)
+param api5xxPercent int = 5
+
+@description('95th percentile of the ingest API\'s request duration, in milliseconds over 5 minutes, above which to alert.')
+@minValue(1)
+param apiP95Ms int = 1000
+
+@description('Fewest requests in the window before the API alerts judge it (a few slow or failed calls at night page nobody).')
+@minValue(1)
+param apiMinRequests int = 20
+
 @description('Resource-name prefix for metric alerts.')
 param metricAlertPrefix string = 'ma-'
 
@@ -466,3 +479,95 @@ output alertIds array = [
   latencySloAlert.id
   exceptionAlert.id
 ]
+
+// The ingest API's requests reach Application Insights through the FastAPI instrumentation, under the role name
+// postbus-api (POSTBUS_SERVICE_NAME in api.bicep). A refusal is a 4xx and the caller's business; a 5xx is ours:
+// Service Bus, the record store or Entra's key endpoint unreachable, or a bug.
+resource api5xxAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${logAlertPrefix}postbus-api-5xx'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Postbus: ingest API 5xx rate'
+    description: 'More than the threshold share of the ingest API\'s requests failed with a 5xx in 5 minutes. 503 problems name the cause (Service Bus, the record store, the tenant\'s signing keys); read the api request lines and the exceptions.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    criteria: {
+      allOf: [
+        {
+          query: replace('''
+requests
+| where cloud_RoleName == "postbus-api"
+| summarize total = count(), failed = countif(toint(resultCode) >= 500)
+| where total >= __MIN__
+| extend failedPercent = 100.0 * failed / total
+''', '__MIN__', string(apiMinRequests))
+          timeAggregation: 'Maximum'
+          metricMeasureColumn: 'failedPercent'
+          operator: 'GreaterThan'
+          threshold: api5xxPercent
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        actionGroupId
+      ]
+    }
+  }
+}
+
+resource apiLatencyAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${logAlertPrefix}postbus-api-p95-latency'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Postbus: ingest API p95 latency'
+    description: 'The 95th percentile of the ingest API\'s request duration exceeded the threshold over 5 minutes. Check Service Bus (publish time), the replicas panel (HTTP scaling at its maximum) and CPU.'
+    severity: 3
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    criteria: {
+      allOf: [
+        {
+          query: replace('''
+requests
+| where cloud_RoleName == "postbus-api" and name !endswith "/healthz" and name !endswith "/readyz"
+| summarize p95 = percentile(duration, 95), total = count()
+| where total >= __MIN__
+''', '__MIN__', string(apiMinRequests))
+          timeAggregation: 'Maximum'
+          metricMeasureColumn: 'p95'
+          operator: 'GreaterThan'
+          threshold: apiP95Ms
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        actionGroupId
+      ]
+    }
+  }
+}

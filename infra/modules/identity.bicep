@@ -3,6 +3,7 @@
 //   scaler   - used by the KEDA rule only; attached with lifecycle 'None', never visible to container code
 //   pull     - used by Container Apps to pull the image from ACR; lifecycle 'None' as well
 //   producer - for the systems that publish notifications (checkout, booking, ...): Data Sender only
+//   api      - the ingest API's container (AZURE_CLIENT_ID): Data Sender on the queue, read on the delivery record
 
 @description('Azure region for the identities.')
 param location string
@@ -40,6 +41,12 @@ resource producer 'Microsoft.ManagedIdentity/userAssignedIdentities@2024-11-30' 
   tags: tags
 }
 
+resource api 'Microsoft.ManagedIdentity/userAssignedIdentities@2024-11-30' = {
+  name: '${prefix}api-${resourceToken}'
+  location: location
+  tags: tags
+}
+
 output workerId string = worker.id
 output workerPrincipalId string = worker.properties.principalId
 output workerClientId string = worker.properties.clientId
@@ -50,3 +57,6 @@ output pullPrincipalId string = pull.properties.principalId
 output producerId string = producer.id
 output producerPrincipalId string = producer.properties.principalId
 output producerClientId string = producer.properties.clientId
+output apiId string = api.id
+output apiPrincipalId string = api.properties.principalId
+output apiClientId string = api.properties.clientId

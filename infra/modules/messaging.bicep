@@ -55,6 +55,9 @@ param scalerRole string = 'DataReceiver'
 @description('Principal id of the producer identity (Data Sender only).')
 param producerPrincipalId string
 
+@description('Principal id of the ingest API identity (Data Sender only); empty: no ingest API.')
+param apiPrincipalId string = ''
+
 @description('Optional: principal id of the person or pipeline running azd, granted Data Owner on the namespace (dev environments only). Empty: no assignment.')
 param deployerPrincipalId string = ''
 
@@ -76,6 +79,8 @@ var otherLanes = [
   'critical'
   'bulk'
 ]
+// Lanes whose queue the ingest API sends to besides the normal one (none when there is no API identity).
+var apiLanes = empty(apiPrincipalId) ? [] : otherLanes
 var scalerRoleId = (scalerRole == 'DataOwner') ? roles.serviceBusDataOwner : roles.serviceBusDataReceiver
 var isPremium = (sku == 'Premium')
 // Service Bus private endpoints exist on Premium only.
@@ -168,6 +173,17 @@ resource producerSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+// The ingest API publishes what its callers send, and nothing else: Data Sender on this one queue.
+resource apiSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(apiPrincipalId)) {
+  name: guid(queue.id, apiPrincipalId, roles.serviceBusDataSender)
+  scope: queue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
+    principalId: apiPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 // The scaler reads the queue's active message count (KEDA's azure-servicebus scaler asks for the entity's runtime
 // properties). KEDA documents a *Manage* SAS policy for that because a Listen-only key cannot read entity
 // descriptions. With Entra the read needs Microsoft.ServiceBus/*/queues/read, which Data Receiver carries (the Service
@@ -214,6 +230,17 @@ resource laneProducerSenders 'Microsoft.Authorization/roleAssignments@2022-04-01
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
     principalId: producerPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}]
+
+// The ingest API routes each event to its lane's queue, so it sends to every lane queue (and nothing else).
+resource laneApiSenders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (lane, i) in apiLanes: {
+  name: guid(laneQueues[i].id, apiPrincipalId, roles.serviceBusDataSender)
+  scope: laneQueues[i]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
+    principalId: apiPrincipalId
     principalType: 'ServicePrincipal'
   }
 }]

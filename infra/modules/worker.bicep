@@ -19,6 +19,9 @@ param workspaceId string
 @description('Subnet for a VNet-integrated environment (private networking); empty: no VNet. Set at creation only: an existing environment cannot move into a VNet.')
 param infrastructureSubnetId string = ''
 
+@description('Whether an app in the environment has public ingress (the ingest API). The worker itself has none.')
+param publicIngress bool = false
+
 @description('Image to run. Empty: a placeholder until `azd deploy` pushes the worker image.')
 param image string = ''
 
@@ -133,9 +136,10 @@ resource environment 'Microsoft.App/managedEnvironments@2026-01-01' = {
         workloadProfileType: 'Consumption'
       }
     ]
-    // Zone redundancy needs a VNet-integrated environment; the worker has no ingress, so nothing is exposed.
+    // Zone redundancy needs a VNet-integrated environment. The worker has no ingress; the environment is public only
+    // for the ingest API's HTTPS ingress (and not at all with private networking).
     zoneRedundant: false
-    publicNetworkAccess: 'Disabled'
+    publicNetworkAccess: publicIngress && empty(infrastructureSubnetId) ? 'Enabled' : 'Disabled'
   }
 }
 

@@ -11,7 +11,7 @@ exceptions. No client, link or credential exists until a connection is first use
 
 from __future__ import annotations
 
-from postbus.bus.connection import QueueSettings, ServiceBusConnection, SyncServiceBusConnection
+from postbus.bus.connection import QueueDepth, QueueSettings, ServiceBusConnection, SyncServiceBusConnection
 from postbus.bus.errors import (
     AccessDenied,
     AuthenticationFailed,
@@ -49,6 +49,7 @@ __all__ = [
     "LockLost",
     "MessageSizeExceeded",
     "MessageSource",
+    "QueueDepth",
     "QueueDisabled",
     "QueueLinks",
     "QueueNotFound",

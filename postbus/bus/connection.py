@@ -104,6 +104,15 @@ class _Namespace:
         return cls(namespace, connection_string=conn_str, client_options=client_options)
 
 
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """What a queue holds right now, as the management API counts it."""
+
+    active: int
+    scheduled: int
+    dead_lettered: int
+
+
 class ServiceBusConnection(_Namespace):
     """The async client of one namespace, created on first use, and the credential it owns."""
 
@@ -155,6 +164,23 @@ class ServiceBusConnection(_Namespace):
             max_delivery_count=int(found.max_delivery_count or 0),
             lock_duration=_duration(found.lock_duration),
             requires_session=bool(found.requires_session),
+        )
+
+    async def queue_depth(self, queue: str) -> QueueDepth | None:
+        """Active, scheduled and dead-lettered counts from the management API; ``None`` when the
+        queue does not exist. Raises :class:`~postbus.bus.errors.BusError` when the API cannot be
+        reached (the local emulator serves the counts on its admin endpoint instead)."""
+        admin = self._admin()
+        try:
+            with servicebus_errors(f"read the runtime counts of queue {queue!r}"):
+                async with asyncio.timeout(_ADMIN_TIMEOUT), admin:
+                    found = await admin.get_queue_runtime_properties(queue)
+        except QueueNotFound:
+            return None
+        return QueueDepth(
+            active=int(found.active_message_count or 0),
+            scheduled=int(found.scheduled_message_count or 0),
+            dead_lettered=int(found.dead_letter_message_count or 0),
         )
 
     async def close(self) -> None:

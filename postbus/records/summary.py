@@ -49,6 +49,10 @@ class Summary:
     until: datetime
     slo: timedelta
     rows: tuple[SummaryRow, ...]
+    #: Seconds from first enqueue to ACS acceptance, and to delivery, of every record that knows
+    #: both ends (for percentiles: the console's latency tiles).
+    accepted_seconds: tuple[float, ...] = ()
+    delivered_seconds: tuple[float, ...] = ()
 
     @property
     def total(self) -> int:
@@ -119,6 +123,8 @@ def summarize(
     counts: Counter[tuple[str, str, Outcome]] = Counter()
     delivered: Counter[tuple[str, str, Outcome]] = Counter()
     within: Counter[tuple[str, str, Outcome]] = Counter()
+    accepted_seconds: list[float] = []
+    delivered_seconds: list[float] = []
     limit = slo.total_seconds()
     for record in records:
         if not since <= record.created_at < until:
@@ -128,12 +134,23 @@ def summarize(
         if record.delivered_at is not None:
             delivered[key] += 1
         latency = record.delivery_latency
-        if latency is not None and latency <= limit:
-            within[key] += 1
+        if latency is not None:
+            delivered_seconds.append(latency)
+            if latency <= limit:
+                within[key] += 1
+        if record.accepted_at is not None and record.first_enqueued is not None:
+            accepted_seconds.append(max(0.0, (record.accepted_at - record.first_enqueued).total_seconds()))
     rows = tuple(
         SummaryRow(
             tenant, type_, outcome, n, delivered[(tenant, type_, outcome)], within[(tenant, type_, outcome)]
         )
         for (tenant, type_, outcome), n in sorted(counts.items())
     )
-    return Summary(since=since, until=until, slo=slo, rows=rows)
+    return Summary(
+        since=since,
+        until=until,
+        slo=slo,
+        rows=rows,
+        accepted_seconds=tuple(accepted_seconds),
+        delivered_seconds=tuple(delivered_seconds),
+    )

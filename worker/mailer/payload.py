@@ -8,10 +8,12 @@ from uuid import UUID, uuid5
 
 from postbus.events import Address, NotificationEvent
 
-__all__ = ["EVENT_ID_HEADER", "build_payload", "operation_id_for"]
+__all__ = ["EVENT_ID_HEADER", "TENANT_HEADER", "build_payload", "operation_id_for"]
 
 #: Custom header on every email so support can find the event behind a message in any mailbox.
 EVENT_ID_HEADER: Final = "X-Postbus-Event-Id"
+#: And the tenant, so a shared mailbox (or the emulator's console) can be searched by it.
+TENANT_HEADER: Final = "X-Postbus-Tenant"
 
 
 def operation_id_for(event_id: str, *, namespace: UUID, generation: int = 0) -> str:
@@ -44,7 +46,7 @@ def build_payload(
         "senderAddress": sender,
         "content": {"subject": subject, "html": html, "plainText": text},
         "recipients": recipients,
-        "headers": {**event.headers, EVENT_ID_HEADER: event.id},
+        "headers": {**event.headers, EVENT_ID_HEADER: event.id, TENANT_HEADER: event.tenant},
     }
     if event.reply_to:
         payload["replyTo"] = _addresses(event.reply_to)

@@ -257,6 +257,8 @@ async def test_a_systemic_failure_opens_the_breaker_and_the_next_message_probes(
     assert broker.dead_lettered == []
     assert worker.ready is False  # stopped
     assert worker.health().detail["breaker"] == "closed"
+    # /readyz carries the counts `postbus console` adds up across workers
+    assert worker.health().detail["counts"] == {"abandoned": 1, "sent": 1}
 
 
 async def test_health_is_strict_json_when_the_gate_is_unlimited(settings: Settings) -> None:
