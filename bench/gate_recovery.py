@@ -1,9 +1,10 @@
 """How long one replica's send gate takes to climb back after a single 429 taken at low traffic.
 
-A known weakness, measured so that a fix can show its effect. On a 429 the gate sets its share to a
-fraction of the share it measured over the last window, and only accepted sends grow it back. A
-replica that sent a handful of emails in that window (another application briefly used the quota)
-is then paced at a few per minute, even when a spike arrives right after.
+Another application briefly used the quota, and this replica, sending a handful of emails a minute,
+got a 429. What it sent in that window was its demand, not its allowance, so the gate must not learn
+it as its share: a spike that arrives right after must find the gate open. (Before the gate weighed
+its measurement by how long it had been bound, this took 361 s to reach 10 % of a 600/min quota and
+half an hour at 30/min.)
 
 Runs the real :class:`worker.throttle.AimdGate` on a virtual clock: ``before`` evenly spaced sends in
 the minute before the 429, then one 429 (Retry-After 1 s), then a message always waiting. Prints one

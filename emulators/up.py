@@ -3,7 +3,9 @@
 It starts the Service Bus emulator and the ACS Email emulator, prints on stdout exactly the
 ``POSTBUS_*`` lines a worker and the CLI need (and writes them into ``--env-file`` when asked,
 keeping every other line of that file), then serves until SIGINT or SIGTERM and stops both. If
-either cannot start, the other is stopped and the exit is non-zero with one line on stderr.
+either cannot start, the other is stopped and the exit is non-zero with one line on stderr. When
+the Service Bus configuration has an ``email-events`` queue (the packaged one does), the email
+emulator sends a delivery report of every accepted send to it, as ACS does through Event Grid.
 
 The ACS access key comes from ``--state-dir`` (kept across restarts; ``--new-key`` replaces it)
 and the Service Bus connection string depends only on the host and port, so a ``.env`` written
@@ -33,6 +35,7 @@ from postbus.emulators.acs_email.cli import (
     state_dir_option,
 )
 from postbus.emulators.acs_email.quota import QuotaConfig
+from postbus.emulators.acs_email.reports import Reporter, ServiceBusSink
 from postbus.emulators.acs_email.server import EmulatorServer, ServerConfig
 from postbus.emulators.envfile import format_env, merge_env_file
 from postbus.emulators.errors import ListenError, start_error
@@ -41,7 +44,7 @@ from postbus.emulators.servicebus.emulator import ServiceBusEmulator
 from postbus.errors import SettingsError
 from postbus.logs import configure_logging
 
-__all__ = ["SENDERS", "SUPERSEDED", "app", "local_settings", "up"]
+__all__ = ["REPORT_QUEUE", "SENDERS", "SUPERSEDED", "app", "local_settings", "up"]
 
 # The demo's sender aliases, so the demo's events and `postbus publish --sender orders` just work.
 SENDERS = {
@@ -54,6 +57,8 @@ SENDERS = {
 # keeping them would make the worker refuse to start, so they are removed from it.
 SUPERSEDED = ("POSTBUS_SERVICEBUS_NAMESPACE", "POSTBUS_ACS_ENDPOINT", "POSTBUS_ACS_ACCESS_KEY")
 _DEFAULT_QUEUE = "notifications"
+#: Where the email emulator's delivery reports go, when the Service Bus config has this queue.
+REPORT_QUEUE = "email-events"
 
 
 def local_settings(
@@ -126,6 +131,11 @@ async def _run(sb: ServiceBusEmulator, acs: EmulatorServer, *, env_file: Path | 
         await asyncio.to_thread(sb.start)
     except ListenError as exc:
         raise start_error(exc, port_option="--servicebus-port") from exc
+    if REPORT_QUEUE in sb.config.queues and acs.state.reporter is None:
+        # ACS reports each accepted send to the events queue a second later, as Event Grid would.
+        reporter = Reporter([ServiceBusSink(sb.connection_string, REPORT_QUEUE)], delay=1.0)
+        await reporter.start()
+        acs.state.reporter = reporter
     try:
         try:
             await acs.start()

@@ -125,12 +125,6 @@ param apiAudiences string = ''
 @maxValue(300)
 param apiMaxReplicas int = 5
 
-@description('Delivery record URL the ingest API reads status from (POSTBUS_RECORD_URL). Empty: none.')
-param apiRecordUrl string = ''
-
-@description('Storage account of that record table, in this resource group; the ingest API gets read access to its tables. Empty: none.')
-param apiRecordStorageAccountName string = ''
-
 @description('Entra-only App Insights ingestion (the worker authenticates with its identity).')
 param appInsightsDisableLocalAuth bool = true
 
@@ -143,6 +137,12 @@ param backlogAlertThreshold int = 0
 
 @description('Private networking: Service Bus (Premium) and the registry (Premium) get private endpoints in a new VNet that the Container Apps environment joins, and Service Bus refuses public traffic. Producers must then publish from inside the network. See docs/deploy-azure.md for what it costs. Set at creation: an existing environment cannot move into a VNet.')
 param privateNetworking bool = false
+
+// --- Claim check (large attachments) --------------------------------------------------------------------------------
+@description('Days a claim-checked attachment is kept after its last publish (lifecycle rule); at least the delivery record retention.')
+@minValue(2)
+@maxValue(3650)
+param claimCheckRetentionDays int = 30
 
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -267,6 +267,34 @@ module email 'modules/email.bicep' = {
   }
 }
 
+// The delivery record: a table for the worker, and the container where Event Grid dead-letters report events.
+module records 'modules/records.bicep' = {
+  name: 'records'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    storageAccountName: '${abbrs.storageStorageAccounts}${resourceToken}'
+    workerPrincipalId: identities.outputs.workerPrincipalId
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+// ACS delivery reports: Communication Service -> Event Grid system topic -> the reports queue.
+module events 'modules/events.bicep' = {
+  name: 'events'
+  scope: rg
+  params: {
+    tags: tags
+    topicName: '${abbrs.eventGridSystemTopics}acs-${resourceToken}'
+    communicationServiceName: email.outputs.communicationServiceName
+    namespaceName: messaging.outputs.namespaceName
+    reportsQueueName: messaging.outputs.reportsQueueName
+    storageAccountName: records.outputs.accountName
+    deadLetterContainerName: records.outputs.deadLetterContainerName
+  }
+}
+
 module registry 'modules/registry.bicep' = {
   name: 'registry'
   scope: rg
@@ -307,6 +335,19 @@ module registryEndpoint 'modules/private-endpoint.bicep' = if (privateNetworking
   }
 }
 
+// Claim check: a private container in the delivery record's Storage account, a lifecycle rule, producer write and
+// worker read (modules/claimcheck.bicep says why each is enough).
+module claimCheck 'modules/claimcheck.bicep' = {
+  name: 'claim-check'
+  scope: rg
+  params: {
+    storageAccountName: records.outputs.accountName
+    retentionDays: claimCheckRetentionDays
+    producerPrincipalId: identities.outputs.producerPrincipalId
+    workerPrincipalId: identities.outputs.workerPrincipalId
+  }
+}
+
 module workerImage 'modules/fetch-image.bicep' = {
   name: 'worker-image'
   scope: rg
@@ -339,6 +380,8 @@ module worker 'modules/worker.bicep' = {
     queueName: messaging.outputs.queueName
     criticalQueueName: messaging.outputs.criticalQueueName
     bulkQueueName: messaging.outputs.bulkQueueName
+    reportsQueueName: messaging.outputs.reportsQueueName
+    recordUrl: records.outputs.recordUrl
     acsEndpoint: email.outputs.endpoint
     senders: '{${join(email.outputs.senderEntries, ',')}}'
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
@@ -352,6 +395,7 @@ module worker 'modules/worker.bicep' = {
     quotaPerMinute: email.outputs.quotaPerMinute
     quotaPerHour: email.outputs.quotaPerHour
     shutdownGraceSeconds: workerShutdownGraceSeconds
+    attachmentStoreUrl: claimCheck.outputs.url
   }
 }
 
@@ -386,8 +430,9 @@ module api 'modules/api.bicep' = {
     audiences: apiAudiences
     clientsSecretUri: apiClientsSecretUri
     clientsJson: apiClients
-    recordUrl: apiRecordUrl
-    recordStorageAccountName: apiRecordStorageAccountName
+    // The API reads status from the same record the worker writes.
+    recordUrl: records.outputs.recordUrl
+    recordStorageAccountName: records.outputs.accountName
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
     appInsightsEntraAuth: appInsightsDisableLocalAuth
     deploymentEnvironment: environmentName
@@ -452,10 +497,13 @@ output POSTBUS_QUEUE string = messaging.outputs.queueName
 output POSTBUS_LANES string = 'true'
 output POSTBUS_QUEUE_CRITICAL string = messaging.outputs.criticalQueueName
 output POSTBUS_QUEUE_BULK string = messaging.outputs.bulkQueueName
+output POSTBUS_REPORTS_QUEUE string = messaging.outputs.reportsQueueName
+output POSTBUS_RECORD_URL string = records.outputs.recordUrl
 output POSTBUS_ACS_ENDPOINT string = email.outputs.endpoint
 output POSTBUS_SENDING_DOMAIN string = email.outputs.sendingDomain
 output POSTBUS_PRODUCER_IDENTITY_ID string = identities.outputs.producerId
 output POSTBUS_PRODUCER_CLIENT_ID string = identities.outputs.producerClientId
+output POSTBUS_ATTACHMENT_STORE_URL string = claimCheck.outputs.url
 output POSTBUS_EMAIL_DOMAIN_RECORDS object = email.outputs.customDomainVerificationRecords
 output POSTBUS_WORKBOOK_ID string = dashboard.outputs.workbookId
 // What the worker paces itself to, derived from the sending domain (see acsRaisedQuotaPerMinute).

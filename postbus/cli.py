@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from postbus import __version__
-from postbus.errors import PostbusError
+from postbus.errors import Interrupted, PostbusError
 
 __all__ = ["COMMANDS", "LazyGroup", "build_cli", "main"]
 
@@ -44,10 +44,18 @@ COMMANDS: dict[str, LazyCommand] = {
         "postbus.worker.ops.dlq_cli:dlq_app", "Inspect, replay and purge dead-lettered messages."
     ),
     "status": LazyCommand(
-        "postbus.worker.ops.status_cli:status_app", "Look up the ACS status of an event or operation."
+        "postbus.worker.ops.status_cli:status_app",
+        "What happened to an event or operation: the delivery record, else ACS.",
+    ),
+    "report": LazyCommand(
+        "postbus.worker.ops.report_cli:report_app",
+        "Delivery outcomes by status, tenant and type over a time range.",
     ),
     "doctor": LazyCommand(
         "postbus.worker.ops.doctor_cli:doctor_app", "Preflight checks of settings, queue, ACS and templates."
+    ),
+    "attachments": LazyCommand(
+        "postbus.attachments.cli:app", "Retention of the claim-check attachment store (prune)."
     ),
     "emulator": LazyCommand(
         "postbus.emulators.cli:app", "Run the local Service Bus and ACS Email emulators."
@@ -82,6 +90,13 @@ class LazyGroup(TyperGroup):
             return typer.main.get_command(_placeholder(cmd_name, self.lazy[cmd_name].help))
         return self._load(cmd_name)
 
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # typer would turn this into a silent exit 130; the operator gets one line instead.
+            raise Interrupted("stopped by Ctrl-C before it finished") from None
+
     def format_help(self, ctx: Any, formatter: Any) -> Any:
         self._listing = True
         try:
@@ -91,10 +106,21 @@ class LazyGroup(TyperGroup):
 
     def _load(self, name: str) -> Any:
         module_name, _, attr = self.lazy[name].target.partition(":")
-        app = getattr(importlib.import_module(module_name), attr)
+        module = importlib.import_module(module_name)
+        if hasattr(module, "template_check_factory"):
+            # `postbus publish --check` renders with the worker's templates; the producer package
+            # does not import the worker, so the two meet here.
+            setattr(module, "template_check_factory", _template_check)  # noqa: B010 - a module seen as ModuleType
+        app = getattr(module, attr)
         command = typer.main.get_command(app)
         command.name = name
         return command
+
+
+def _template_check(settings: Any) -> Any:
+    from postbus.worker.rendering import TemplateRenderer, template_check
+
+    return template_check(TemplateRenderer(user_dir=settings.templates_dir))
 
 
 def _placeholder(name: str, help_text: str) -> typer.Typer:
@@ -117,8 +143,28 @@ def _warn_unknown_variables() -> None:
         typer.echo(f"postbus: warning: {unknown}", err=True)
 
 
+def _flags_show_no_type() -> None:
+    """Show no value type for options that take none (``--json``, ``--help``).
+
+    The installed typer labels every option with its type and prints ``<bool>`` beside flags,
+    which reads as if ``--json`` wanted a value. Options with a value keep their label.
+    """
+    if getattr(TyperOption.display_type_rich, "_postbus_flags", False):
+        return
+    original = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        if self.is_flag and self.metavar is None:
+            return None
+        return original(self, ctx)
+
+    display_type_rich._postbus_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
 def build_cli() -> Any:
     """Build the root command (a fresh object per call, so tests can invoke it in isolation)."""
+    _flags_show_no_type()
     app = typer.Typer(
         cls=LazyGroup,
         name="postbus",
@@ -157,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.echo("postbus: aborted", err=True)
         return 130
+    except Interrupted as exc:
+        typer.echo(f"postbus: interrupted: {exc}", err=True)
+        return exc.exit_code
     except PostbusError as exc:
         typer.echo(f"postbus: error: {exc}", err=True)
         return exc.exit_code

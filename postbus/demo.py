@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import statistics
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from postbus.emulators.acs_email import EmailEmulator
     from postbus.emulators.servicebus import ServiceBusEmulator
     from postbus.events import NotificationEvent
+    from postbus.records import RecordStore
     from postbus.settings import Settings
 
 __all__ = [
@@ -78,22 +81,37 @@ def demo(
             help="Exit after the summary instead of keeping the consoles up (for scripts and CI).",
         ),
     ] = False,
+    delivery: Annotated[
+        str,
+        typer.Option(
+            help="Random delivery outcomes the emulated ACS reports, e.g. delivered=0.97,bounced=0.02,suppressed=0.01."
+        ),
+    ] = "delivered=0.97,bounced=0.02,suppressed=0.01",
 ) -> None:
     """Run a holiday spike end to end on the embedded emulators."""
-    report = asyncio.run(
-        run_demo(
-            events=events,
-            workers=workers,
-            quota=quota,
-            seed=seed,
-            concurrency=concurrency,
-            timeout=timeout,
-            output=output,
-            console_port=console_port,
-            # Only a person at a terminal can press Enter; piped or scripted runs never wait.
-            wait=not no_wait and sys.stdin.isatty(),
+    _check_output(output)
+    report = DemoReport()
+    try:
+        asyncio.run(
+            run_demo(
+                events=events,
+                workers=workers,
+                quota=quota,
+                seed=seed,
+                concurrency=concurrency,
+                timeout=timeout,
+                output=output,
+                console_port=console_port,
+                # Only a person at a terminal can press Enter; piped or scripted runs never wait.
+                wait=not no_wait and sys.stdin.isatty(),
+                report=report,
+                delivery=delivery,
+            )
         )
-    )
+    except KeyboardInterrupt:
+        if not report.summarized:
+            raise
+        # Ctrl-C while the consoles wait after the summary is the documented way to end the demo.
     if not report.ok:
         raise typer.Exit(1)
 
@@ -125,6 +143,21 @@ def _counts(sb: Any) -> Any:
     return total
 
 
+def _check_output(output: Path) -> None:
+    """Refuse an ``--output`` the demo cannot write into, before anything starts."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            reason = "it (or a parent) is a file, not a directory"
+        raise typer.BadParameter(
+            f"cannot write the demo's files into {str(output)!r}: {reason}", param_hint="--output"
+        ) from None
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -144,6 +177,8 @@ async def run_demo(
     output: Path,
     console_port: int = 0,
     wait: bool = False,
+    report: DemoReport | None = None,
+    delivery: str = "delivered=0.97,bounced=0.02,suppressed=0.01",
 ) -> DemoReport:
     """Run the spike and return the report (also printed).
 
@@ -158,6 +193,7 @@ async def run_demo(
     from postbus.pipeline_view import ConsoleServer, EmbeddedSource
     from postbus.producers.publisher import Publisher
     from postbus.producers.simulate import EXPECT_SENT, broken_bodies, holiday_spike
+    from postbus.records.sqlite import SqliteRecordStore
     from postbus.settings import load_settings
     from postbus.telemetry import configure_telemetry
     from postbus.worker.mailer import EVENT_ID_HEADER
@@ -167,22 +203,53 @@ async def run_demo(
     run_dir = output / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     mailbox_dir = run_dir / "mailbox"
     mailbox_dir.mkdir(parents=True, exist_ok=True)
-    report = DemoReport(mailbox_dir=mailbox_dir)
+    report = report if report is not None else DemoReport()
+    report.mailbox_dir = mailbox_dir
     start = datetime.now(UTC)
-    spike = holiday_spike(events, seed=seed, start=start, invalid_ratio=0.01, lead_seconds=5)
+    spike = holiday_spike(events, seed=seed, start=start, invalid_ratio=0.01, lead_seconds=5, label_pdfs=True)
+    # Return labels carry PDFs, some larger than a Service Bus message: the publisher and the workers
+    # share this directory as their claim-check store.
+    store_url = f"file://{(run_dir / 'attachments').resolve()}"
+    attached = {
+        item.event.id: [hashlib.sha256(a.content()).hexdigest() for a in item.event.attachments]
+        for item in spike
+        if item.event.attachments
+    }
     broken = broken_bodies(max(1, events // 200), seed=seed)
     expected: dict[str, str] = {item.event.id: item.expect for item in spike}
     expected.update({wire.message_id: "InvalidEvent" for wire in broken})
 
     sends_quota = QuotaConfig(sends_per_minute=quota)
-    async with ServiceBusEmulator() as sb, EmailEmulator(quota=sends_quota, mailbox_dir=mailbox_dir) as acs:
+    records_path = (run_dir / "records.db").resolve()
+    async with (
+        ServiceBusEmulator() as sb,
+        # ACS reports every accepted send to email-events a second later, as Event Grid would.
+        EmailEmulator(
+            quota=sends_quota,
+            mailbox_dir=mailbox_dir,
+            report_servicebus=sb.connection_string,
+            report_delay=1.0,
+            delivery_mix=delivery,
+        ) as acs,
+        # The workers write the record; the demo reads it for the consoles and the summary.
+        SqliteRecordStore(records_path) as records,
+    ):
         report.inspection_url = f"{acs.endpoint}/_emulator/messages"
         console.print(
             f"[bold]Postbus demo[/]: {len(expected)} events, {workers} workers x {concurrency} handlers, "
-            f"ACS quota {quota}/min (ideal drain {len(expected) / quota * 60:.0f} s)"
+            f"ACS quota {quota}/min (ideal drain {len(expected) / quota * 60:.0f} s)",
+            soft_wrap=True,
         )
-        # Three lanes: reminders are critical by their type, return labels ask for bulk, the rest is normal.
-        env = worker_env(sb, acs, quota=quota, concurrency=concurrency, lanes="true")
+        env = worker_env(
+            sb,
+            acs,
+            quota=quota,
+            concurrency=concurrency,
+            attachment_store_url=store_url,
+            record_url=f"sqlite:///{records_path}",
+            # Three lanes: reminders are critical by their type, return labels ask for bulk, the rest is normal.
+            lanes="true",
+        )
         health_ports = free_ports(workers)
         procs, logs = start_workers(workers, env, run_dir, health_ports=health_ports)
         published_at: dict[str, float] = {}
@@ -193,15 +260,22 @@ async def run_demo(
             quota_per_minute=quota,
             published_at=published_at,
             worker_urls=[f"http://127.0.0.1:{port}" for port in health_ports],
+            records=records,
         )
         try:
             async with ConsoleServer(source, port=console_port) as pipeline:
                 console.print(f"Pipeline console: {pipeline.url}")
                 console.print(f"Mailbox console:  {acs.endpoint}/_emulator/ui/")
-                settings = load_settings(None, servicebus_connection_string=sb.connection_string, lanes=True)
+                settings = load_settings(
+                    None,
+                    servicebus_connection_string=sb.connection_string,
+                    attachment_store_url=store_url,
+                    lanes=True,
+                )
                 configure_telemetry(settings)
                 t0 = time.monotonic()
-                async with Publisher.from_settings(settings) as publisher:
+                # check=None: the spike holds events the worker must dead-letter (expired, unknown alias).
+                async with Publisher.from_settings(settings, check=None) as publisher:
                     spike = [_in_lane(item) for item in spike]
                     for item in spike:
                         lane_of[item.event.id] = publisher.lanes.lane_of(item.event).value
@@ -236,8 +310,11 @@ async def run_demo(
                 report.throttled = throttled if isinstance(throttled, int) else 0
                 dead = [entry for queue in LANE_QUEUES for entry in await dead_letters(sb, queue)]
                 account(report, expected, sent_ids, dead)
+                _check_attachments(report, attached, mails, inline_max=settings.attachment_inline_max_bytes)
+                await _delivery_outcomes(sb, records, report, start=start)
                 await pipeline.sample_once()  # the console's last numbers are the summary's
                 _print_summary(console, report, quota=quota, total=len(expected), run_dir=run_dir)
+                report.summarized = True
                 if wait:
                     console.print(
                         f"The consoles stay up: {pipeline.url} and {acs.endpoint}/_emulator/ui/. "
@@ -358,6 +435,11 @@ async def _watch(
             grid.add_row(label, str(value))
         return grid
 
+    if not console.is_terminal:
+        # Piped (CI, a log file): a plain progress line every few seconds instead of a live table
+        # that only a terminal can redraw.
+        await _watch_lines(console, sb, acs, report, t0=t0, limit=limit)
+        return
     with Live(table(), console=console, refresh_per_second=4, transient=False) as live:
         while True:
             counts = _counts(sb)
@@ -372,6 +454,73 @@ async def _watch(
             await asyncio.sleep(0.25)
 
 
+async def _delivery_outcomes(
+    sb: ServiceBusEmulator, store: RecordStore, report: DemoReport, *, start: datetime
+) -> None:
+    """Wait (briefly) for the reports of what was sent, then read the outcomes from the record."""
+    from postbus.records import Outcome
+
+    finals = (Outcome.DELIVERED, Outcome.BOUNCED, Outcome.SUPPRESSED, Outcome.FAILED, Outcome.EXPIRED)
+    deadline = time.monotonic() + 15
+    while True:
+        summary = await store.summary(since=start, until=datetime.now(UTC))
+        reported = summary.count(*finals, Outcome.QUARANTINED, Outcome.FILTERED_SPAM)
+        pending = sb.counts("email-events")
+        if (reported >= report.sent and pending.active + pending.locked == 0) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.25)
+    report.outcomes = {outcome.value: n for outcome, n in summary.by_outcome().items()}
+    report.delivered_within_slo_share = summary.delivered_within_slo_share
+
+
+def _check_attachments(
+    report: DemoReport, attached: dict[str, list[str]], mails: list[Any], *, inline_max: int
+) -> None:
+    """Every attachment published arrived in the captured email byte for byte (by SHA-256)."""
+    from postbus.worker.mailer import EVENT_ID_HEADER
+
+    for mail in mails:
+        expected = attached.get(mail.headers.get(EVENT_ID_HEADER, ""))
+        if expected is None:
+            continue
+        got = [hashlib.sha256(a.content).hexdigest() for a in mail.attachments]
+        if got != expected:
+            report.problems.append(f"{mail.headers[EVENT_ID_HEADER]}: attachments arrived altered or missing")
+            continue
+        report.attachments_intact += len(got)
+        report.attachments_claim_checked += sum(1 for a in mail.attachments if len(a.content) > inline_max)
+
+
+#: Seconds between two progress lines when the output is not a terminal.
+PIPED_PROGRESS_EVERY = 5.0
+
+
+async def _watch_lines(
+    console: Any, sb: ServiceBusEmulator, acs: EmailEmulator, report: DemoReport, *, t0: float, limit: float
+) -> None:
+    last = -PIPED_PROGRESS_EVERY
+    while True:
+        counts = sb.counts("notifications")
+        sent = len(acs.mailbox)
+        done = sent + counts.dead_lettered >= report.published
+        idle = counts.active + counts.scheduled + counts.locked + counts.deferred == 0
+        elapsed = time.monotonic() - t0
+        if (done and idle) or elapsed - last >= PIPED_PROGRESS_EVERY:
+            last = elapsed
+            console.print(
+                f"{elapsed:6.1f} s: sent {sent}/{report.published}, dead-lettered {counts.dead_lettered}, "
+                f"queued {counts.active + counts.scheduled + counts.locked}",
+                soft_wrap=True,
+                highlight=False,
+            )
+        if done and idle:
+            return
+        if elapsed > limit:
+            report.problems.append(f"not drained after {limit:.0f} s")
+            return
+        await asyncio.sleep(0.25)
+
+
 def _print_summary(console: Any, report: DemoReport, *, quota: int, total: int, run_dir: Path) -> None:
     from rich.table import Table
 
@@ -382,6 +531,17 @@ def _print_summary(console: Any, report: DemoReport, *, quota: int, total: int, 
     for reason, count in sorted(report.dead_lettered.items()):
         outcomes.add_row(f"dead-lettered: {reason}", str(count))
     outcomes.add_row("ACS 429 answers", str(report.throttled))
+    for name in ("delivered", "bounced", "suppressed"):
+        outcomes.add_row(f"reported {name}", str(report.outcomes.get(name, 0)))
+    others = sum(
+        n
+        for name, n in report.outcomes.items()
+        if name not in ("delivered", "bounced", "suppressed", "sent", "dead_lettered")
+    )
+    if others:
+        outcomes.add_row("reported otherwise", str(others))
+    share = report.delivered_within_slo_share
+    outcomes.add_row("delivered within 5 minutes", "n/a" if share is None else f"{share:.1%}")
     console.print(outcomes)
     latency = Table(title="Publish -> ACS accepted", show_header=True)
     for column in ("lane", "sent", "p50", "p95", "p99", "drain", "ideal drain"):
@@ -400,6 +560,10 @@ def _print_summary(console: Any, report: DemoReport, *, quota: int, total: int, 
         f"{total / quota * 60:.1f} s",
     )
     console.print(latency)
+    console.print(
+        f"Return-label PDFs: {report.attachments_intact} arrived byte-identical, "
+        f"{report.attachments_claim_checked} of them through the claim check"
+    )
     console.print(f"Captured emails (.eml and .json): {report.mailbox_dir}")
     console.print(f"Worker logs: {run_dir}")
     if report.ok:

@@ -12,13 +12,19 @@ does next; they live in ``worker.errors`` and derive from :class:`PostbusError` 
 
 from __future__ import annotations
 
-__all__ = ["InvalidEvent", "PostbusError", "SettingsError"]
+__all__ = ["Interrupted", "InvalidEvent", "PostbusError", "SettingsError"]
 
 
 class PostbusError(Exception):
     """Base class for every error Postbus reports; ``str(err)`` is one line for a human."""
 
     exit_code: int = 1
+
+
+class Interrupted(PostbusError):
+    """A command was stopped by a second Ctrl-C or SIGTERM; the message says what it had done."""
+
+    exit_code = 130
 
 
 class SettingsError(PostbusError):

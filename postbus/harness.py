@@ -56,6 +56,15 @@ class DemoReport:
     throttled: int = 0
     mailbox_dir: Path | None = None
     inspection_url: str = ""
+    #: Records by outcome once ACS's reports came in (``delivered``, ``bounced``, ...).
+    outcomes: dict[str, int] = field(default_factory=dict)
+    #: Records delivered within 5 minutes of first enqueue, over all records of the run.
+    delivered_within_slo_share: float | None = None
+    #: Attachments that arrived byte-identical, and how many of them travelled through the claim check.
+    attachments_intact: int = 0
+    attachments_claim_checked: int = 0
+    #: The summary has been printed: what follows (waiting for Enter) is no part of the run.
+    summarized: bool = False
 
     @property
     def ok(self) -> bool:
@@ -70,6 +79,9 @@ def worker_env(
     import json
 
     env = {key: value for key, value in os.environ.items() if not key.startswith("POSTBUS_")}
+    # Where the caller keeps delivery records (a test's own file) stays where it is.
+    if "POSTBUS_RECORD_URL" in os.environ:
+        env["POSTBUS_RECORD_URL"] = os.environ["POSTBUS_RECORD_URL"]
     env.update(
         {
             "POSTBUS_ENV_FILE": "",  # the user's ./.env is for their own setup, not the demo's workers

@@ -37,6 +37,16 @@ class DeadLetterReason(StrEnum):
     RECIPIENT_REJECTED = "RecipientRejected"
     #: Transient failures spent the attempt budget or the maximum age.
     RETRIES_EXHAUSTED = "RetriesExhausted"
+    #: A recipient hard-bounced or was suppressed earlier; sending again would hurt the domain.
+    RECIPIENT_SUPPRESSED = "RecipientSuppressed"
+    #: (``email-events``) A delivery report that is not JSON, in neither envelope, or lacks a field.
+    MALFORMED_REPORT = "MalformedReport"
+    #: (``email-events``) An event of another type than ACS's two email reports.
+    UNSUPPORTED_EVENT_TYPE = "UnsupportedEventType"
+    #: (``email-events``) A report with a status or engagement type Postbus does not know yet.
+    UNKNOWN_STATUS = "UnknownStatus"
+    #: A claim-checked attachment is gone from the attachment store, or is not the one published.
+    ATTACHMENT_UNAVAILABLE = "AttachmentUnavailable"
 
 
 @unique

@@ -48,6 +48,7 @@ from postbus.errors import SettingsError
 __all__ = [
     "AZURE_MANAGED_DOMAIN_QUOTA",
     "CUSTOM_DOMAIN_QUOTA",
+    "DEFAULT_SOCKET_TIMEOUT",
     "ENV_PREFIX",
     "Settings",
     "env_name",
@@ -65,6 +66,12 @@ CUSTOM_DOMAIN_QUOTA: Final = (30, 100)
 AZURE_MANAGED_DOMAIN_QUOTA: Final = (5, 10)
 _AZURE_MANAGED_SUFFIX: Final = ".azurecomm.net"
 
+
+#: The Service Bus socket timeout when none is set: (up to this concurrency, seconds), then the rest.
+#: Chosen from measurements at concurrency 16, 64 and 256 (docs/performance.md): a short read
+#: triples throughput at 16, but every waiting settlement wakes once per read, and at 64 and
+#: more that costs more CPU than the quicker confirmation gains.
+DEFAULT_SOCKET_TIMEOUT: Final = ((32, 0.02), 0.05)
 
 #: Namespace for ``operation_id = uuid5(namespace, event id)``; changing it re-sends everything in flight.
 DEFAULT_OPERATION_NAMESPACE: Final = UUID("6f0b7c8e-3f4a-5d2b-9c1e-2a7d4b8e9f10")
@@ -127,6 +134,18 @@ class Settings(BaseSettings):
         description="This producer (library, `postbus publish`) may put an event in a higher lane than "
         "its type's default; any producer may ask for a lower one.",
     )
+    servicebus_keep_alive_seconds: Annotated[int, Field(ge=0, le=3600)] = Field(
+        30,
+        description="How often an idle Service Bus link pings the namespace so its connection stays open "
+        "(the SDK's default); 0 turns the ping off, for short-lived processes and tests, whose closes then "
+        "do not wait for it.",
+    )
+    servicebus_socket_timeout: Annotated[float, Field(ge=0.001, le=5)] | None = Field(
+        None,
+        description="Seconds one read of the Service Bus SDK waits on its connection. Each settlement "
+        "polls the connection in reads this long, so it also bounds how late a confirmed `complete` "
+        "is noticed (the SDK's own default is 0.2). Unset: 0.02 up to `POSTBUS_CONCURRENCY` 32, 0.05 above.",
+    )
 
     # --- ACS Email ---------------------------------------------------------------------------
     acs_endpoint: str | None = Field(
@@ -153,6 +172,11 @@ class Settings(BaseSettings):
     )
     health_port: Annotated[int, Field(ge=0, le=65535)] = Field(
         8080, description="Port of `/healthz` and `/readyz`; 0 disables the endpoint."
+    )
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto",
+        description="Event loop of the worker: `auto` uses uvloop when it is installed (the `fast` extra), "
+        "`asyncio` never does, `uvloop` requires it.",
     )
     shutdown_grace_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         25.0,
@@ -216,6 +240,18 @@ class Settings(BaseSettings):
     record_retention_days: Annotated[int, Field(ge=1, le=3650)] = Field(
         30, description="Delivery records older than this many days are pruned."
     )
+    reports_queue: Annotated[str, Field(max_length=260)] = Field(
+        "email-events",
+        description="Queue of ACS delivery reports (Event Grid's endpoint) the worker consumes; empty turns it off.",
+    )
+    report_concurrency: Annotated[int, Field(ge=1, le=256)] = Field(
+        4, description="Delivery reports processed at once per worker."
+    )
+    suppress_days: Annotated[float, Field(ge=0, le=3650)] = Field(
+        0,
+        description="After a hard bounce or `Suppressed` report, refuse sends to that recipient for this many "
+        "days (`RecipientSuppressed`); 0 turns it off.",
+    )
 
     @field_validator("record_url")
     @classmethod
@@ -257,11 +293,14 @@ class Settings(BaseSettings):
         description="Entra authority; issuers and signing keys are read under `<authority>/<tenant>`.",
     )
     api_max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = Field(
-        1024 * 1024, description="Largest request body the API reads (larger: 413)."
+        16 * 1024 * 1024,
+        description="Largest request body the API reads (larger: 413); room for one event with ACS's 10 MB "
+        "of attachments.",
     )
     api_max_event_bytes: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = Field(
         192 * 1024,
-        description="Largest event (as JSON) the API queues; keep it below the queue's message size limit.",
+        description="Largest event (as JSON, attachment content not counted: the claim check moves it) "
+        "the API queues; keep it below the queue's message size limit.",
     )
     api_render_check: bool = Field(
         True,
@@ -280,6 +319,48 @@ class Settings(BaseSettings):
             )
         if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", self.api_authority):
             raise ValueError(f"{env_name('api_authority')}: {self.api_authority!r} is not an https URL")
+        return self
+
+    # --- Attachments (claim check) ------------------------------------------------------------
+    attachment_store_url: str = Field(
+        "file:.postbus/attachments",
+        description="Where attachments too large for a message wait: a directory `file:path` "
+        "(`file:///abs/path`) shared by producers and workers, or a container "
+        "`https://<account>.blob.core.windows.net/<container>` (DefaultAzureCredential).",
+    )
+    attachment_store_connection_string: SecretStr | None = Field(
+        None,
+        description="Storage connection string (AccountKey or SAS) for the container (Azurite locally); "
+        "unset, DefaultAzureCredential.",
+    )
+    attachment_inline_max_bytes: Annotated[int, Field(ge=0, le=200 * 1024)] = Field(
+        64 * 1024,
+        description="An attachment larger than this (raw bytes) always goes to the attachment store; "
+        "smaller ones do too when the event would not fit the queue's message limit.",
+    )
+
+    @field_validator("attachment_store_url")
+    @classmethod
+    def _valid_attachment_store_url(cls, value: str) -> str:
+        from postbus.attachments.location import parse_attachment_store_url
+
+        parse_attachment_store_url(value)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _attachment_credentials(self) -> Settings:
+        from postbus.attachments.location import check_attachment_credentials
+
+        secret = self.attachment_store_connection_string
+        problem = check_attachment_credentials(
+            self.attachment_store_url, None if secret is None else secret.get_secret_value()
+        )
+        if problem:
+            raise ValueError(
+                problem.format(
+                    url=env_name("attachment_store_url"), cs=env_name("attachment_store_connection_string")
+                )
+            )
         return self
 
     # --- Telemetry ---------------------------------------------------------------------------
@@ -423,6 +504,14 @@ class Settings(BaseSettings):
                 f"{env_name('servicebus_connection_string')}: its EntityPath {entity!r} is another queue "
                 f"than {env_name('queue')} {self.queue!r}; remove EntityPath or set {env_name('queue')}={entity}"
             )
+
+    @property
+    def socket_timeout(self) -> float:
+        """``servicebus_socket_timeout``, or the default for this concurrency when it is unset."""
+        if self.servicebus_socket_timeout is not None:
+            return self.servicebus_socket_timeout
+        (up_to, short), longer = DEFAULT_SOCKET_TIMEOUT
+        return short if self.concurrency <= up_to else longer
 
     def require_servicebus(self, purpose: str) -> None:
         """Fail with one line unless Service Bus is configured (needed by ``purpose``)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from postbus.errors import InvalidEvent, SettingsError
 from postbus.events import Address, Attachment, NotificationEvent
+from postbus.producers.checks import EventCheck, all_of, known_sender, not_expired, publish_checks
 from postbus.producers.fake import FakePublisher
 from postbus.producers.outgoing import EventLike, ScheduledEvent
 from postbus.producers.publisher import Publisher, PublishError, SyncPublisher
@@ -24,6 +25,7 @@ from postbus.settings import Settings, load_settings
 __all__ = [
     "Address",
     "Attachment",
+    "EventCheck",
     "EventLike",
     "FakePublisher",
     "InvalidEvent",
@@ -34,5 +36,9 @@ __all__ = [
     "Settings",
     "SettingsError",
     "SyncPublisher",
+    "all_of",
+    "known_sender",
     "load_settings",
+    "not_expired",
+    "publish_checks",
 ]

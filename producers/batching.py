@@ -17,18 +17,27 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from postbus.attachments import AttachmentError, AttachmentStore, AttachmentStoreUnavailable, check_in
 from postbus.bus import BusError, MessageSizeExceeded, servicebus_errors
 from postbus.events import NotificationEvent
 from postbus.lanes import Lane, choose_lane, default_lane
 from postbus.logs import get_logger
+from postbus.producers.checks import EventCheck
 from postbus.producers.errors import PublishError, translate_error
-from postbus.producers.outgoing import EventLike, Prepared, PropertiesHook, prepare
+from postbus.producers.outgoing import EventLike, Prepared, PropertiesHook, ScheduledEvent, prepare
 from postbus.telemetry import PublishTrace, current_telemetry
 
 if TYPE_CHECKING:
     from azure.servicebus import ServiceBusMessageBatch
 
-__all__ = ["BATCH_HEADROOM_BYTES", "MAX_BATCH_MESSAGES", "Batch", "LanePolicy", "PublisherCore"]
+__all__ = [
+    "BATCH_HEADROOM_BYTES",
+    "MAX_BATCH_MESSAGES",
+    "PROPERTIES_ALLOWANCE_BYTES",
+    "Batch",
+    "LanePolicy",
+    "PublisherCore",
+]
 
 _log = get_logger("postbus.producers.publisher")
 
@@ -39,6 +48,9 @@ _log = get_logger("postbus.producers.publisher")
 BATCH_HEADROOM_BYTES: Final = 512
 #: Service Bus refuses batches of more than 4500 messages whatever their size (Azure/azure-service-bus#397).
 MAX_BATCH_MESSAGES: Final = 4500
+#: Bytes of a message's limit kept for what is not the JSON body (application properties with the
+#: trace context, AMQP sections) when deciding whether an event's attachments must be claim-checked.
+PROPERTIES_ALLOWANCE_BYTES: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +121,15 @@ class PublisherCore:
         properties_hook: PropertiesHook | None,
         max_batch_bytes: int | None,
         lanes: LanePolicy | None = None,
+        attachments: AttachmentStore | None = None,
+        inline_max_bytes: int = 64 * 1024,
+        check: EventCheck | None = None,
     ) -> None:
         self.queue = queue
+        #: Where attachments that do not travel in the message go (``None``: every event travels whole).
+        self.attachments = attachments
+        self.inline_max_bytes = inline_max_bytes
+        self._check = check
         self.namespace = namespace
         #: Which queue each lane's events go to; without one, every event goes to ``queue``.
         self.lanes = lanes or LanePolicy(queues={Lane.NORMAL: queue})
@@ -133,12 +152,59 @@ class PublisherCore:
                 events,
                 send_at=send_at,
                 properties_hook=spans.hook(self._properties_hook),
+                check=self._check,
                 lane_of=lambda event: policy.lane_of(event, may_raise=may_raise_lanes),
             )
         except BaseException as exc:
             spans.finish((), exc)
             raise
         return prepared, spans
+
+    def _needs_claim_check(self, resolved: Sequence[ScheduledEvent], *, store: object | None) -> bool:
+        if store is None:
+            return False
+        return any(a.content_base64 for item in resolved for a in item.event.attachments)
+
+    async def _check_in_all(
+        self, store: AttachmentStore, resolved: Sequence[ScheduledEvent]
+    ) -> list[ScheduledEvent]:
+        """Move attachments to ``store`` where needed (every event was validated, none is sent yet)."""
+        started = time.perf_counter()
+        checked: list[ScheduledEvent] = []
+        moved = uploaded = moved_bytes = 0
+        for item in resolved:
+            try:
+                claim = await check_in(
+                    item.event, store, inline_max_bytes=self.inline_max_bytes, body_budget=self._body_budget()
+                )
+            except AttachmentError as exc:
+                raise self._attachment_failed(item.event.id, exc) from exc
+            checked.append(ScheduledEvent(claim.event, item.send_at))
+            moved, uploaded, moved_bytes = (
+                moved + claim.moved,
+                uploaded + claim.uploaded,
+                moved_bytes + claim.moved_bytes,
+            )
+        if moved:
+            _log.info(
+                "attachments stored",
+                store=store.location,
+                attachments=moved,
+                uploaded=uploaded,
+                bytes=moved_bytes,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+        return checked
+
+    def _body_budget(self) -> int:
+        assert self._batch_limit is not None
+        return max(1024, self._batch_limit - PROPERTIES_ALLOWANCE_BYTES)
+
+    def _attachment_failed(self, event_id: str, exc: AttachmentError) -> PublishError:
+        return PublishError(
+            f"event {event_id!r}: {exc}; nothing was sent",
+            retryable=isinstance(exc, AttachmentStoreUnavailable),
+        )
 
     def _learn_limit(self, link_limit: int) -> int:
         """The batch size to ask for: what the caller set, at most the link's limit less the headroom."""

@@ -6,6 +6,7 @@
         --data @order.json                                   # one event from flags
     postbus publish --json event.json --send-at 2026-12-24T08:00:00+01:00
     postbus publish --file events.jsonl                      # many; bad lines reported, good ones sent
+    generate-events | postbus publish --file -               # the same from stdin
 
 stdout carries the published message ids, one per line (``--quiet`` drops them); stderr carries bad
 lines (``line 7: to.0.address: ...``), the progress bar (on a terminal) and the summary. Exit
@@ -15,13 +16,14 @@ codes: 0 all published, 1 a line failed or publishing failed, 2 bad arguments or
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Final, Protocol
+from typing import Annotated, Any, Final, Protocol, TextIO, cast
 
 import typer
 from rich.console import Console
@@ -30,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from postbus.errors import InvalidEvent, PostbusError
 from postbus.events import parse_event
 from postbus.logs import configure_logging
+from postbus.producers.checks import EventCheck, all_of, publish_checks
 from postbus.producers.jsonl import GoodLine, parse_send_at, read_jsonl
 from postbus.producers.outgoing import EventLike, ScheduledEvent
 from postbus.producers.publisher import Publisher, PublishError
@@ -38,6 +41,8 @@ from postbus.telemetry import configure_telemetry
 
 __all__ = ["CHUNK_SIZE", "EventSink", "FileSummary", "app", "open_publisher", "publish_lines"]
 
+#: The ``--file``/``--json`` name that means standard input.
+STDIN: Final = "-"
 #: Events handed to one ``publish_many`` call; the publisher packs each chunk into size-limited batches.
 CHUNK_SIZE: Final = 500
 
@@ -46,6 +51,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Publish notification events to the queue.",
 )
+
+
+#: Builds the rendering check behind ``--check``. The root command sets it: the producer package
+#: does not import the worker's renderer, and the root is where the two are wired together.
+template_check_factory: Callable[[Settings], EventCheck] | None = None
 
 
 class EventSink(Protocol):
@@ -112,17 +122,20 @@ def _json_argument(value: str, option: str) -> Any:
     text = value
     if value.startswith("@"):
         try:
-            text = Path(value[1:]).read_text(encoding="utf-8")
+            with _open_text(Path(value[1:])) as handle:
+                text = handle.read()
         except OSError as exc:
             raise typer.BadParameter(
                 f"cannot read {value[1:]!r}: {exc.strerror}", param_hint=option
             ) from None
+        except UnicodeDecodeError:
+            raise typer.BadParameter(f"{value[1:]!r} is not UTF-8 text", param_hint=option) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise typer.BadParameter(
-            f"not valid JSON: {exc.msg} (column {exc.colno})", param_hint=option
-        ) from None
+        where = f"line {exc.lineno}, column {exc.colno}" if exc.lineno > 1 else f"column {exc.colno}"
+        hint = "; one event per document (JSON Lines go to --file)" if exc.msg == "Extra data" else ""
+        raise typer.BadParameter(f"not valid JSON: {exc.msg} ({where}){hint}", param_hint=option) from None
 
 
 def _instant(value: str | None, option: str) -> datetime | None:
@@ -140,6 +153,27 @@ def _event_from_flags(flags: dict[str, Any]) -> dict[str, Any]:
     if isinstance(document.get("data"), str):
         document["data"] = _json_argument(document["data"], "--data")
     return document
+
+
+class _AboveBar(io.TextIOBase):
+    """A text stream that prints whole lines through a console, above its live progress bar."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._partial = ""
+
+    def isatty(self) -> bool:
+        return self._console.is_terminal
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            # soft_wrap: a long line is left to the terminal, never broken by rich (JSON stays one line).
+            self._console.print(line, markup=False, highlight=False, soft_wrap=True, emoji=False)
+        return len(text)
 
 
 def _stderr() -> Console:
@@ -165,6 +199,7 @@ async def _publish_file(
             sys.stdout.flush()
 
     publisher = open_publisher(settings)
+    log_stream = sys.stderr
     try:
         with Progress(
             TextColumn("[progress.description]{task.description}"),
@@ -175,7 +210,15 @@ async def _publish_file(
             transient=True,
             disable=not err.is_terminal,
         ) as progress:
-            await publish_lines(good, publisher, summary=summary, on_published=emit, progress=progress)
+            # A log line written straight to stderr would tear the bar apart; through the bar's
+            # console it prints above the bar, which then redraws below it.
+            configure_logging(
+                level=_log_level(settings), fmt=settings.log_format, stream=cast(TextIO, _AboveBar(err))
+            )
+            try:
+                await publish_lines(good, publisher, summary=summary, on_published=emit, progress=progress)
+            finally:
+                configure_logging(level=_log_level(settings), fmt=settings.log_format, stream=log_stream)
     finally:
         await publisher.close()
 
@@ -187,7 +230,7 @@ def publish(
         typer.Option(
             "--file",
             "-f",
-            help="JSON Lines: one event (or {event, send_at}) per line.",
+            help="JSON Lines: one event (or {event, send_at}) per line; - reads stdin.",
             dir_okay=False,
             metavar="EVENTS.JSONL",
         ),
@@ -195,7 +238,10 @@ def publish(
     json_file: Annotated[
         Path | None,
         typer.Option(
-            "--json", metavar="JSON_FILE", help="A file holding one event document.", dir_okay=False
+            "--json",
+            metavar="JSON_FILE",
+            help="A file holding one event document; - reads stdin.",
+            dir_okay=False,
         ),
     ] = None,
     event_id: Annotated[
@@ -241,6 +287,14 @@ def publish(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print the message ids.")] = False,
+    check_templates: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Also render each event with the templates (shipped and POSTBUS_TEMPLATES_DIR); "
+            "refuse one a worker would dead-letter.",
+        ),
+    ] = False,
 ) -> None:
     """Publish one event (from flags or --json) or many (--file events.jsonl)."""
     flags = {
@@ -273,7 +327,9 @@ def publish(
     try:
         settings = _settings()
         if file is not None:
-            _run_file(file, settings=settings, quiet=quiet)
+            _run_file(
+                file, settings=settings, quiet=quiet, check=_checks(settings, templates=check_templates)
+            )
             return
         document = (
             _json_argument(f"@{json_file}", "--json") if json_file is not None else _event_from_flags(flags)
@@ -281,6 +337,7 @@ def publish(
         if not isinstance(document, dict):
             raise InvalidEvent(f"expected a JSON object, got {type(document).__name__}")
         event = parse_event(json.dumps(document))
+        _checks(settings, templates=check_templates)(event)
         message_id = asyncio.run(_publish_one(settings, ScheduledEvent(event, scheduled)))
     except PostbusError as exc:
         typer.echo(f"postbus: error: {exc}", err=True)
@@ -289,22 +346,47 @@ def publish(
         typer.echo(message_id)
 
 
+def _log_level(settings: Settings) -> str:
+    # The ids on stdout and the summary or error line say what the publisher's info and warning
+    # lines would; a command that fails says so in one line. Debug shows everything.
+    return "debug" if settings.log_level == "debug" else "error"
+
+
 def _settings() -> Settings:
     settings = load_settings()
     settings.require_servicebus("postbus publish")
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    configure_logging(level=_log_level(settings), fmt=settings.log_format)
     configure_telemetry(settings)
     return settings
 
 
-def _run_file(path: Path, *, settings: Settings, quiet: bool) -> None:
+def _open_text(path: Path) -> TextIO:
+    """``path`` as UTF-8 text, ``-`` for stdin; a leading byte-order mark (Windows editors) is dropped."""
+    if str(path) == STDIN:
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig")
+    return path.open(encoding="utf-8-sig")
+
+
+def _checks(settings: Settings, *, templates: bool) -> EventCheck:
+    check = publish_checks(settings)
+    if not templates:
+        return check
+    if template_check_factory is None:
+        raise typer.BadParameter(
+            "needs the worker's templates, which this installation lacks", param_hint="--check"
+        )
+    return all_of(check, template_check_factory(settings))
+
+
+def _run_file(path: Path, *, settings: Settings, quiet: bool, check: EventCheck) -> None:
+    name = "stdin" if str(path) == STDIN else repr(str(path))
     try:
-        with path.open(encoding="utf-8") as handle:
-            contents = read_jsonl(handle)
+        with _open_text(path) as handle:
+            contents = read_jsonl(handle, check=check)
     except OSError as exc:
-        raise typer.BadParameter(f"cannot read {str(path)!r}: {exc.strerror}", param_hint="--file") from None
+        raise typer.BadParameter(f"cannot read {name}: {exc.strerror}", param_hint="--file") from None
     except UnicodeDecodeError:
-        raise typer.BadParameter(f"{str(path)!r} is not UTF-8 text", param_hint="--file") from None
+        raise typer.BadParameter(f"{name} is not UTF-8 text", param_hint="--file") from None
     err = _stderr()
     for bad in contents.bad:
         err.print(str(bad), markup=False)

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Self
 
 from postbus.events import WireMessage
+from postbus.producers.checks import EventCheck
 from postbus.producers.outgoing import EventLike, Prepared, PropertiesHook, prepare, prepare_raw
 from postbus.producers.publisher import PublishError
 
@@ -27,7 +28,8 @@ __all__ = ["FakePublisher"]
 class FakePublisher:
     """Records published messages in :attr:`sent`; one ``publish_many`` call is one entry in :attr:`calls`.
 
-    ``fail_after=n`` lets ``n`` messages through (across calls) and then raises ``error`` (default: a
+    ``check`` runs on every event as the real publisher's does (``from_settings`` gives the real one
+    :func:`~postbus.producers.checks.publish_checks` by default). ``fail_after=n`` lets ``n`` messages through (across calls) and then raises ``error`` (default: a
     retryable :class:`PublishError`), reporting what went out before the failure in ``published``.
     """
 
@@ -38,8 +40,10 @@ class FakePublisher:
         properties_hook: PropertiesHook | None = None,
         fail_after: int | None = None,
         error: PublishError | None = None,
+        check: EventCheck | None = None,
     ) -> None:
         self.queue = queue
+        self._check = check
         self.sent: list[Prepared] = []
         self.calls: list[list[str]] = []
         self.closed = False
@@ -67,7 +71,7 @@ class FakePublisher:
         self, events: Iterable[EventLike], *, send_at: datetime | None = None
     ) -> list[str]:
         """Validate like the real publisher, then record every message."""
-        prepared = prepare(events, send_at=send_at, properties_hook=self._properties_hook)
+        prepared = prepare(events, send_at=send_at, properties_hook=self._properties_hook, check=self._check)
         return self._record(prepared)
 
     async def publish_raw(

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from postbus.errors import InvalidEvent
 from postbus.events import parse_event
+from postbus.producers.checks import EventCheck
 from postbus.producers.outgoing import ScheduledEvent, check_send_at
 
 __all__ = ["BadLine", "GoodLine", "JsonlContents", "parse_line", "parse_send_at", "read_jsonl"]
@@ -91,15 +92,18 @@ def parse_line(text: str) -> ScheduledEvent:
     return ScheduledEvent(event, parse_send_at(send_at) if send_at is not None else None)
 
 
-def read_jsonl(lines: Iterable[str]) -> JsonlContents:
-    """Parse every line; numbering starts at 1 and counts blank lines too (as editors do)."""
+def read_jsonl(lines: Iterable[str], *, check: EventCheck | None = None) -> JsonlContents:
+    """Parse every line (and run ``check`` on its event); numbering starts at 1 and counts blank lines too."""
     contents = JsonlContents()
     for number, line in enumerate(lines, start=1):
         text = line.strip()
         if not text:
             continue
         try:
-            contents.good.append(GoodLine(number, parse_line(text)))
+            item = parse_line(text)
+            if check is not None:
+                check(item.event)
+            contents.good.append(GoodLine(number, item))
         except InvalidEvent as exc:
             contents.bad.append(BadLine(number, str(exc)))
     return contents

@@ -35,6 +35,7 @@ __all__ = [
     "check_send_at",
     "prepare",
     "prepare_raw",
+    "resolve",
 ]
 
 #: Extra application properties for one event (the telemetry seam); values must be strings.
@@ -99,33 +100,52 @@ def _event_of(item: EventLike, default_send_at: datetime | None) -> tuple[Notifi
     raise InvalidEvent(f"expected an event, a mapping or an event with send_at, got {type(item).__name__}")
 
 
+def resolve(
+    items: Iterable[EventLike],
+    *,
+    send_at: datetime | None = None,
+    check: Callable[[NotificationEvent], None] | None = None,
+    lane_of: LaneOf | None = None,
+) -> list[ScheduledEvent]:
+    """Validate every item into an event with its ``send_at`` (and run ``check`` and ``lane_of`` on
+    it), before anything is uploaded or encoded.
+
+    Raises :class:`InvalidEvent` naming the index and field of the first bad item
+    (``events[3]: to.0.address: not a valid email address: 'x'``).
+    """
+    check_send_at(send_at)
+    resolved: list[ScheduledEvent] = []
+    for index, item in enumerate(items):
+        try:
+            event, when = _event_of(item, send_at)
+            check_send_at(when)
+            if check is not None:
+                check(event)
+            if lane_of is not None:
+                lane_of(event)
+        except InvalidEvent as exc:
+            # Same class (a lane refusal stays one), with the item's index in front.
+            raise type(exc)(f"events[{index}]: {exc}", field=exc.field) from None
+        resolved.append(ScheduledEvent(event, when))
+    return resolved
+
+
 def prepare(
     items: Iterable[EventLike],
     *,
     send_at: datetime | None = None,
     properties_hook: PropertiesHook | None = None,
     now: datetime | None = None,
+    check: Callable[[NotificationEvent], None] | None = None,
     lane_of: LaneOf | None = None,
 ) -> list[Prepared]:
-    """Validate every item, choose its lane (``lane_of``; none: normal), then encode each as a Service Bus message.
-
-    Raises :class:`InvalidEvent` naming the index and field of the first bad item
-    (``events[3]: to.0.address: not a valid email address: 'x'``); nothing is encoded past it.
-    """
-    check_send_at(send_at)
+    """Validate every item (:func:`resolve`, running ``check`` on each), choose its lane (``lane_of``;
+    none: normal), then encode each as a Service Bus message; nothing is encoded past the first bad item."""
     first_enqueued = now or datetime.now(UTC)
-    resolved: list[tuple[NotificationEvent, datetime | None, Lane]] = []
-    for index, item in enumerate(items):
-        try:
-            event, when = _event_of(item, send_at)
-            check_send_at(when)
-            lane = lane_of(event) if lane_of is not None else Lane.NORMAL
-        except InvalidEvent as exc:
-            # Same class (a lane refusal stays one), with the item's index in front.
-            raise type(exc)(f"events[{index}]: {exc}", field=exc.field) from None
-        resolved.append((event, when, lane))
     prepared: list[Prepared] = []
-    for event, when, lane in resolved:
+    for item in resolve(items, send_at=send_at, check=check, lane_of=lane_of):
+        event, when = item.event, item.send_at
+        lane = lane_of(event) if lane_of is not None else Lane.NORMAL
         extra = dict(properties_hook(event)) if properties_hook is not None else None
         wire = encode(event, attempt=0, first_enqueued=first_enqueued, extra_properties=extra)
         message = to_servicebus_message(wire, send_at=when)

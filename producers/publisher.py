@@ -19,12 +19,14 @@ queue or the event. :class:`SyncPublisher` is the same API over the synchronous 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
+from postbus.attachments import AttachmentStore, attachment_store
 from postbus.bus import BusError, ServiceBusConnection, SyncServiceBusConnection, servicebus_errors
 from postbus.events import WireMessage
 from postbus.lanes import lane_queues
@@ -36,8 +38,16 @@ from postbus.producers.batching import (
     LanePolicy,
     PublisherCore,
 )
+from postbus.producers.checks import EventCheck, publish_checks
 from postbus.producers.errors import PublishError, translate_error
-from postbus.producers.outgoing import EventLike, Prepared, PropertiesHook, prepare_raw
+from postbus.producers.outgoing import (
+    EventLike,
+    Prepared,
+    PropertiesHook,
+    ScheduledEvent,
+    prepare_raw,
+    resolve,
+)
 from postbus.settings import Settings
 from postbus.telemetry import PublishTrace
 
@@ -48,6 +58,7 @@ if TYPE_CHECKING:
 # PublishError, translate_error and the batch limits are part of the publisher's public names.
 __all__ = [
     "BATCH_HEADROOM_BYTES",
+    "DEFAULT_CHECKS",
     "MAX_BATCH_MESSAGES",
     "LanePolicy",
     "PublishError",
@@ -58,6 +69,8 @@ __all__ = [
 ]
 
 _log = get_logger(__name__)
+
+_T = TypeVar("_T")
 
 #: Name of the thing being published in log lines and errors.
 _PURPOSE: Final = "publishing"
@@ -72,6 +85,17 @@ def lane_policy(settings: Settings) -> LanePolicy:
     )
 
 
+class _Default:
+    """The type of :data:`DEFAULT_CHECKS`."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT_CHECKS"
+
+
+#: ``from_settings(check=...)`` default: :func:`~postbus.producers.checks.publish_checks` of the settings.
+DEFAULT_CHECKS: Final = _Default()
+
+
 class Publisher(PublisherCore):
     """Async publisher over one :class:`~postbus.bus.ServiceBusConnection` and queue sender.
 
@@ -83,6 +107,10 @@ class Publisher(PublisherCore):
     ``properties_hook(event) -> {name: value}`` adds application properties to each message (the
     telemetry seam). ``max_batch_bytes`` caps a batch below the queue's own limit. Calls made
     concurrently on one publisher are serialised (the SDK sender is not safe for concurrent use).
+    ``attachments`` is the claim-check store (:mod:`postbus.attachments`), which the publisher owns
+    and closes: attachments over ``inline_max_bytes``, and any that would make the message larger
+    than the queue takes, are written there and travel as references. Without it (``None``) an
+    event that does not fit is refused.
     """
 
     def __init__(
@@ -93,6 +121,9 @@ class Publisher(PublisherCore):
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
         lanes: LanePolicy | None = None,
+        attachments: AttachmentStore | None = None,
+        inline_max_bytes: int = 64 * 1024,
+        check: EventCheck | None = None,
     ) -> None:
         super().__init__(
             queue=queue,
@@ -100,6 +131,9 @@ class Publisher(PublisherCore):
             properties_hook=properties_hook,
             max_batch_bytes=max_batch_bytes,
             lanes=lanes,
+            attachments=attachments,
+            inline_max_bytes=inline_max_bytes,
+            check=check,
         )
         self._connection = connection
         self._senders: dict[str, ServiceBusSender] = {}
@@ -113,11 +147,15 @@ class Publisher(PublisherCore):
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
         client_options: Mapping[str, Any] | None = None,
+        check: EventCheck | _Default | None = DEFAULT_CHECKS,
     ) -> Publisher:
         """A publisher for ``settings.queue``: connection string if set, else namespace + DefaultAzureCredential.
 
         ``client_options`` go to the ``ServiceBusClient`` as keywords (e.g. ``retry_total``,
-        ``retry_backoff_factor``); the SDK defaults retry three times over about 11 s.
+        ``retry_backoff_factor``); the SDK defaults retry three times over about 11 s. ``check``
+        runs on every event before anything is sent: by default :func:`publish_checks` (an
+        expired ``not_after``; a sender alias ``POSTBUS_SENDERS`` does not list, when it lists
+        any); ``None`` turns it off, for code that publishes what the worker must refuse.
         """
         connection = ServiceBusConnection.from_settings(
             settings, purpose=_PURPOSE, client_options=client_options
@@ -128,6 +166,9 @@ class Publisher(PublisherCore):
             properties_hook=properties_hook,
             max_batch_bytes=max_batch_bytes,
             lanes=lane_policy(settings),
+            attachments=attachment_store(settings),
+            inline_max_bytes=settings.attachment_inline_max_bytes,
+            check=publish_checks(settings) if isinstance(check, _Default) else check,
         )
 
     async def open(self) -> Self:
@@ -152,7 +193,11 @@ class Publisher(PublisherCore):
                 except BusError as exc:
                     _log.debug("publisher close failed", error=str(exc))
         finally:
-            await self._connection.close()
+            try:
+                await self._connection.close()
+            finally:
+                if self.attachments is not None:
+                    await self.attachments.close()
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -182,7 +227,24 @@ class Publisher(PublisherCore):
         its type's default when this call may not raise lanes (``may_raise_lanes``, by default the
         publisher's :class:`LanePolicy`). Each event goes to its lane's queue.
         """
-        return await self._send(*self._prepare(events, send_at, may_raise_lanes))
+        policy = self.lanes
+        resolved = resolve(
+            events,
+            send_at=send_at,
+            check=self._check,
+            lane_of=lambda event: policy.lane_of(event, may_raise=may_raise_lanes),
+        )
+        store = self.attachments
+        if store is not None and self._needs_claim_check(resolved, store=store):
+            if self._batch_limit is None:
+                # The queue's limit decides what must move; the first batch opens the link and tells it.
+                await self.open()
+                sender = self._sender_for(self.queue)
+                async with self._lock:
+                    with self._calling([resolved[0].event.id], []):
+                        self._learn_limit((await sender.create_message_batch()).max_size_in_bytes)
+            resolved = await self._check_in_all(store, resolved)
+        return await self._send(*self._prepare(resolved, None, may_raise_lanes))
 
     async def publish_raw(
         self, wires: Iterable[WireMessage], *, send_at: datetime | None = None
@@ -223,6 +285,12 @@ class Publisher(PublisherCore):
         return [item.message_id for item in prepared]
 
 
+def _run_private(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coroutine`` on a new event loop in its own thread (the caller's thread may have a loop)."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="postbus-claim-check") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 class SyncPublisher(PublisherCore):
     """The same API as :class:`Publisher` over the synchronous ``azure.servicebus`` client.
 
@@ -230,6 +298,9 @@ class SyncPublisher(PublisherCore):
 
         with SyncPublisher.from_settings(settings) as publisher:
             publisher.publish(event)
+
+    The attachment store is asynchronous: ``attachments_factory`` opens one for each call that
+    has attachments to move, and the call runs it to completion on a private event loop.
     """
 
     def __init__(
@@ -240,6 +311,9 @@ class SyncPublisher(PublisherCore):
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
         lanes: LanePolicy | None = None,
+        attachments_factory: Callable[[], AttachmentStore] | None = None,
+        inline_max_bytes: int = 64 * 1024,
+        check: EventCheck | None = None,
     ) -> None:
         super().__init__(
             queue=queue,
@@ -247,7 +321,10 @@ class SyncPublisher(PublisherCore):
             properties_hook=properties_hook,
             max_batch_bytes=max_batch_bytes,
             lanes=lanes,
+            inline_max_bytes=inline_max_bytes,
+            check=check,
         )
+        self._attachments_factory = attachments_factory
         self._connection = connection
         self._senders: dict[str, SyncSender] = {}
         self._lock = threading.Lock()
@@ -260,6 +337,7 @@ class SyncPublisher(PublisherCore):
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
         client_options: Mapping[str, Any] | None = None,
+        check: EventCheck | _Default | None = DEFAULT_CHECKS,
     ) -> SyncPublisher:
         """Like :meth:`Publisher.from_settings`, with the synchronous client and credential."""
         connection = SyncServiceBusConnection.from_settings(
@@ -271,6 +349,9 @@ class SyncPublisher(PublisherCore):
             properties_hook=properties_hook,
             max_batch_bytes=max_batch_bytes,
             lanes=lane_policy(settings),
+            attachments_factory=lambda: attachment_store(settings),
+            inline_max_bytes=settings.attachment_inline_max_bytes,
+            check=publish_checks(settings) if isinstance(check, _Default) else check,
         )
 
     def open(self) -> Self:
@@ -281,7 +362,7 @@ class SyncPublisher(PublisherCore):
     def _sender_for(self, queue: str) -> SyncSender:
         sender = self._senders.get(queue)
         if sender is None:
-            sender = self._senders[queue] = self._connection.client.get_queue_sender(queue)
+            sender = self._senders[queue] = self._connection.sender(queue)
         return sender
 
     def close(self) -> None:
@@ -317,7 +398,31 @@ class SyncPublisher(PublisherCore):
         may_raise_lanes: bool | None = None,
     ) -> list[str]:
         """See :meth:`Publisher.publish_many`."""
-        return self._send(*self._prepare(events, send_at, may_raise_lanes))
+        policy = self.lanes
+        resolved = resolve(
+            events,
+            send_at=send_at,
+            check=self._check,
+            lane_of=lambda event: policy.lane_of(event, may_raise=may_raise_lanes),
+        )
+        factory = self._attachments_factory
+        if factory is not None and self._needs_claim_check(resolved, store=factory):
+            if self._batch_limit is None:
+                self.open()
+                sender = self._sender_for(self.queue)
+                with self._lock, self._calling([resolved[0].event.id], []):
+                    self._learn_limit(sender.create_message_batch().max_size_in_bytes)
+            resolved = _run_private(self._check_in_with(factory, resolved))
+        return self._send(*self._prepare(resolved, None, may_raise_lanes))
+
+    async def _check_in_with(
+        self, factory: Callable[[], AttachmentStore], resolved: Sequence[ScheduledEvent]
+    ) -> list[ScheduledEvent]:
+        store = factory()
+        try:
+            return await self._check_in_all(store, resolved)
+        finally:
+            await store.close()
 
     def publish_raw(self, wires: Iterable[WireMessage], *, send_at: datetime | None = None) -> list[str]:
         """For tests and demos: send wire messages exactly as given, without validating the body."""

@@ -16,6 +16,7 @@ and ``permits``. Recipients live under reserved test domains.
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import unicodedata
@@ -38,6 +39,7 @@ __all__ = [
     "broken_bodies",
     "checkout_spike",
     "holiday_spike",
+    "label_pdf",
     "order_confirmation",
     "permit_approved",
     "permits",
@@ -183,8 +185,30 @@ def order_confirmation(rng: random.Random, *, start: datetime) -> NotificationEv
     )
 
 
-def return_label(rng: random.Random, *, start: datetime) -> NotificationEvent:
-    """A ``return.label`` with a carrier, tracking link, returned items and the refund."""
+#: Sizes of a generated return-label PDF (bytes): most are a small page, one in four carries
+#: scanned customs papers and is larger than a Standard Service Bus message (256 KB).
+_LABEL_SIZES: Final = ((30_000, 120_000), (30_000, 120_000), (30_000, 120_000), (260_000, 600_000))
+
+
+def label_pdf(seed: str, *, size: int) -> bytes:
+    """A deterministic ``size``-byte PDF file (one page; the rest an incompressible image stream)."""
+    rng = random.Random(f"label-pdf:{seed}")
+    head = (
+        b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
+        b"2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj\n"
+        b"3 0 obj << /Type /Page /Parent 2 0 R /MediaBox [0 0 288 432] >> endobj\n"
+        b"4 0 obj << /Type /XObject /Subtype /Image /Filter /DCTDecode >> stream\n"
+    )
+    tail = b"\nendstream endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+    return head + rng.randbytes(max(0, size - len(head) - len(tail))) + tail
+
+
+def return_label(rng: random.Random, *, start: datetime, with_pdf: bool = False) -> NotificationEvent:
+    """A ``return.label`` with a carrier, tracking link, returned items and the refund.
+
+    ``with_pdf`` attaches the label as a PDF of realistic size (:data:`_LABEL_SIZES`); its bytes
+    derive from the event id, so the event stream is the same with and without it.
+    """
     shop, city = rng.choice(catalog.SHOPS), rng.choice(catalog.CITIES)
     name, mailbox = _person(rng)
     carrier = rng.choice(catalog.CARRIERS)
@@ -209,18 +233,28 @@ def return_label(rng: random.Random, *, start: datetime) -> NotificationEvent:
         "refund": {"amount": refund, "currency": city.currency},
         "support_url": f"{shop.url}/help/returns",
     }
-    return NotificationEvent.model_validate(
-        {
-            "id": f"return-{_token(rng)}",
-            "type": "return.label",
-            "tenant": shop.tenant,
-            "to": [_recipient(name, mailbox)],
-            "sender": "returns",
-            "locale": city.locale,
-            "data": data,
-            "not_after": start + timedelta(days=7),
-        }
-    )
+    document: dict[str, Any] = {
+        "id": f"return-{_token(rng)}",
+        "type": "return.label",
+        "tenant": shop.tenant,
+        "to": [_recipient(name, mailbox)],
+        "sender": "returns",
+        "locale": city.locale,
+        "data": data,
+        "not_after": start + timedelta(days=7),
+    }
+    if with_pdf:
+        sizes = random.Random(f"label-size:{document['id']}")
+        size = sizes.randint(*sizes.choice(_LABEL_SIZES))
+        pdf = label_pdf(document["id"], size=size)
+        document["attachments"] = [
+            {
+                "name": f"{rma}.pdf",
+                "content_type": "application/pdf",
+                "content_base64": base64.b64encode(pdf).decode(),
+            }
+        ]
+    return NotificationEvent.model_validate(document)
 
 
 def appointment_reminder(rng: random.Random, *, start: datetime) -> NotificationEvent:
@@ -385,12 +419,19 @@ _MIX: Final = (("order", 0.55), ("return", 0.15), ("booking", 0.20), ("permit", 
 
 
 def holiday_spike(
-    n: int, *, seed: int, start: datetime, invalid_ratio: float = 0.01, lead_seconds: float = 5.0
+    n: int,
+    *,
+    seed: int,
+    start: datetime,
+    invalid_ratio: float = 0.01,
+    lead_seconds: float = 5.0,
+    label_pdfs: bool = False,
 ) -> list[SimulatedEvent]:
     """The demo's spike: orders, returns, scheduled reminders and permits, shuffled, with
     ``round(n * invalid_ratio)`` events the worker must dead-letter (unknown template, unknown
     sender alias, already expired; in turn). The spoiled events are revalidated copies, so they
-    pass the producer's checks and only the worker can refuse them.
+    pass the producer's checks and only the worker can refuse them. ``label_pdfs`` attaches a
+    PDF to every return label (some larger than a Service Bus message: the claim check).
     """
     if not 0 <= invalid_ratio <= 1:
         raise ValueError(f"invalid_ratio must be between 0 and 1, got {invalid_ratio}")
@@ -407,7 +448,11 @@ def holiday_spike(
     items: list[SimulatedEvent] = []
     for _ in range(n):
         kind = rng.choices(kinds, weights)[0]
-        event = makers[kind](rng, start=start)
+        event = (
+            return_label(rng, start=start, with_pdf=True)
+            if kind == "return" and label_pdfs
+            else (makers[kind](rng, start=start))
+        )
         send_at = _send_at(rng, start, lead_seconds) if kind == "booking" else None
         items.append(SimulatedEvent(event, send_at))
     invalid = round(n * invalid_ratio)

@@ -56,6 +56,7 @@ class CanonicalLine:
     duration_ms: float
     gate_wait_ms: float = 0.0
     acs_ms: float = 0.0
+    attachments_ms: float | None = None
     event_id: str | None = None
     type: str | None = None
     tenant: str | None = None
@@ -94,6 +95,7 @@ class CanonicalLine:
             duration_ms=_ms(duration),
             gate_wait_ms=_ms(processed.gate_wait),
             acs_ms=_ms(processed.acs),
+            attachments_ms=None if processed.attachments is None else _ms(processed.attachments),
             event_id=identity.id if identity else None,
             type=identity.type if identity else None,
             tenant=identity.tenant if identity else None,
@@ -117,6 +119,7 @@ class CanonicalLine:
             "duration_ms": self.duration_ms,
             "gate_wait_ms": self.gate_wait_ms,
             "acs_ms": self.acs_ms,
+            "attachments_ms": self.attachments_ms,
             "event_id": self.event_id,
             "type": self.type or None,
             "tenant": self.tenant or None,

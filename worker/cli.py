@@ -9,9 +9,12 @@ from typing import Annotated, Any
 
 import typer
 
+from postbus.bus import AccessDenied, AuthenticationFailed, QueueNotFound
+from postbus.eventloop import run
 from postbus.logs import configure_logging, get_logger
 from postbus.settings import Settings, load_settings
 from postbus.telemetry import configure_telemetry
+from postbus.worker.errors import CannotStart
 
 __all__ = ["app"]
 
@@ -44,7 +47,17 @@ def worker(
     settings.require_senders("the worker")
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     configure_telemetry(settings)
-    asyncio.run(_run(settings))
+    try:
+        run(_run(settings), choice=settings.event_loop)
+    except QueueNotFound as exc:
+        raise CannotStart(f"{exc}; set POSTBUS_QUEUE to a queue of this namespace") from None
+    except (AuthenticationFailed, AccessDenied) as exc:
+        credential = (
+            "the key in POSTBUS_SERVICEBUS_CONNECTION_STRING"
+            if settings.servicebus_connection_string
+            else "the identity's Service Bus role on POSTBUS_SERVICEBUS_NAMESPACE"
+        )
+        raise CannotStart(f"{exc}; check {credential}") from None
 
 
 async def _run(settings: Settings) -> None:

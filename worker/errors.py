@@ -14,11 +14,13 @@
         │   └── AmbiguousSend        the request may have been accepted: same operation id, look up first
         ├── ThrottledError       pause all sends for ``retry_after`` seconds; no attempt is spent
         └── SystemicError        configuration or credentials: abandon, open the circuit breaker
+    └── CannotStart              the worker cannot begin: a taken port, an unreachable namespace
 
 Third-party exceptions are translated into this tree once, in the adapter that calls the SDK
 (``worker.mailer`` for ACS); Service Bus failures are ``postbus.bus.errors.BusError``. The other
-dead-letter reasons (an event that does not decode, an expired one, an unknown sender alias) are
-decided by the pipeline as values, not raised.
+dead-letter reasons (an event that does not decode, an expired one, an unknown sender alias, a
+claim-checked attachment that is gone or altered) are decided by the pipeline as values, not
+raised; an unreachable attachment store (``postbus.attachments``) becomes a delayed retry there.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from postbus.reasons import DeadLetterReason
 
 __all__ = [
     "AmbiguousSend",
+    "CannotStart",
     "InvalidMessage",
     "MessageTooLarge",
     "PermanentError",
@@ -107,4 +110,11 @@ class SystemicError(ProcessingError):
     """The deployment is broken (401/403, unverified sender domain, bad configuration).
 
     No single message is at fault: abandon it, open the circuit breaker, report not-ready.
+    """
+
+
+class CannotStart(PostbusError):
+    """The worker could not begin work (its health port is taken, Service Bus never answered).
+
+    Nothing was received; the message names the cause and the setting that fixes it.
     """

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiohttp import web
+
+from postbus.worker.errors import CannotStart
 
 __all__ = ["HealthServer", "HealthStatus"]
 
@@ -55,7 +58,16 @@ class HealthServer:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._requested_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise CannotStart(
+                f"cannot serve /healthz and /readyz on port {self._requested_port}: "
+                f"{os.strerror(exc.errno).lower() if exc.errno else exc}; set POSTBUS_HEALTH_PORT (or --health-port) to a free port, "
+                "or 0 to turn the endpoint off"
+            ) from None
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         if sockets:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +30,8 @@ from typing import Any, Final
 
 import jinja2
 
-from postbus.errors import SettingsError
+from postbus.errors import InvalidEvent, SettingsError
+from postbus.events import NotificationEvent
 from postbus.logs import get_logger
 from postbus.worker.errors import TemplateError, UnknownTemplate
 from postbus.worker.templates.filters import FILTERS, text_direction
@@ -42,6 +43,7 @@ __all__ = [
     "RenderedEmail",
     "TemplateRenderer",
     "fallback_chain",
+    "template_check",
 ]
 
 log = get_logger(__name__)
@@ -395,3 +397,27 @@ class TemplateRenderer:
             source = "shipped+user" if len(seen_in) == 2 else next(iter(seen_in))
             types[name] = _TypeInfo(locales=complete, sample=samples[name], source=source)
         return types
+
+
+def template_check(renderer: TemplateRenderer) -> Callable[[NotificationEvent], None]:
+    """A publish check that renders the event as a worker with ``renderer``'s templates would.
+
+    It refuses, as :class:`~postbus.errors.InvalidEvent`, a type with no template (field
+    ``type``) and data the templates cannot render (field ``data``): what the worker would
+    dead-letter as ``UnknownTemplate`` or ``TemplateError``. For a publisher that sees the same
+    templates as the workers::
+
+        # from postbus.producers import Publisher, all_of, publish_checks
+        check = all_of(publish_checks(settings), template_check(TemplateRenderer(user_dir=settings.templates_dir)))
+        Publisher.from_settings(settings, check=check)
+    """
+
+    def check(event: NotificationEvent) -> None:
+        try:
+            renderer.render(event.type, locale=event.locale, data=event.data, tenant=event.tenant)
+        except UnknownTemplate as exc:
+            raise InvalidEvent(f"type: {exc}", field="type") from None
+        except TemplateError as exc:
+            raise InvalidEvent(f"data: {exc}", field="data") from None
+
+    return check

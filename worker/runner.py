@@ -22,6 +22,7 @@ from typing import Any, Final, TypeVar
 
 import structlog
 
+from postbus.attachments import AttachmentStore, attachment_store
 from postbus.bus import (
     BusError,
     BusRefused,
@@ -34,18 +35,23 @@ from postbus.bus import (
 )
 from postbus.lanes import Lane, lane_queues
 from postbus.logs import get_logger
+from postbus.records import RecordStore, record_store
 from postbus.settings import Settings
 from postbus.telemetry import BREAKER_STATE_CODES, Telemetry, current_telemetry
 from postbus.worker.breaker import CircuitBreaker
 from postbus.worker.canonical import CanonicalLine
+from postbus.worker.errors import CannotStart
 from postbus.worker.flow import LoopHeartbeat, holding_limit, lane_prefetch
 from postbus.worker.health import HealthServer, HealthStatus
 from postbus.worker.mailer import AcsMailer, Mailer
 from postbus.worker.outcome import AlreadySent, Sent, Systemic
 from postbus.worker.pipeline import Pipeline, Processed, Renderer
+from postbus.worker.recording import RecordWriter
+from postbus.worker.reports import ReportConsumer
 from postbus.worker.retry import RetryPolicy
 from postbus.worker.scheduler import LaneScheduler
 from postbus.worker.settlement import give_back, settle
+from postbus.worker.suppression import SuppressionList
 from postbus.worker.throttle import SendGate, gate_for_quota
 
 __all__ = ["Worker"]
@@ -74,6 +80,12 @@ class _LaneState:
     pipeline: Pipeline | None = None
     inflight: set[asyncio.Task[None]] = field(default_factory=set)
     connected: bool = False
+
+
+#: Failed opens before a worker that has never reached its queue gives up. Each open already
+#: carries the SDK's own retries (about 12 s against a closed port), so this is a wrong address,
+#: not a blip; once the worker has been connected, it reconnects for as long as it runs.
+STARTUP_ATTEMPTS: Final = 2
 
 
 class _LinksBroken(Exception):
@@ -108,7 +120,11 @@ class Worker:
 
     Every collaborator can be passed in: ``source`` (an
     :class:`~postbus.bus.InMemoryBroker` in unit tests) or ``sources`` (one per lane), ``mailer``
-    (a :class:`~worker.mailer.FakeMailer`), ``renderer``, ``gate``, ``breaker``, ``telemetry``.
+    (a :class:`~worker.mailer.FakeMailer`), ``renderer``, ``gate``, ``breaker``, ``telemetry``,
+    ``records`` (the delivery-record store; by default the one ``POSTBUS_RECORD_URL`` names),
+    ``reports`` (the source of the report consumer: by default ``POSTBUS_REPORTS_QUEUE`` on the
+    same namespace, unless ``source`` or ``sources`` was passed in; none when that setting is empty),
+    ``attachments`` (the claim-check store; by default the one the settings name, closed at the end).
     Each lane has its own receive loop, holding limit and reconnects; all share the gate, whose
     permits the :class:`~worker.scheduler.LaneScheduler` hands out (critical first).
     """
@@ -124,6 +140,9 @@ class Worker:
         gate: SendGate | None = None,
         breaker: CircuitBreaker | None = None,
         telemetry: Telemetry | None = None,
+        records: RecordStore | None = None,
+        reports: MessageSource | None = None,
+        attachments: AttachmentStore | None = None,
     ) -> None:
         self._settings = settings
         if source is not None and sources is not None:
@@ -132,6 +151,15 @@ class Worker:
             dict(sources) if sources is not None else ({Lane.NORMAL: source} if source is not None else None)
         )
         self._given_sources = given
+        self._records = records
+        self._reports = reports
+        self._suppression = (
+            SuppressionList(settings.suppress_days * 86400) if settings.suppress_days > 0 else None
+        )
+        #: What the report consumer did so far, by outcome (empty when it does not run).
+        self.report_counts: Counter[str] = Counter()
+        self._writer: RecordWriter | None = None
+        self._attachments = attachments
         self._telemetry = telemetry
         self._renderer = renderer
         self._mailer = mailer
@@ -145,6 +173,8 @@ class Worker:
             weights={Lane.NORMAL: settings.lane_normal_weight, Lane.BULK: settings.lane_bulk_weight},
         )
         self._lanes: list[_LaneState] = []
+        self._ever_connected = False
+        self._failed_opens = 0
         self.counts: Counter[str] = Counter()
         #: Messages sent (or found already sent) per lane.
         self.sent_by_lane: Counter[Lane] = Counter()
@@ -189,6 +219,11 @@ class Worker:
         }
         if not self._breaker.ready and self._breaker.last_error:
             detail["last_error"] = self._breaker.last_error
+        if self.report_counts:
+            # What the report consumer did so far (recorded, dead_lettered, abandoned).
+            detail["reports"] = dict(sorted(self.report_counts.items()))
+        if self._writer is not None and self._writer.failures:
+            detail["record_write_failures"] = self._writer.failures
         return HealthStatus(live=True, ready=self.ready, detail=detail)
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -216,19 +251,26 @@ class Worker:
         else:
             sources = self._given_sources
         mailer = self._mailer or AcsMailer.from_settings(settings)
+        # The store opens on first use: a worker starts (and sends) while its store is down.
+        records = self._records or record_store(settings)
+        self._writer = RecordWriter(records, namespace=settings.operation_namespace, telemetry=telemetry)
+        attachments = self._attachments or attachment_store(settings)
         self._lanes = [
             _LaneState(lane, sources[lane]) for lane in sorted(sources, key=lambda lane: lane.rank)
         ]
         for state in self._lanes:
             state.pipeline = Pipeline(
+                attachments=attachments,
                 settings=settings,
                 renderer=self._renderer,
                 mailer=mailer,
                 gate=self._gate,
                 telemetry=telemetry,
                 policy=self._policy,
+                suppression=self._suppression,
                 permits=self._scheduler.permits(state.lane),
             )
+        reports = self._report_source(settings)
         health = HealthServer(port=settings.health_port, status=self.health) if settings.health_port else None
         log.info(
             "worker starting",
@@ -248,6 +290,9 @@ class Worker:
             send_rate=lambda: self._gate.rate,
             breaker_state=lambda: BREAKER_STATE_CODES[self._breaker.state.value],
         )
+        # Set when the send loop ends, for whatever reason: the consumer then stops too.
+        reports_stop = asyncio.Event()
+        consumer = self._start_reports(reports, records, telemetry, reports_stop)
         try:
             if health is not None:
                 await health.start()
@@ -255,6 +300,7 @@ class Worker:
         finally:
             # The one stop path, whatever the loop was doing: in-flight work gets the grace, the rest
             # is abandoned, and the summary line is written.
+            reports_stop.set()
             for state in self._lanes:
                 state.connected = False
             await self._drain(stop, self._lanes, reconnecting=False)
@@ -267,13 +313,55 @@ class Worker:
                 grace_seconds=settings.shutdown_grace_seconds,
             )
             unwatch()
+            await self._stop_reports(consumer, reports)
             if connection is not None:
                 await connection.close()
             if self._mailer is None:
                 await mailer.close()
+            if self._records is None:
+                await records.close()
+            if self._attachments is None:
+                await attachments.close()
             if health is not None:
                 await health.stop()
         return self.counts
+
+    def _start_reports(
+        self, reports: MessageSource | None, records: RecordStore, telemetry: Telemetry, stop: asyncio.Event
+    ) -> asyncio.Task[Counter[str]] | None:
+        if reports is None:
+            return None
+        settings = self._settings
+        report_consumer = ReportConsumer(
+            reports,
+            records,
+            telemetry=telemetry,
+            concurrency=settings.report_concurrency,
+            grace=settings.shutdown_grace_seconds,
+            suppression=self._suppression,
+        )
+        self.report_counts = report_consumer.counts  # live, for health and tests
+        return asyncio.create_task(report_consumer.run(stop), name="report consumer")
+
+    async def _stop_reports(
+        self, consumer: asyncio.Task[Counter[str]] | None, reports: MessageSource | None
+    ) -> None:
+        if consumer is not None:
+            # Its own stop path (grace, abandon) runs on the same stop event.
+            try:
+                await consumer
+            except Exception:
+                log.exception("report consumer failed")
+            if self._reports is None and reports is not None:
+                await reports.close()
+
+    def _report_source(self, settings: Settings) -> MessageSource | None:
+        if self._reports is not None:
+            return self._reports
+        if self._given_sources is not None or not settings.reports_queue:
+            return None
+        connection = ServiceBusConnection.from_settings(settings, purpose="the report consumer")
+        return ServiceBusSource(connection, settings.reports_queue)
 
     async def _serve_lanes(self, stop: asyncio.Event) -> None:
         """Check every lane's queue, then consume each lane in its own loop until ``stop``.
@@ -292,6 +380,7 @@ class Worker:
                         f"open the {state.lane.value} lane's queue {state.source.queue!r}", exc.detail
                     ) from exc
                 except BusError as exc:
+                    self._failed_opens += 1
                     first[state.lane] = None  # unavailable for now: its loop tries again
                     log.warning("lane unavailable", lane=state.lane.value, error=str(exc))
                 if stop.is_set():
@@ -328,13 +417,20 @@ class Worker:
                     await self._reconnect(stop, state, "refused", str(exc), pause=REFUSED_PAUSE)
                     continue
                 except BusError as exc:
+                    self._failed_opens += 1
+                    if not self._ever_connected and self._failed_opens >= STARTUP_ATTEMPTS:
+                        raise CannotStart(
+                            f"{exc} ({self._failed_opens} tries); check the address in "
+                            "POSTBUS_SERVICEBUS_CONNECTION_STRING or POSTBUS_SERVICEBUS_NAMESPACE "
+                            "and that this machine can reach it"
+                        ) from None
                     await self._reconnect(stop, state, "open_failed", str(exc))
                     continue
                 if links is None:
                     return
             cause: str | None = None
             try:
-                state.connected = True
+                state.connected = self._ever_connected = True
                 async with LoopHeartbeat() as heartbeat:
                     await self._consume(stop, state, links, heartbeat)
             except _LinksBroken as broken:
@@ -516,6 +612,16 @@ class Worker:
                     raise
                 with structlog.contextvars.bound_contextvars(**_event_context(processed)):
                     self._record_breaker(processed)
+                    # Before settling, so a crash in between leaves the message to be redelivered.
+                    try:
+                        if self._writer is not None and not await self._writer.write(
+                            processed, enqueued_at=delivery.enqueued_at
+                        ):
+                            self.counts["record_write_failures"] += 1
+                    except asyncio.CancelledError:
+                        # Redelivery finds the operation at ACS and writes the record then.
+                        await asyncio.shield(self._give_back(links, delivery))
+                        raise
                     settle_error = ""
                     try:
                         await settle(links, delivery, processed, policy=self._policy)

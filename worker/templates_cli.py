@@ -2,7 +2,8 @@
 
 ::
 
-    postbus templates list [--templates-dir DIR]
+    postbus templates list [--templates-dir DIR] [--json]
+    postbus templates check events.jsonl          # what a worker would dead-letter, before publishing
     postbus templates render order.confirmation --locale de-DE --data order.json --html-out preview.html
 
 ``render`` prints the subject and the plain-text body to stdout; ``--html-out`` writes the HTML
@@ -13,6 +14,7 @@ and a non-zero exit code, reported by the root command.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -52,7 +54,7 @@ def _renderer(templates_dir: Path | None) -> TemplateRenderer:
 
 def _load_data(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a Windows editor's BOM is no JSON error
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise typer.BadParameter(f"cannot read {path}: {reason}", param_hint="'--data'") from exc
@@ -72,11 +74,26 @@ def _load_data(path: Path) -> dict[str, Any]:
 
 
 @app.command("list")
-def list_templates(templates_dir: TemplatesDir = None) -> None:
+def list_templates(
+    templates_dir: TemplatesDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
     """Show every notification type, its default lane, its locales and where it comes from (shipped or user)."""
     from postbus.lanes import default_lane
 
     renderer = _renderer(templates_dir)
+    if as_json:
+        listing = [
+            {
+                "type": t,
+                "lane": default_lane(t, templates_dir=templates_dir).value,
+                "locales": renderer.locales(t),
+                "source": renderer.source(t),
+            }
+            for t in renderer.types()
+        ]
+        typer.echo(json.dumps(listing, indent=2, ensure_ascii=False))
+        return
     table = Table(title="Notification templates", title_justify="left")
     table.add_column("Type", style="bold")
     table.add_column("Lane")
@@ -86,6 +103,61 @@ def list_templates(templates_dir: TemplatesDir = None) -> None:
         lane = default_lane(event_type, templates_dir=templates_dir).value
         table.add_row(event_type, lane, ", ".join(renderer.locales(event_type)), renderer.source(event_type))
     Console(soft_wrap=True).print(table)
+
+
+@app.command("check")
+def check_events(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="EVENTS.JSONL", help="JSON Lines of events (as for publish --file); - reads stdin."
+        ),
+    ],
+    templates_dir: TemplatesDir = None,
+) -> None:
+    """Render every event of a JSON Lines file; report the ones a worker would dead-letter.
+
+    A type with no template and data the templates cannot render are found here, before
+    `postbus publish --file` puts them on the queue. Exit 1 if any line fails.
+    """
+    import sys
+
+    from postbus.errors import InvalidEvent
+    from postbus.events import parse_event
+    from postbus.worker.rendering import template_check
+
+    check = template_check(_renderer(templates_dir))
+    try:
+        handle = (
+            io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig")
+            if str(file) == "-"
+            else file.open(encoding="utf-8-sig")
+        )
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot read {file}: {exc.strerror or exc}", param_hint="EVENTS.JSONL"
+        ) from None
+    checked = failed = 0
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            checked += 1
+            try:
+                document = json.loads(text)
+                if isinstance(document, dict) and "event" in document:
+                    document = document["event"]
+                check(parse_event(document))
+            except json.JSONDecodeError as exc:
+                failed += 1
+                typer.echo(f"line {number}: not valid JSON: {exc.msg} (column {exc.colno})", err=True)
+            except InvalidEvent as exc:
+                failed += 1
+                typer.echo(f"line {number}: {exc}", err=True)
+    typer.echo(f"checked {checked}, failed {failed}", err=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command("render")

@@ -3,7 +3,7 @@
 ACS Email enforces its quota per *subscription* as sliding per-minute and per-hour windows and
 answers an excess with 429 + ``Retry-After``. Every replica shares it and replicas never talk to
 each other, so each :class:`AimdGate` learns its share from 429s alone. docs/throttling.md has the
-reasoning and the simulation (``bench/gate_simulation.py``) that chose the defaults of
+reasoning and the simulation (:mod:`postbus.worker.throttle_sim`) that chose the defaults of
 :class:`AimdTuning`; in short:
 
 * **Share and pacing.** A replica allows itself ``share`` (0-1] of the quota: a token bucket paces its
@@ -17,15 +17,27 @@ reasoning and the simulation (``bench/gate_simulation.py``) that chose the defau
   signal). A 429 means the server's window is full, so this replica's own entries in its mirror
   divided by the limit is the share it actually had: the new share is ``decrease x`` that. When every
   replica does this the shares add up to just under one, whatever their number.
+* **Demand is no ceiling.** That measurement holds only as far as the gate, not demand, held the
+  replica back. The gate knows how long it has been *bound* (its permits waited for pacing since a
+  whole burst of allowance last went unused), and ``Retry-After`` tells how much of the minute the
+  window's entries span; the measured share is divided by the bound fraction of that span (capped
+  at the current share). A replica that sent 3 emails in the minute before another application
+  filled the window keeps its share; one bound all along learns exactly its entries' share.
 * **Increase.** Fast recovery (time constant ``recovery``) back to that measured share, then an
   additive ``increase`` per accepted send, up to ``max_boost`` times faster the further the share
   climbs above the last measured one (quota that a departed replica left behind is found quickly).
   Growth pauses for ``hold`` seconds after a long ``Retry-After``: that window filled in a clump and
   will free in a clump, so slots coming back fast for a while are no sign of spare quota.
+* **Regrowth.** ``regrow_after`` seconds after a 429 episode's pause, the share also grows with time
+  alone, by 2^((t/``regrow_time``)^2) after t seconds, until the next 429: the replicas or the other
+  sender that filled the window may be gone, and probing by accepted sends is slow when sends are
+  few. Any learnt share is back at the whole quota within about a minute unless a 429 says otherwise.
 
 Start-up is optimistic (share 1): a lone replica runs at the full quota from its first send, and W
 replicas starting together fill the window in 60/W seconds (quota used, not lost), then each measures
-its share from a single 429.
+its share from a single 429. Until that clump leaves the window ACS accepts nothing (60 - 60/W s); a
+slower start would cost a lone replica more than it saves, since before the first 429 a replica
+cannot tell whether it is alone (docs/throttling.md, "Replicas starting together").
 
 Permits are handed out first come, first served, without polling; a cancelled waiter takes nothing.
 A permit is "in flight" until :meth:`AimdGate.on_accepted` or :meth:`AimdGate.on_throttled` (the
@@ -77,7 +89,10 @@ class AimdTuning:
     ``max_boost``/``boost_span``: the increase doubles for every ``boost_span`` x the measured share
     the share has climbed above it, up to ``max_boost`` times. ``recovery``: time constant (s) of the
     return to the measured share after a decrease (0 = none). ``hold``: seconds without growth after a
-    long ``Retry-After``. ``burst``: pacing burst in seconds of the current rate (at least one send).
+    long ``Retry-After``. ``regrow_after``/``regrow_time``: once ``regrow_after`` seconds have
+    passed since the last 429 episode's pause ended, the share grows by 2^((t/regrow_time)^2) over
+    the next t seconds until a 429 (``regrow_time`` 0 = never). ``burst``: pacing burst in seconds
+    of the current rate (at least one send).
     ``pending_timeout``: seconds after which a permit without a verdict counts as accepted.
     ``max_pause``: longest pause one ``Retry-After`` may impose (a garbage header must not stop the
     worker for days).
@@ -90,6 +105,8 @@ class AimdTuning:
     boost_span: float = 0.2
     recovery: float = 10.0
     hold: float = 60.0
+    regrow_after: float = 10.0
+    regrow_time: float = 20.0
     burst: float = 1.0
     pending_timeout: float = 60.0
     max_pause: float = 3600.0
@@ -103,7 +120,16 @@ class AimdTuning:
             raise ValueError("max_boost must be >= 1 and boost_span > 0")
         negative = [
             name
-            for name in ("increase", "recovery", "hold", "burst", "pending_timeout", "max_pause")
+            for name in (
+                "increase",
+                "recovery",
+                "hold",
+                "regrow_after",
+                "regrow_time",
+                "burst",
+                "pending_timeout",
+                "max_pause",
+            )
             if getattr(self, name) < 0
         ]
         if negative or self.burst == 0 or self.pending_timeout == 0:
@@ -305,12 +331,17 @@ class AimdGate(_FifoGate):
         self._min_share = 1.0 / pacing_limit
         # A steady stream frees a slot every 60/Q s, so Retry-After stays near 1 s; longer means a clump.
         self._long_retry_after = 1.0 + 2.0 * _MINUTE / pacing_limit
+        self._clump_retry_after = _MINUTE / 4  # a quarter of the window came free at once
         self._max_boost_exponent = math.log2(tune.max_boost)
         self._share = max(self._min_share, tune.initial_share)
         self._measured = 0.0  # the share measured at the last 429 (0: none yet)
         self._episode_until = -math.inf
         self._hold_until = -math.inf
         self._grown_at = clock()
+        self._regrow_from = clock() + tune.regrow_after  # when the share may start growing with time
+        self._regrown_at = clock()
+        self._bound_since: float | None = None  # start of the current stretch limited by pacing
+        self._head_paced = False  # the head waiter has waited for pacing, not only for a pause
         self._pending: deque[float] = deque()  # permit times of sends without a verdict, oldest first
         self._tokens = self._bucket_size()
         self._refilled_at = clock()
@@ -318,12 +349,12 @@ class AimdGate(_FifoGate):
 
     @property
     def rate(self) -> float:
-        return self._share * self._full_rate
+        return self.share * self._full_rate
 
     @property
     def share(self) -> float:
         """The fraction of the configured quota this replica currently allows itself."""
-        return self._share
+        return self._regrown(self._clock())
 
     @property
     def in_flight(self) -> int:
@@ -332,6 +363,7 @@ class AimdGate(_FifoGate):
 
     def on_accepted(self) -> None:
         now = self._clock()
+        self._regrow(now)
         self._settle_oldest(now, counted=True)
         elapsed, self._grown_at = max(0.0, now - self._grown_at), now
         tune = self.tuning
@@ -350,31 +382,55 @@ class AimdGate(_FifoGate):
         now = self._clock()
         self._settle_oldest(now, counted=False)
         tune = self.tuning
+        self._regrow(now)
         if now >= self._episode_until:
-            self._measured = min(self._share, self._measured_share(now))
+            # What this replica had of the full window is its share only as far as its gate, not its
+            # demand, held it back. Retry-After tells how old the window's oldest entry is, so weigh
+            # the measurement by how much of the window's span this replica was bound.
+            bound = 0.0 if self._bound_since is None else now - self._bound_since
+            span = self._limits[0][0].length - min(max(retry_after, 0.0), self._limits[0][0].length)
+            trust = 1.0 if bound >= span else bound / span
+            had = self._share
+            measured = self._measured_share(now)
+            self._measured = min(had, measured / trust) if trust > 0 else had
             self._share = max(self._min_share, self._measured * tune.decrease)
             self.throttle_episodes += 1
-            log.info("send_gate_throttled", retry_after=retry_after, share=round(self._share, 4))
+            log.info(
+                "send_gate_throttled",
+                retry_after=retry_after,
+                share=round(self._share, 4),
+                trust=round(trust, 2),
+            )
         self._pause(now, retry_after, tune.max_pause)
         # 429s for sends already in flight belong to this episode.
         self._episode_until = max(self._episode_until, self._paused_until)
         if retry_after > self._long_retry_after:
             self._hold_until = max(self._hold_until, self._paused_until + tune.hold)
+        regrow_from = self._paused_until + tune.regrow_after
+        if retry_after >= self._clump_retry_after:
+            # The replicas filled the window together and will again: time is no sign of spare quota.
+            regrow_from = max(regrow_from, self._hold_until)
+        self._regrow_from = max(self._regrow_from, regrow_from)
         self._wake_if_blocked()
 
     def _delay(self, now: float) -> float:
         self._expire_pending(now)
-        delay = self._paused_until - now
+        self._regrow(now)
+        paused = self._paused_until - now
         self._refill(now)
+        pacing = 0.0
         if self._tokens < 1.0 - 1e-9:
-            delay = max(delay, (1.0 - self._tokens) / self.rate)
+            pacing = (1.0 - self._tokens) / (self._share * self._full_rate)
         self._blocked_on_verdict = False
         for window, limit in self._limits:
             wait = window.wait(now, limit, len(self._pending))
             if wait is None:  # only a verdict (or the pending timeout) can make room
                 self._blocked_on_verdict = True
                 wait = self._pending[0] + self.tuning.pending_timeout - now
-            delay = max(delay, wait)
+            pacing = max(pacing, wait)
+        if pacing > 0 and pacing > paused:
+            self._head_paced = True
+        delay = max(paused, pacing)
         # A positive delay below the clock's resolution would make the head spin without time passing.
         return 0.0 if delay <= 0 else max(delay, 1e-6)
 
@@ -382,14 +438,48 @@ class AimdGate(_FifoGate):
         self._refill(now)
         self._tokens -= 1.0
         self._pending.append(now)
+        if self._head_paced:
+            if self._bound_since is None:
+                self._bound_since = now
+        elif self._tokens >= self._bucket_size() - 1.0 - 1e-9 and len(self._waiters) <= 1:
+            # Nobody else waits and the bucket was full: a whole burst of allowance went unused, so
+            # demand, not the gate, is the limit. (A permit or two to spare is just uneven arrivals.)
+            self._bound_since = None
+        self._head_paced = False
 
     def _bucket_size(self) -> float:
-        return max(1.0, self.rate * self.tuning.burst)
+        return max(1.0, self._share * self._full_rate * self.tuning.burst)
 
     def _refill(self, now: float) -> None:
         elapsed = max(0.0, now - self._refilled_at)
-        self._tokens = min(self._bucket_size(), self._tokens + elapsed * self.rate)
+        rate = self._share * self._full_rate
+        self._tokens = min(self._bucket_size(), self._tokens + elapsed * rate)
         self._refilled_at = now
+
+    def _regrown(self, now: float) -> float:
+        """The share with the growth that time alone has earned since it was last brought up to date.
+
+        A learnt share is a fact about the window it was learnt in: the replicas or the other sender
+        that filled it may be gone. Probing by accepted sends alone is slow when sends are few (a
+        small quota, a small share), so after a quiet stretch the share also grows with time until
+        the next 429 says where the limit is now: by 2^((t/T)^2) after t seconds, gently at first
+        (little overshoot where the learnt share is still right), then fast (x2 at T, x16 at 2T).
+        """
+        span = self.tuning.regrow_time
+        start = self._regrow_from
+        if span <= 0 or now <= start or self._share >= 1.0:
+            return self._share
+        before = max(0.0, self._regrown_at - start) / span
+        after = (now - start) / span
+        growth: float = 2.0 ** (after * after - before * before)
+        return min(1.0, self._share * growth)
+
+    def _regrow(self, now: float) -> None:
+        if now > self._regrown_at:
+            # Tokens earned so far accrue at the old rate, before the share changes.
+            self._refill(now)
+            self._share = self._regrown(now)
+            self._regrown_at = now
 
     def _settle_oldest(self, now: float, *, counted: bool) -> None:
         # Matching each verdict to the oldest permit and stamping it now never undercounts the window:

@@ -19,6 +19,7 @@ import typer
 from postbus.binding import exposure_warning
 from postbus.emulators.acs_email.keys import stable_access_key
 from postbus.emulators.acs_email.quota import QuotaConfig
+from postbus.emulators.acs_email.reports import DeliveryMix, ReportSchema
 from postbus.emulators.acs_email.server import EmulatorServer, ServerConfig
 from postbus.emulators.errors import ListenError, StartError, start_error
 from postbus.errors import SettingsError
@@ -54,6 +55,15 @@ def _quota(value: str) -> QuotaConfig:
         return QuotaConfig.parse(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--quota") from exc
+
+
+def _mix(value: str | None) -> DeliveryMix | None:
+    if value is None:
+        return None
+    try:
+        return DeliveryMix.parse(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--delivery") from exc
 
 
 def access_key_for(state_dir: Path, *, new_key: bool) -> str:
@@ -103,11 +113,48 @@ def run(
     ] = 0.0,
     state_dir: Annotated[Path, state_dir_option] = DEFAULT_STATE_DIR,
     new_key: Annotated[bool, new_key_option] = False,
+    report_servicebus: Annotated[
+        str | None,
+        typer.Option(
+            "--report-servicebus",
+            metavar="CONNECTION_STRING",
+            help="Send a delivery report per recipient to this Service Bus namespace, as Event Grid does.",
+        ),
+    ] = None,
+    report_queue: Annotated[
+        str, typer.Option("--report-queue", help="The queue delivery reports go to.")
+    ] = "email-events",
+    report_webhook: Annotated[
+        str | None,
+        typer.Option(
+            "--report-webhook",
+            metavar="URL",
+            help="POST delivery reports here (after Event Grid's handshake).",
+        ),
+    ] = None,
+    report_delay: Annotated[
+        float, typer.Option("--report-delay", min=0.0, help="Seconds from acceptance to the report.")
+    ] = 1.0,
+    delivery: Annotated[
+        str | None,
+        typer.Option(
+            "--delivery",
+            metavar="MIX",
+            help="Random outcomes for other recipients, e.g. delivered=0.97,bounced=0.02,suppressed=0.01.",
+        ),
+    ] = None,
+    report_schema: Annotated[
+        str, typer.Option("--report-schema", help="eventgrid or cloudevents.")
+    ] = "eventgrid",
 ) -> None:
     """Serve the ACS Email data-plane API until SIGINT/SIGTERM."""
     if access_key is not None and new_key:
         raise typer.BadParameter("give --access-key or --new-key, not both", param_hint="--new-key")
     quota_config = _quota(quota)
+    mix = _mix(delivery)
+    if report_schema not in ("eventgrid", "cloudevents"):
+        raise typer.BadParameter("use eventgrid or cloudevents", param_hint="--report-schema")
+    schema: ReportSchema = "cloudevents" if report_schema == "cloudevents" else "eventgrid"
     try:
         config = ServerConfig(
             access_key=access_key or access_key_for(state_dir, new_key=new_key),
@@ -119,6 +166,12 @@ def run(
             succeed_after=succeed_after,
             fail_rate=fail_rate,
             latency_ms=latency_ms,
+            report_servicebus=report_servicebus,
+            report_queue=report_queue,
+            report_webhook=report_webhook,
+            report_delay=report_delay,
+            delivery_mix=mix,
+            report_schema=schema,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--access-key") from exc
@@ -134,6 +187,8 @@ def run(
         raise start_error(exc, port_option="--port") from exc
     except OSError as exc:  # the TLS certificate could not be written
         raise StartError(f"ACS Email emulator did not start: {_why(exc)}") from exc
+    except ValueError as exc:  # the report webhook did not validate its subscription
+        raise StartError(f"ACS Email emulator did not start: {exc}") from exc
 
 
 async def _serve(server: EmulatorServer) -> None:

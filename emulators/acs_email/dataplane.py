@@ -179,6 +179,15 @@ async def _accept(state: EmulatorState, request: web.Request) -> web.StreamRespo
         state.mailbox.add(mail)
         if state.mailbox.directory is not None:
             await asyncio.to_thread(state.mailbox.write, mail)
+        if state.reporter is not None:
+            failed = op.error_code if op.outcome == "Failed" else None
+            state.reporter.accepted(
+                op.id,
+                email.sender,
+                mail.recipients,
+                failed_code=failed,
+                on_reported=state.mailbox.set_delivery_status,
+            )
     if decision.stall and state.stopping is not None:
         log.info("acs_email.send_stalled", operation_id=op.id)
         await state.stopping.wait()

@@ -12,6 +12,10 @@ Example::
 
     with EmailEmulator() as acs:   # plain sync use works too (acs.start() / acs.stop())
         ...
+
+    # Delivery reports, as Event Grid would deliver them to a Service Bus queue:
+    async with EmailEmulator(report_servicebus=sb.connection_string, report_delay=0.5) as acs:
+        ...
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from postbus.emulators.acs_email.faults import Faults
 from postbus.emulators.acs_email.mailbox import Mailbox
 from postbus.emulators.acs_email.operations import FailureRule
 from postbus.emulators.acs_email.quota import QuotaConfig
+from postbus.emulators.acs_email.reports import DeliveryMix, ReportSchema
 from postbus.emulators.acs_email.server import EmulatorServer, ServerConfig, new_access_key
 
 __all__ = ["EmailEmulator"]
@@ -46,7 +51,16 @@ class EmailEmulator:
         mailbox_dir: Path | None = None,
         succeed_after: float = 0.0,
         bearer_token: str | None = None,
+        *,
+        report_servicebus: str | None = None,
+        report_queue: str = "email-events",
+        report_webhook: str | None = None,
+        report_delay: float = 0.0,
+        delivery_mix: str | DeliveryMix | None = None,
+        report_schema: ReportSchema = "eventgrid",
     ) -> None:
+        if isinstance(delivery_mix, str):
+            delivery_mix = DeliveryMix.parse(delivery_mix)
         config = ServerConfig(
             access_key=access_key or new_access_key(),
             host=host,
@@ -56,6 +70,12 @@ class EmailEmulator:
             mailbox_dir=mailbox_dir,
             succeed_after=succeed_after,
             bearer_token=bearer_token,
+            report_servicebus=report_servicebus,
+            report_queue=report_queue,
+            report_webhook=report_webhook,
+            report_delay=report_delay,
+            delivery_mix=delivery_mix,
+            report_schema=report_schema,
         )
         self._server = EmulatorServer(config)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -187,6 +207,12 @@ class EmailEmulator:
         self._server.state.quota.set_config(
             quota if isinstance(quota, QuotaConfig) else QuotaConfig.parse(quota)
         )
+
+    @property
+    def reports_sent(self) -> dict[str, int]:
+        """Delivery reports handed to every sink so far, by status (empty without a sink)."""
+        reporter = self._server.state.reporter
+        return reporter.delivered if reporter is not None else {}
 
     def stats(self) -> dict[str, object]:
         """Accepted, replayed, rejected by reason, throttled, status reads, per-minute rate, latency."""

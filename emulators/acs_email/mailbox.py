@@ -19,7 +19,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -71,6 +71,8 @@ class CapturedEmail:
 
     ``outcome`` is the terminal status the operation reaches (``Succeeded`` or ``Failed``) and
     ``error_code`` the failure code, so tests can assert bounces without polling.
+    ``delivery_status`` is what the emulator's delivery report said afterwards (``Delivered``,
+    ``Bounced``, ...; the worst over the recipients), ``None`` until it reported.
     """
 
     operation_id: str
@@ -89,6 +91,7 @@ class CapturedEmail:
     display_names: Mapping[str, str] = field(hash=False, default_factory=dict)
     outcome: str = "Succeeded"
     error_code: str | None = None
+    delivery_status: str | None = None
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -135,6 +138,7 @@ class CapturedEmail:
             "receivedAt": self.received_at.isoformat(),
             "outcome": self.outcome,
             "errorCode": self.error_code,
+            "deliveryStatus": self.delivery_status,
             "attachments": [
                 {"name": a.name, "contentType": a.content_type, "size": len(a.content)}
                 for a in self.attachments
@@ -159,6 +163,7 @@ class CapturedEmail:
             "apiVersion": self.api_version,
             "outcome": self.outcome,
             "errorCode": self.error_code,
+            "deliveryStatus": self.delivery_status,
             "eventId": self.event_id,
             "tenant": self.tenant,
         }
@@ -217,9 +222,10 @@ def to_eml(mail: CapturedEmail) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class MailboxChange:
-    """What happened to the mailbox: ``added`` or ``removed`` (with the email) or ``cleared``."""
+    """What happened to the mailbox: ``added``, ``updated`` (its delivery report came) or
+    ``removed`` (with the email), or ``cleared``."""
 
-    kind: Literal["added", "removed", "cleared"]
+    kind: Literal["added", "updated", "removed", "cleared"]
     mail: CapturedEmail | None
 
 
@@ -343,6 +349,15 @@ class Mailbox:
     def get(self, operation_id: str) -> CapturedEmail | None:
         with self._lock:
             return next((m for m in self._messages if m.operation_id == operation_id), None)
+
+    def set_delivery_status(self, operation_id: str, status: str) -> None:
+        """Note the delivery report's status on a captured email (gone already: nothing to do)."""
+        with self._lock:
+            index = next((i for i, m in enumerate(self._messages) if m.operation_id == operation_id), None)
+            if index is None:
+                return
+            mail = self._messages[index] = replace(self._messages[index], delivery_status=status)
+        self._notify(MailboxChange("updated", mail))
 
     def remove(self, operation_id: str) -> bool:
         """Forget one email (its files on disk stay); whether it was there."""

@@ -4,8 +4,9 @@ Routes (no auth, like the rest of ``/_emulator/``; the emulator binds 127.0.0.1 
 otherwise):
 
 - ``GET /`` redirects to ``/_emulator/ui/``; the page, its script and stylesheet are static files.
-- ``GET /_emulator/events``: server-sent events, one ``added``, ``removed`` or ``cleared`` event per
-  mailbox change, so the list fills while a spike drains without polling.
+- ``GET /_emulator/events``: server-sent events, one ``added``, ``updated`` (the delivery report's
+  status arrived: ``deliveryStatus``), ``removed`` or ``cleared`` event per mailbox change, so the
+  list fills while a spike drains without polling.
 - ``GET /_emulator/messages/{id}/html``: the email's HTML, served with a ``sandbox`` Content-Security-
   Policy that forbids scripts, plugins, forms and every fetch except inline images: a hostile
   template cannot script the console even when the frame is opened on its own.

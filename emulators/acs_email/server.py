@@ -27,6 +27,14 @@ from postbus.emulators.acs_email.mailbox import Mailbox
 from postbus.emulators.acs_email.mailbox_ui import add_mailbox_ui_routes
 from postbus.emulators.acs_email.management import add_management_routes
 from postbus.emulators.acs_email.quota import PRESETS, QuotaConfig, QuotaLimiter
+from postbus.emulators.acs_email.reports import (
+    DeliveryMix,
+    Reporter,
+    ReportSchema,
+    ReportSink,
+    ServiceBusSink,
+    WebhookSink,
+)
 from postbus.emulators.acs_email.state import EmulatorState
 from postbus.emulators.acs_email.tls import server_ssl_context, write_self_signed
 from postbus.emulators.acs_email.validation import MAX_REQUEST_BYTES
@@ -63,6 +71,14 @@ class ServerConfig:
     max_skew_s: float = DEFAULT_MAX_SKEW_S
     fail_rate: float = 0.0
     latency_ms: float = 0.0
+    #: Delivery reports: a Service Bus connection string and queue, and/or a webhook URL; the
+    #: delay after acceptance, the random mix of outcomes and the event schema (see ``reports``).
+    report_servicebus: str | None = None
+    report_queue: str = "email-events"
+    report_webhook: str | None = None
+    report_delay: float = 0.0
+    delivery_mix: DeliveryMix | None = None
+    report_schema: ReportSchema = "eventgrid"
 
     def __post_init__(self) -> None:
         try:
@@ -71,6 +87,19 @@ class ServerConfig:
             raise ValueError("access key must be base64 (as ACS keys are)") from exc
         if self.succeed_after < 0:
             raise ValueError("succeed_after must be >= 0")
+        if self.report_delay < 0:
+            raise ValueError("report_delay must be >= 0")
+
+    def reporter(self) -> Reporter | None:
+        """The reporter these settings ask for, or ``None`` when reports go nowhere."""
+        sinks: list[ReportSink] = []
+        if self.report_servicebus:
+            sinks.append(ServiceBusSink(self.report_servicebus, self.report_queue))
+        if self.report_webhook:
+            sinks.append(WebhookSink(self.report_webhook))
+        if not sinks:
+            return None
+        return Reporter(sinks, delay=self.report_delay, mix=self.delivery_mix, schema=self.report_schema)
 
 
 def build_app(state: EmulatorState) -> web.Application:
@@ -121,6 +150,9 @@ class EmulatorServer:
 
     async def start(self) -> None:
         self.state.stopping = asyncio.Event()
+        if self.state.reporter is None and (reporter := self.config.reporter()) is not None:
+            await reporter.start()
+            self.state.reporter = reporter
         ssl_context = None
         if self.config.tls:
             cert_dir = self.config.mailbox_dir
@@ -162,6 +194,9 @@ class EmulatorServer:
     async def stop(self) -> None:
         if self.state.stopping is not None:
             self.state.stopping.set()
+        if self.state.reporter is not None:
+            await self.state.reporter.close()
+            self.state.reporter = None
         if self._runner is not None:
             server = self._runner.server
             transports = [h.transport for h in server.connections if h.transport] if server else []

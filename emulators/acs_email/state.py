@@ -16,6 +16,7 @@ from postbus.emulators.acs_email.operations import (
     as_failure_rules,
 )
 from postbus.emulators.acs_email.quota import QuotaLimiter
+from postbus.emulators.acs_email.reports import Reporter
 from postbus.emulators.acs_email.stats import Stats
 
 __all__ = ["EmulatorState"]
@@ -35,6 +36,8 @@ class EmulatorState:
     failure_rules: tuple[FailureRule, ...] = DEFAULT_FAILURE_RULES
     # Status for a reused Operation-Id with another body; undocumented for ACS (see operations.py).
     conflict_status: int = 409
+    # Delivery reports of accepted sends, when the emulator has somewhere to send them.
+    reporter: Reporter | None = None
     # Set when the server stops, so stalled responses can finish and shutdown is prompt.
     stopping: asyncio.Event | None = None
 

@@ -64,6 +64,14 @@ param sloTargetPermille int = 970
 @description('End-to-end latency SLO bound in milliseconds (5 minutes).')
 param sloLatencyMs int = 300000
 
+@description('Bounce + failed share of ACS delivery reports over an hour above which to alert, in thousandths (20 = 2%). ACS limits senders whose bounce rate stays high.')
+@minValue(1)
+@maxValue(1000)
+param bounceAlertPermille int = 20
+
+@description('Delivery reports an hour must hold before the bounce and delivery-SLO alerts judge a share (a handful of sends says little).')
+@minValue(1)
+param minimumReports int = 20
 @description('Share of the ingest API\'s requests, in percent, answered with a 5xx over 5 minutes above which to alert.')
 @minValue(1)
 @maxValue(100)
@@ -412,6 +420,111 @@ customMetrics
 ''', '__SLO_MS__', string(sloLatencyMs))
           timeAggregation: 'Average'
           metricMeasureColumn: 'withinSloPermille'
+          operator: 'LessThan'
+          threshold: sloTargetPermille
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        actionGroupId
+      ]
+    }
+  }
+}
+
+// Delivery reports (postbus.reports.received, by status) counted by the worker's report consumer. Engagement reports
+// (view, click) and unusable ones (invalid) are not delivery outcomes and stay out of both the numerator and the total.
+resource bounceAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${logAlertPrefix}postbus-bounce-rate'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Postbus: bounce + failed share above threshold'
+    description: 'More than the threshold share of ACS delivery reports in the last hour were Bounced or Failed. ACS limits senders with high bounce rates: find the tenant and type with postbus report --since 1h, stop the bad list, and consider POSTBUS_SUPPRESS_DAYS.'
+    severity: 1
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT1H'
+    criteria: {
+      allOf: [
+        {
+          query: replace('''
+customMetrics
+| where name == "postbus.reports.received"
+| extend status = tostring(customDimensions.status)
+| where status in ("Delivered", "Bounced", "Suppressed", "Quarantined", "FilteredSpam", "Expired", "Failed")
+| summarize total = sum(valueSum), bad = sumif(valueSum, status in ("Bounced", "Failed"))
+| where total >= __MIN_REPORTS__
+| extend bounceFailedPermille = 1000.0 * bad / total
+| project bounceFailedPermille
+''', '__MIN_REPORTS__', string(minimumReports))
+          timeAggregation: 'Average'
+          metricMeasureColumn: 'bounceFailedPermille'
+          operator: 'GreaterThan'
+          threshold: bounceAlertPermille
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        actionGroupId
+      ]
+    }
+  }
+}
+
+// The worker records each email's first delivery in postbus.delivery.latency with slo_met = "true" when it came
+// within the bound of the first enqueue, so the count within the SLO is exact (the histogram's count for that
+// dimension), not read off buckets App Insights does not keep. Over delivery reports of every outcome: an email that
+// bounced or expired was not delivered within five minutes either.
+resource deliverySloAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${logAlertPrefix}postbus-delivery-slo'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Postbus: delivered-within-5-minutes share below the SLO'
+    description: 'Fewer than the SLO share of the emails ACS reported on in the last hour were delivered within the bound of their first enqueue. Silent while no reports arrive (check the reports queue and the Event Grid subscription if sends continue).'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT1H'
+    criteria: {
+      allOf: [
+        {
+          query: replace('''
+let within = toscalar(customMetrics
+| where name == "postbus.delivery.latency" and tostring(customDimensions.slo_met) == "true"
+| summarize sum(valueCount));
+customMetrics
+| where name == "postbus.reports.received"
+| extend status = tostring(customDimensions.status)
+| where status in ("Delivered", "Bounced", "Suppressed", "Quarantined", "FilteredSpam", "Expired", "Failed")
+| summarize total = sum(valueSum)
+| where total >= __MIN_REPORTS__
+| extend deliveredWithinSloPermille = 1000.0 * coalesce(within, 0.0) / total
+| project deliveredWithinSloPermille
+''', '__MIN_REPORTS__', string(minimumReports))
+          timeAggregation: 'Average'
+          metricMeasureColumn: 'deliveredWithinSloPermille'
           operator: 'LessThan'
           threshold: sloTargetPermille
           failingPeriods: {

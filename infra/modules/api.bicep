@@ -304,7 +304,7 @@ resource app 'Microsoft.App/containerApps@2026-01-01' = {
   }
 }
 
-resource recordAccount 'Microsoft.Storage/storageAccounts@2024-01-01' existing = if (!empty(recordStorageAccountName)) {
+resource recordAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = if (!empty(recordStorageAccountName)) {
   name: recordStorageAccountName
 }
 

@@ -36,6 +36,9 @@ param privateOnly bool = false
 @description('Queue the producers publish to and the workers consume.')
 param queueName string = 'notifications'
 
+@description('Queue that the Event Grid subscription fills with ACS delivery and engagement reports; the workers consume it.')
+param reportsQueueName string = 'email-events'
+
 @description('Log Analytics workspace that receives the namespace diagnostic logs and metrics.')
 param workspaceId string
 
@@ -141,6 +144,37 @@ resource laneQueues 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = [for l
     enablePartitioning: false
   }
 }]
+
+// ACS delivery reports, one Event Grid event per message. Event Grid delivers at least once and may repeat an event
+// under the same id (the message id); the worker's record merge makes repeats harmless either way.
+resource reportsQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
+  parent: namespace
+  name: reportsQueueName
+  properties: {
+    // Keep in step with emulators/servicebus/Config.json (checked by tests/infra).
+    maxDeliveryCount: 10
+    lockDuration: 'PT1M'
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT10M'
+    deadLetteringOnMessageExpiration: true
+    defaultMessageTimeToLive: 'P1D'
+    maxSizeInMegabytes: 1024
+    requiresSession: false
+    enableBatchedOperations: true
+    enablePartitioning: false
+  }
+}
+
+// The report consumer in the worker only receives from the reports queue (it never sends to it).
+resource workerReportsReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(reportsQueue.id, workerPrincipalId, roles.serviceBusDataReceiver)
+  scope: reportsQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataReceiver)
+    principalId: workerPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
 
 resource workerReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(queue.id, workerPrincipalId, roles.serviceBusDataReceiver)
@@ -297,3 +331,5 @@ output queueName string = queue.name
 output queueId string = queue.id
 output criticalQueueName string = laneQueues[0].name
 output bulkQueueName string = laneQueues[1].name
+output reportsQueueName string = reportsQueue.name
+output reportsQueueId string = reportsQueue.id

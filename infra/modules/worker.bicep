@@ -55,6 +55,12 @@ param criticalQueueName string
 @description('Queue of the bulk lane (POSTBUS_QUEUE_BULK).')
 param bulkQueueName string
 
+@description('Queue of ACS delivery reports the worker consumes (POSTBUS_REPORTS_QUEUE).')
+param reportsQueueName string
+
+@description('Delivery-record table, https://<account>.table.core.windows.net/<table> (POSTBUS_RECORD_URL).')
+param recordUrl string
+
 @description('ACS endpoint, https://<name>.communication.azure.com (POSTBUS_ACS_ENDPOINT).')
 param acsEndpoint string
 
@@ -109,6 +115,9 @@ param cpu string = '0.5'
 
 @description('Memory per replica (must match the CPU: 0.5 cores -> 1Gi).')
 param memory string = '1Gi'
+
+@description('Claim-check container URL (POSTBUS_ATTACHMENT_STORE_URL); empty: the variable is not set.')
+param attachmentStoreUrl string = ''
 
 var healthPort = 8080
 var livenessPath = '/healthz'
@@ -249,6 +258,14 @@ resource app 'Microsoft.App/containerApps@2026-01-01' = {
               value: bulkQueueName
             }
             {
+              name: 'POSTBUS_REPORTS_QUEUE'
+              value: reportsQueueName
+            }
+            {
+              name: 'POSTBUS_RECORD_URL'
+              value: recordUrl
+            }
+            {
               name: 'POSTBUS_ACS_ENDPOINT'
               value: acsEndpoint
             }
@@ -288,7 +305,12 @@ resource app 'Microsoft.App/containerApps@2026-01-01' = {
               name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
               value: appInsightsConnectionString
             }
-          ], telemetryAuthEnv)
+          ], telemetryAuthEnv, empty(attachmentStoreUrl) ? [] : [
+            {
+              name: 'POSTBUS_ATTACHMENT_STORE_URL'
+              value: attachmentStoreUrl
+            }
+          ])
           // Startup and liveness only. The worker has no ingress, so a readiness probe would route no traffic; it would
           // only tie revision activation to ACS's health (/readyz fails while the breaker is open) and fail a deploy
           // during an ACS outage. /readyz stays available to operators.

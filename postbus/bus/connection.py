@@ -26,6 +26,7 @@ from postbus.settings import Settings, env_name
 
 if TYPE_CHECKING:
     from azure.servicebus import ServiceBusClient as SyncClient
+    from azure.servicebus import ServiceBusSender as SyncSender
     from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
     from azure.servicebus.aio.management import ServiceBusAdministrationClient
 
@@ -80,7 +81,10 @@ class _Namespace:
     """A namespace and how to reach it: a connection string, or a token credential built on demand.
 
     ``client_options`` go to ``ServiceBusClient`` (``retry_total``, ``retry_backoff_factor``, ...);
-    the SDK's defaults retry three times over about 11 s.
+    the SDK's defaults retry three times over about 11 s. ``socket_timeout`` and ``keep_alive``
+    (seconds, 0 for none) go to every receiver and sender (the SDK reads them there, not from the
+    client's options): the SDK pings an idle link every ``keep_alive`` seconds, and a link's close
+    waits for its pinging task to notice (up to a second).
     """
 
     def __init__(
@@ -89,10 +93,14 @@ class _Namespace:
         *,
         connection_string: str | None,
         client_options: Mapping[str, Any] | None = None,
+        keep_alive: int = 30,
+        socket_timeout: float | None = None,
     ) -> None:
         self.namespace = namespace
         self._conn_str = connection_string
         self._options = dict(client_options or {})
+        self.keep_alive = keep_alive
+        self._socket_timeout = socket_timeout
         self._credential: Any = None
 
     @classmethod
@@ -101,7 +109,13 @@ class _Namespace:
     ) -> Self:
         """The namespace the settings name; raises :class:`SettingsError` (naming ``purpose``) if none."""
         namespace, conn_str = namespace_of(settings, purpose)
-        return cls(namespace, connection_string=conn_str, client_options=client_options)
+        return cls(
+            namespace,
+            connection_string=conn_str,
+            client_options=client_options,
+            keep_alive=settings.servicebus_keep_alive_seconds,
+            socket_timeout=settings.socket_timeout,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +153,19 @@ class ServiceBusConnection(_Namespace):
             sub_queue=ServiceBusSubQueue.DEAD_LETTER if dead_letters else None,
             receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
             prefetch_count=prefetch,
+            # Without prefetch the SDK pings every 5 s whatever this says.
+            keep_alive=self.keep_alive,
+            # Each settlement waits for the broker's echo by polling the connection one read at a
+            # time behind a shared lock; an echo that another coroutine's read already took is
+            # noticed only when this read times out, so the timeout is the settlement latency.
+            socket_timeout=self._socket_timeout,
         )
 
     def sender(self, queue: str) -> ServiceBusSender:
         """A sender on ``queue`` (its link opens on first use)."""
-        return self.client.get_queue_sender(queue)
+        return self.client.get_queue_sender(
+            queue, keep_alive=self.keep_alive, socket_timeout=self._socket_timeout
+        )
 
     async def queue_settings(self, queue: str) -> QueueSettings | None:
         """The queue's properties from the management API; ``None`` when the queue does not exist.
@@ -236,6 +258,12 @@ class SyncServiceBusConnection(_Namespace):
                 self._credential = DefaultAzureCredential()
                 self._client = ServiceBusClient(self.namespace, self._credential, **self._options)
         return self._client
+
+    def sender(self, queue: str) -> SyncSender:
+        """A sender on ``queue`` (its link opens on first use)."""
+        return self.client.get_queue_sender(
+            queue, keep_alive=self.keep_alive, socket_timeout=self._socket_timeout
+        )
 
     def close(self) -> None:
         """Close the client and the credential (each only if it was created)."""

@@ -20,14 +20,15 @@ leaves the message locked until its lock expires; then it comes back::
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable
-from datetime import UTC, datetime
+from collections.abc import Awaitable
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from postbus.bus.connection import ServiceBusConnection
 from postbus.bus.errors import BusError, ConnectionLost, servicebus_errors
 from postbus.bus.messages import Delivery, delivery_from, to_servicebus_message
+from postbus.bus.renewal import MIN_RENEW_INTERVAL, LockKeeper
 from postbus.events import WireMessage
 from postbus.logs import get_logger
 from postbus.reasons import DeadLetterReason
@@ -46,8 +47,6 @@ SETTLE_TIMEOUT: Final = 15.0
 MAX_DESCRIPTION: Final = 1024
 #: Longest time one message's lock is kept renewed by :meth:`QueueLinks.keep_locked`.
 MAX_LOCK_RENEWAL: Final = 300.0
-#: Shortest pause between two renewals of one lock.
-MIN_RENEW_INTERVAL: Final = 0.5
 
 
 class QueueLinks:
@@ -79,6 +78,7 @@ class QueueLinks:
         self._receiver: ServiceBusReceiver | None = None
         self._sender: ServiceBusSender | None = None
         self._renewer: AutoLockRenewer | None = None
+        self._locks = LockKeeper(self._renew)
 
     @property
     def _entity(self) -> str:
@@ -95,11 +95,14 @@ class QueueLinks:
             from azure.servicebus.aio import AutoLockRenewer
 
             self._renewer = AutoLockRenewer(max_lock_renewal_duration=self._hold_for)
+        # Each link has its own connection, and the SDK polls a handshake one frame per 50 ms:
+        # opening the two side by side halves the wait. A failure is raised once both are done.
+        opening = [receiver.__aenter__()] + ([sender.__aenter__()] if sender is not None else [])
         try:
             with servicebus_errors(f"open {self._entity}"):
-                await receiver.__aenter__()
-                if sender is not None:
-                    await sender.__aenter__()
+                for outcome in await asyncio.gather(*opening, return_exceptions=True):
+                    if isinstance(outcome, BaseException):
+                        raise outcome
         except BaseException:
             await self.close()
             raise
@@ -107,16 +110,20 @@ class QueueLinks:
 
     async def close(self) -> None:
         """Close the links; failures are logged, never raised (the outcome that matters came first)."""
-        closables = (self._renewer, self._sender, self._receiver)
+        await self._locks.close()
+        renewer, sender, receiver = self._renewer, self._sender, self._receiver
         self._renewer = self._sender = self._receiver = None
-        for closable in closables:
-            if closable is None:
-                continue
-            try:
-                with servicebus_errors(f"close {self._entity}"):
-                    await closable.close()
-            except BusError as exc:
-                log.debug("links close failed", error=str(exc))
+        if renewer is not None:
+            await self._close_one(renewer)  # first: it renews through the receiver
+        # Side by side: each close may wait up to a second for its link's keep-alive task.
+        await asyncio.gather(*(self._close_one(link) for link in (sender, receiver) if link is not None))
+
+    async def _close_one(self, closable: AutoLockRenewer | ServiceBusSender | ServiceBusReceiver) -> None:
+        try:
+            with servicebus_errors(f"close {self._entity}"):
+                await closable.close()
+        except BusError as exc:
+            log.debug("links close failed", error=str(exc))
 
     @property
     def receiver(self) -> ServiceBusReceiver:
@@ -190,41 +197,18 @@ class QueueLinks:
 
     # -- locks --------------------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def keep_locked(
+    def keep_locked(
         self, delivery: Delivery, *, up_to: float = MAX_LOCK_RENEWAL
-    ) -> AsyncIterator[None]:
+    ) -> AbstractAsyncContextManager[None]:
         """Renew the message's lock while the block runs, and never after it.
 
         Not the SDK's ``AutoLockRenewer``: that renews until the message is marked settled, so a
         message whose settlement failed stays locked (up to its renewal limit) instead of coming
-        back when its lock expires. Here renewal ends with the block, whatever happened in it.
+        back when its lock expires. Here renewal ends with the block, whatever happened in it. One
+        task renews every held message (:class:`~postbus.bus.renewal.LockKeeper`).
         """
-        renewal = asyncio.create_task(self._renew(delivery, up_to), name=f"renew {delivery.message_id}")
-        try:
-            yield
-        finally:
-            renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewal
+        return self._locks.hold(delivery, up_to=up_to)
 
-    async def _renew(self, delivery: Delivery, up_to: float) -> None:
+    async def _renew(self, delivery: Delivery) -> None:
         message: Any = delivery.handle
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + up_to
-        while True:
-            locked_until = message.locked_until_utc
-            if locked_until is None:
-                return
-            # Renew halfway through what is left: a 5 s lock every 2.5 s, the default minute every 30 s.
-            left = (locked_until - datetime.now(UTC)).total_seconds()
-            wait = max(MIN_RENEW_INTERVAL, left / 2)
-            if loop.time() + wait > give_up:
-                return
-            await asyncio.sleep(wait)
-            try:
-                await self._settle("renew the lock", self.receiver.renew_message_lock(message))
-            except BusError as exc:
-                # The lock is lost or the receiver is gone: the message comes back when it expires.
-                log.warning("lock renewal failed", message_id=delivery.message_id, error=str(exc))
-                return
+        await self._settle("renew the lock", self.receiver.renew_message_lock(message))

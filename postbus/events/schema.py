@@ -26,13 +26,16 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
 from postbus.errors import InvalidEvent
+from postbus.events.mime import allowed_attachment_type
 
 __all__ = [
     "MAX_ID_LENGTH",
@@ -43,7 +46,9 @@ __all__ = [
     "TOKENS",
     "Address",
     "Attachment",
+    "AttachmentRef",
     "NotificationEvent",
+    "base64_length",
     "parse_event",
     "valid_token",
 ]
@@ -157,14 +162,55 @@ class Address(BaseModel):
         return f'"{self.display_name}" <{self.address}>' if self.display_name else self.address
 
 
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def base64_length(size: int) -> int:
+    """Characters of base64 that ``size`` bytes become (what ACS counts against its limit)."""
+    return 4 * ((size + 2) // 3)
+
+
+class AttachmentRef(BaseModel):
+    """Where a claim-checked attachment's bytes wait: a content-addressed key in the attachment store.
+
+    ``key`` is ``sha256/<sha256>``, so it names the content and nothing else; ``size`` (bytes) and
+    ``sha256`` let the worker prove that what it fetched is what the producer published.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str
+    size: Annotated[int, Field(ge=0)]
+    sha256: str
+
+    @field_validator("sha256")
+    @classmethod
+    def _valid_sha256(cls, value: str) -> str:
+        if not _SHA256_RE.fullmatch(value):
+            raise ValueError("sha256 must be 64 lower-case hex digits")
+        return value
+
+    @model_validator(mode="after")
+    def _key_names_content(self) -> AttachmentRef:
+        # The worker reads only keys it could have derived itself: no path, no other container.
+        if self.key != f"sha256/{self.sha256}":
+            raise ValueError(f"key must be 'sha256/<sha256>', got {self.key[:120]!r}")
+        return self
+
+
 class Attachment(BaseModel):
-    """A file sent with the email; ``content_id`` makes it inline (``cid:<content_id>``)."""
+    """A file sent with the email; ``content_id`` makes it inline (``cid:<content_id>``).
+
+    The bytes travel either in the event (``content_base64``) or, for a file too large for the
+    queue, in the attachment store (``content_ref``, set by the publisher): exactly one of the two.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: Annotated[str, Field(min_length=1, max_length=255)]
     content_type: str
-    content_base64: str
+    content_base64: str | None = None
+    content_ref: AttachmentRef | None = None
     content_id: str | None = None
 
     @field_validator("name")
@@ -179,11 +225,15 @@ class Attachment(BaseModel):
     def _valid_content_type(cls, value: str) -> str:
         if not _MIME_RE.fullmatch(value):
             raise ValueError(f"not a MIME type: {value!r}")
+        if not allowed_attachment_type(value):
+            raise ValueError(f"{value!r} is not an attachment type ACS Email sends")
         return value
 
     @field_validator("content_base64")
     @classmethod
-    def _valid_base64(cls, value: str) -> str:
+    def _valid_base64(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         try:
             base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
@@ -196,6 +246,36 @@ class Attachment(BaseModel):
         if value is not None and not _CONTENT_ID_RE.fullmatch(value):
             raise ValueError(f"not a valid content id: {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _one_content(self) -> Attachment:
+        if (self.content_base64 is None) == (self.content_ref is None):
+            raise ValueError("exactly one of content_base64 and content_ref is required")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_absent_content(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # An inline attachment serialises exactly as before claim checks existed, so workers that
+        # predate them still read it; only a claim-checked one carries ``content_ref``.
+        dumped: dict[str, Any] = handler(self)
+        for field in ("content_base64", "content_ref"):
+            if dumped.get(field, ...) is None:
+                del dumped[field]
+        return dumped
+
+    @property
+    def encoded_size(self) -> int:
+        """Characters of base64 this attachment adds to the ACS request."""
+        if self.content_base64 is not None:
+            return len(self.content_base64)
+        assert self.content_ref is not None
+        return base64_length(self.content_ref.size)
+
+    def content(self) -> bytes:
+        """The inline bytes (only for an attachment that carries them)."""
+        if self.content_base64 is None:
+            raise ValueError(f"attachment {self.name!r} is in the attachment store, not inline")
+        return base64.b64decode(self.content_base64)
 
 
 #: The token fields of an event: the pattern each must match and how to name it in an error.
@@ -271,7 +351,7 @@ class NotificationEvent(BaseModel):
         content_ids = [a.content_id for a in self.attachments if a.content_id is not None]
         if len(content_ids) != len(set(content_ids)):
             raise ValueError("attachments: content_id values must be unique")
-        attached = sum(len(a.content_base64) for a in self.attachments)
+        attached = sum(a.encoded_size for a in self.attachments)
         if attached > MAX_REQUEST_BYTES:
             raise ValueError(
                 f"attachments: {attached} bytes of base64, ACS accepts at most {MAX_REQUEST_BYTES}"

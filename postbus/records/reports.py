@@ -127,6 +127,13 @@ class DeliveryReport:
         """The record outcome this report stands for."""
         return self.status.outcome
 
+    @property
+    def suppresses(self) -> bool:
+        """A recipient not to send to again for a while: ``Suppressed``, or a hard (5.x.x) bounce."""
+        if self.status is DeliveryStatus.SUPPRESSED:
+            return True
+        return self.status is DeliveryStatus.BOUNCED and not (self.smtp_status or "").startswith("4")
+
     def as_write(self, *, at: datetime | None = None) -> DeliveryRecord:
         """The record write of this report (``at``: when the write is made, default now)."""
         now = _now(at)

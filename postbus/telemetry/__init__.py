@@ -12,17 +12,19 @@ Which exporter runs is decided by the settings, once, at process start::
   would add its own ``b"traceparent"`` next to ours and open a receive span every idle second.
   Live metrics run only when the connection string names a ``LiveEndpoint``.
 * ``OTEL_EXPORTER_OTLP_ENDPOINT`` set: OTLP/HTTP exporters for traces, metrics and logs.
-* neither: real providers without processors or readers. Spans still carry trace ids (so
-  ``traceparent`` travels and log lines have ``trace_id``) but nothing is exported.
+* neither: nothing is recorded. Spans are non-recording (they cost next to nothing) but still
+  carry trace ids and the sampled flag, so ``traceparent`` travels and log lines have
+  ``trace_id`` (:mod:`postbus.telemetry.unrecorded`); metrics go to the no-op meter provider.
 
 Tests pass their own providers (``InMemorySpanExporter``, ``InMemoryMetricReader``); then the
 OpenTelemetry globals, which can be set only once per process, are left alone.
 
 Spans (OTel messaging conventions): ``<queue> publish`` (PRODUCER) per published event, whose context
 travels in the ``traceparent``/``tracestate``/``Diagnostic-Id`` application properties;
-``<queue> process`` (CONSUMER) per received message, parented to that context; ``render <type>``
-and ``acs send`` (CLIENT, with the HTTP client attributes of ``POST <ACS endpoint>/emails:send``)
-beneath it. Metrics live under the meter ``postbus``; their names are a
+``<queue> process`` (CONSUMER) per received message, parented to that context; ``acs send``
+(CLIENT, with the HTTP client attributes of ``POST <ACS endpoint>/emails:send``) beneath it.
+Rendering has no span of its own: it is CPU work inside the consumer span, and a failure is on
+that span as the ``TemplateError`` dead-letter reason. Metrics live under the meter ``postbus``; their names are a
 contract with the workbook and alerts in ``infra/`` and the queries in ``docs/runbook.md``.
 """
 

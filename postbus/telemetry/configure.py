@@ -11,6 +11,7 @@ from opentelemetry._logs import LoggerProvider
 
 from postbus.telemetry.bridge import install_log_handler
 from postbus.telemetry.instruments import Exporter, Telemetry
+from postbus.telemetry.unrecorded import UnrecordedTracerProvider
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
@@ -150,11 +151,11 @@ def configure_telemetry(
 
 
 def _local(settings: Settings, resource: Resource) -> Telemetry:
-    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
-    from opentelemetry.sdk.trace import TracerProvider
-
-    tracer_provider = TracerProvider(resource=resource)
-    meter_provider = MeterProvider(resource=resource, exemplar_filter=AlwaysOffExemplarFilter())
+    # Nothing exports, so nothing is recorded: spans are born non-recording (no attributes, events
+    # or processors) but still get ids, so ``traceparent`` travels and log lines carry a trace_id;
+    # metrics go to the no-op provider instead of aggregating for a reader that does not exist.
+    tracer_provider = UnrecordedTracerProvider(resource)
+    meter_provider = metrics.NoOpMeterProvider()
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
     return Telemetry(

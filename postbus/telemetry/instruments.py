@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import SpanKind
 
 from postbus.telemetry.spans import (
     Processing,
@@ -22,7 +21,6 @@ from postbus.telemetry.spans import (
     SendCall,
     acs_request_attributes,
     parent_context,
-    record_exception,
 )
 
 __all__ = ["BREAKER_STATE_CODES", "METER_NAME", "SLO_SECONDS", "TRACER_NAME", "Exporter", "Telemetry"]
@@ -123,6 +121,27 @@ class Telemetry:
         self.events_published = meter.create_counter(
             "postbus.events.published", unit="{event}", description="Events published to the queue."
         )
+        self.record_writes = meter.create_counter(
+            "postbus.records.writes",
+            unit="{write}",
+            description="Delivery-record writes by the worker, by record outcome.",
+        )
+        self.record_write_failures = meter.create_counter(
+            "postbus.records.write.failures",
+            unit="{write}",
+            description="Delivery-record writes that failed after every try (the message was settled anyway).",
+        )
+        self.reports_received = meter.create_counter(
+            "postbus.reports.received",
+            unit="{report}",
+            description="ACS delivery and engagement reports consumed, by status, type and tenant.",
+        )
+        self.delivery_latency = meter.create_histogram(
+            "postbus.delivery.latency",
+            unit="ms",
+            description="From the first enqueue of an event to ACS reporting it delivered (SLO metric).",
+            explicit_bucket_boundaries_advisory=_E2E_BUCKETS_MS,
+        )
         meter.create_observable_gauge(
             "postbus.send.rate",
             callbacks=[self._observe_send_rate],
@@ -160,18 +179,6 @@ class Telemetry:
         )
         return Processing(self, span)
 
-    @contextmanager
-    def render(self, event_type: str) -> Iterator[Span]:
-        """The ``render <type>`` span; an exception is recorded (redacted) and re-raised."""
-        with self.tracer.start_as_current_span(
-            f"render {event_type}", record_exception=False, set_status_on_exception=False
-        ) as span:
-            try:
-                yield span
-            except Exception as exc:
-                record_exception(span, exc)
-                raise
-
     def acs_send(self, *, operation_id: str, server: str | None = None) -> SendCall:
         """The ``acs send`` CLIENT span around one ACS request (``POST <endpoint>/emails:send``).
 
@@ -199,6 +206,32 @@ class Telemetry:
                 "tenant": tenant,
                 "slo_met": "true" if latency_ms <= SLO_SECONDS * 1000 else "false",
                 **({"lane": lane} if lane else {}),
+            },
+        )
+
+    def record_write(self, outcome: str, *, ok: bool) -> None:
+        """The worker wrote (or, after every try, failed to write) a delivery-record update."""
+        (self.record_writes if ok else self.record_write_failures).add(1, {"outcome": outcome})
+
+    def record_report(
+        self, status: str, *, latency_seconds: float | None = None, event_type: str = "", tenant: str = ""
+    ) -> None:
+        """A delivery or engagement report was consumed (``status``: ``Delivered``, ``view``, ...).
+
+        ``latency_seconds`` (first enqueue to delivery) goes to ``postbus.delivery.latency`` with
+        ``slo_met``, so the within-SLO count is exact: it is the histogram's count for ``slo_met=true``,
+        never an estimate from buckets.
+        """
+        self.reports_received.add(1, {"status": status, "type": event_type, "tenant": tenant})
+        if latency_seconds is None:
+            return
+        latency_ms = max(0.0, latency_seconds * 1000)
+        self.delivery_latency.record(
+            latency_ms,
+            {
+                "type": event_type,
+                "tenant": tenant,
+                "slo_met": "true" if latency_ms <= SLO_SECONDS * 1000 else "false",
             },
         )
 

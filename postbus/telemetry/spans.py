@@ -1,4 +1,4 @@
-"""Spans of one message: the producer span per published event, the consumer span, render and ACS calls.
+"""Spans of one message: the producer span per published event, the consumer span and its ACS calls.
 
 The producer's context travels in the message's application properties (``traceparent``,
 ``tracestate``, and ``Diagnostic-Id`` for Azure tools); the worker's ``<queue> process`` span is

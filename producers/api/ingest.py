@@ -60,7 +60,7 @@ class EventPublisher(Protocol):
 class Limits:
     """Request limits: the whole body, one event's JSON, and whether ``data`` must render first."""
 
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: int = 16 * 1024 * 1024
     max_event_bytes: int = 192 * 1024
     render_check: bool = True
 
@@ -134,11 +134,14 @@ class Ingest:
                 f"{prefix}not_after: {event.not_after.isoformat()} has passed",
                 field="not_after",
             )
-        if len(encoded) > self.limits.max_event_bytes:
+        # Attachment content does not count: the publisher moves what does not fit the queue to the
+        # attachment store (the claim check), and the contract already holds it to ACS's 10 MB.
+        inline = sum(len(a.content_base64 or "") for a in event.attachments)
+        if len(encoded) - inline > self.limits.max_event_bytes:
             raise Problem(
                 "too-large",
-                f"{prefix}the event is {len(encoded)} bytes as JSON; at most {self.limits.max_event_bytes} fit "
-                "on the queue (attachments count)",
+                f"{prefix}the event is {len(encoded) - inline} bytes as JSON without its attachments; at most "
+                f"{self.limits.max_event_bytes} fit on the queue",
             )
         if self.templates is None:
             return

@@ -1,13 +1,17 @@
-"""Start and stop Azurite's Table service for the record-store tests and ``bench/records.py``.
+"""Start and stop an Azurite service (Table or Blob) for the store tests and the benchmarks.
 
 ``make azurite`` installs the version pinned in ``package-lock.json`` beside this file into
-``.tools/azurite``. :class:`Azurite` runs its Table service alone: in-memory persistence,
+``.tools/azurite``. :class:`Azurite` runs one service alone (``service="table"``, the default,
+or ``"blob"`` for the claim-check attachment store): in-memory persistence,
 loopback only, a port the OS picks (read back from the listening socket, so two runs never race
 for one), no telemetry, and its own working folder. It is ready once it prints that it started,
 which the launcher waits for on its output; nothing here sleeps.
 
     with Azurite(tmp_path) as azurite:
         store = TableRecordStore(parse_record_url(azurite.table_url("records")), account_key=KEY)
+
+    with Azurite(tmp_path, service="blob") as azurite:
+        url, connection_string = azurite.container_url("attachments"), azurite.connection_string
 """
 
 from __future__ import annotations
@@ -21,20 +25,21 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Literal, Self
 
 import psutil
 
-__all__ = ["ACCOUNT", "KEY", "TABLE_MAIN", "Azurite", "AzuriteMissing"]
+__all__ = ["ACCOUNT", "BLOB_MAIN", "KEY", "TABLE_MAIN", "Azurite", "AzuriteMissing"]
 
 ROOT: Final = Path(__file__).resolve().parents[2]
-TABLE_MAIN: Final = (
-    ROOT / ".tools" / "azurite" / "node_modules" / "azurite" / "dist" / "src" / "table" / "main.js"
-)
+_DIST: Final = ROOT / ".tools" / "azurite" / "node_modules" / "azurite" / "dist" / "src"
+TABLE_MAIN: Final = _DIST / "table" / "main.js"
+BLOB_MAIN: Final = _DIST / "blob" / "main.js"
 #: Azurite's built-in development account and its published key (not a secret).
 ACCOUNT: Final = "devstoreaccount1"
 KEY: Final = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-_READY: Final = "successfully started"
+#: What Azurite prints once it listens: the Table service says "started", the Blob service "listens".
+_READY: Final = ("successfully started", "successfully listens")
 
 
 class AzuriteMissing(RuntimeError):
@@ -42,10 +47,13 @@ class AzuriteMissing(RuntimeError):
 
 
 class Azurite:
-    """One Azurite Table service process (a context manager)."""
+    """One Azurite service process, Table or Blob (a context manager)."""
 
-    def __init__(self, workspace: Path, *, startup_timeout: float = 60.0) -> None:
+    def __init__(
+        self, workspace: Path, *, service: Literal["table", "blob"] = "table", startup_timeout: float = 60.0
+    ) -> None:
         self.workspace = workspace
+        self.service = service
         self.startup_timeout = startup_timeout
         self.port = 0
         self.output: collections.deque[str] = collections.deque(maxlen=200)
@@ -54,8 +62,17 @@ class Azurite:
 
     @property
     def endpoint(self) -> str:
-        """The path-style table endpoint, ``http://127.0.0.1:<port>/devstoreaccount1``."""
+        """The path-style service endpoint, ``http://127.0.0.1:<port>/devstoreaccount1``."""
         return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+
+    def container_url(self, container: str) -> str:
+        """A ``POSTBUS_ATTACHMENT_STORE_URL`` for ``container`` on this (Blob) Azurite."""
+        return f"{self.endpoint}/{container}"
+
+    @property
+    def connection_string(self) -> str:
+        """The development account's connection string for this (Blob) Azurite."""
+        return f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};BlobEndpoint={self.endpoint};"
 
     def table_url(self, table: str) -> str:
         """A ``POSTBUS_RECORD_URL`` for ``table`` on this Azurite."""
@@ -65,19 +82,21 @@ class Azurite:
         """Launch Azurite and return once it listens."""
         node = shutil.which("node")
         if node is None:
-            raise AzuriteMissing("the Table backend tests need Node.js 20+ (node is not on PATH)")
-        if not TABLE_MAIN.exists():
-            raise AzuriteMissing(f"Azurite is not installed at {TABLE_MAIN.parent}: run `make azurite`")
+            raise AzuriteMissing("the Azure Storage backend tests need Node.js 20+ (node is not on PATH)")
+        main = TABLE_MAIN if self.service == "table" else BLOB_MAIN
+        if not main.exists():
+            raise AzuriteMissing(f"Azurite is not installed at {main.parent}: run `make azurite`")
         self.workspace.mkdir(parents=True, exist_ok=True)
         self._process = subprocess.Popen(
             [
                 node,
-                str(TABLE_MAIN),
-                "--tableHost",
+                str(main),
+                f"--{self.service}Host",
                 "127.0.0.1",
-                "--tablePort",
+                f"--{self.service}Port",
                 "0",
                 "--inMemoryPersistence",
+                *(["--extentMemoryLimit", "512"] if self.service == "blob" else []),
                 "--disableTelemetry",
                 "--skipApiVersionCheck",
                 "--silent",
@@ -120,7 +139,7 @@ class Azurite:
                 *lines, pending = (pending + chunk).split(b"\n")
                 for line in lines:
                     self.output.append(line.decode(errors="replace").rstrip())
-                    if _READY in self.output[-1]:
+                    if any(ready in self.output[-1] for ready in _READY):
                         return
 
     def _listening_port(self) -> int:

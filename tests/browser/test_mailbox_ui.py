@@ -11,6 +11,7 @@ from azure.core.credentials import AzureKeyCredential
 from playwright.async_api import Page, expect
 
 from postbus.emulators.acs_email import EmailEmulator
+from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.producers.publisher import Publisher
 from postbus.worker.rendering import TemplateRenderer
 from postbus.worker.runner import Worker
@@ -155,3 +156,23 @@ async def test_at_phone_width_the_list_and_the_message_take_turns(page: Page, ac
     await expect(page.locator("#html-frame")).to_have_class("mobile")
     await page.get_by_role("button", name="← All mail").click()
     await expect(page.locator(".list-pane")).to_be_visible()
+
+
+async def test_an_email_shows_the_delivery_report_the_emulator_sent_for_it(
+    page: Page, servicebus: ServiceBusEmulator
+) -> None:
+    async with EmailEmulator(report_servicebus=servicebus.connection_string, report_delay=0.5) as acs:
+        await page.goto(f"{acs.endpoint}/")
+        await expect(page.locator("#live")).to_have_text("live", timeout=TIMEOUT_MS)
+        message = {
+            "senderAddress": "DoNotReply@contoso.test",
+            "recipients": {"to": [{"address": "bounce@example.test"}]},
+            "content": {"subject": "Your receipt", "plainText": "thanks"},
+        }
+        async with EmailClient(acs.endpoint, AzureKeyCredential(acs.access_key)) as client:
+            operation_id = str((await (await client.begin_send(message)).result())["id"])
+        row = page.locator(f'.message[data-operation-id="{operation_id}"]')
+        # Accepted by ACS first (no badge), then the report's status arrives on the live stream.
+        await expect(row.locator(".badge")).to_have_text("Bounced", timeout=TIMEOUT_MS)
+        await row.click()
+        await expect(page.locator("#d-outcome .badge")).to_have_text("Bounced")

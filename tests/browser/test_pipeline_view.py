@@ -15,6 +15,7 @@ from postbus.harness import free_ports
 from postbus.pipeline_view import ConsoleServer, EmbeddedSource
 from postbus.producers.publisher import Publisher
 from postbus.producers.simulate import broken_bodies
+from postbus.records import record_store
 from postbus.settings import Settings
 from postbus.worker.rendering import TemplateRenderer
 from postbus.worker.runner import Worker
@@ -38,13 +39,21 @@ async def test_the_numbers_match_the_emulators_after_a_small_spike(
     acs: EmailEmulator,
     watched_worker: tuple[Worker, str],
     publisher: Publisher,
+    settings: Settings,
 ) -> None:
     _, health_url = watched_worker
     published_at: dict[str, float] = {}
+    # The record the worker writes (as in the demo): the view shows its outcomes.
+    records = record_store(settings)
     source = EmbeddedSource(
-        servicebus, acs, quota_per_minute=600, published_at=published_at, worker_urls=[health_url]
+        servicebus,
+        acs,
+        quota_per_minute=600,
+        published_at=published_at,
+        worker_urls=[health_url],
+        records=records,
     )
-    async with ConsoleServer(source, interval=0.2) as pipeline:
+    async with records, ConsoleServer(source, interval=0.2) as pipeline:
         await page.goto(pipeline.url)
         await expect(page.locator("#live")).to_have_text("live", timeout=TIMEOUT_MS)
 
@@ -70,6 +79,7 @@ async def test_the_numbers_match_the_emulators_after_a_small_spike(
 
         await expect(page.locator("#sent")).to_have_text(str(len(acs.mailbox)), timeout=TIMEOUT_MS)
         assert final.sent == len(events)
+        assert final.delivery == {"sent": len(events)}  # no reports in this pipeline: accepted, not more
         await expect(page.locator("#published")).to_have_text(str(len(events)))
         await expect(page.locator("#dead-lettered")).to_have_text("2")
         await expect(page.locator("#throttled")).to_have_text(str(acs.stats()["throttled"]))
@@ -81,6 +91,7 @@ async def test_the_numbers_match_the_emulators_after_a_small_spike(
         await expect(latency_count).to_have_text(str(len(events)))
         await expect(page.locator('#workers li[data-ready="true"]')).to_have_count(1)
         await expect(page.locator("#quota")).to_have_text("quota 600/min")
+        await expect(page.locator("#delivery tbody tr", has_text="sent")).to_contain_text(str(len(events)))
         assert await page.locator("#rate-chart canvas").count() >= 1
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
@@ -24,8 +26,11 @@ from postbus.events import parse_event
 from postbus.harness import DemoReport, account, dead_letters, worker_env
 from postbus.producers.publisher import Publisher
 from postbus.producers.simulate import broken_bodies, holiday_spike
+from postbus.records import Outcome, parse_report
+from postbus.records.sqlite import SqliteRecordStore
+from postbus.records.url import SqliteLocation, parse_record_url
 from postbus.settings import load_settings
-from postbus.worker.mailer import EVENT_ID_HEADER
+from postbus.worker.mailer import EVENT_ID_HEADER, operation_id_for
 from tests.support import WorkerProcess
 
 # A bounded run: about a minute on an idle 2-core machine; the timeout only stops a hang.
@@ -42,6 +47,8 @@ QUEUE = {
     }
 }
 FAST_RETRIES = {"retry_backoff_base_seconds": "0.2", "retry_backoff_cap_seconds": "2"}
+# worker_env starts from a clean environment: stopping a worker need not wait for link keep-alives.
+NO_KEEP_ALIVE = {"servicebus_keep_alive_seconds": "0"}
 
 
 @pytest.fixture
@@ -66,11 +73,16 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
 
 
 def _env(sb: ServiceBusEmulator, acs: EmailEmulator, **extra: str) -> dict[str, str]:
-    return worker_env(sb, acs, quota=0, concurrency=8, **{**FAST_RETRIES, **extra})
+    # The namespace has only the notifications queue: no report consumer (it would log that the queue is missing).
+    return worker_env(
+        sb, acs, quota=0, concurrency=8, reports_queue="", **{**FAST_RETRIES, **NO_KEEP_ALIVE, **extra}
+    )
 
 
 async def _publish(sb: ServiceBusEmulator, events: list[Any], raw: list[Any] | None = None) -> None:
-    async with Publisher.from_settings(load_settings(servicebus_connection_string=sb.connection_string)) as p:
+    settings = load_settings(servicebus_connection_string=sb.connection_string)
+    # No publish checks: the spike holds events the worker must dead-letter.
+    async with Publisher.from_settings(settings, check=None) as p:
         await p.publish_many(events)
         if raw:
             await p.publish_raw(raw)
@@ -143,6 +155,49 @@ async def test_a_crash_between_send_and_complete_yields_one_email(
     assert _sent_ids(acs) == Counter({"order-crash": 1})
     assert "already_sent" in second.log()
     assert servicebus.counts("notifications").dead_lettered == 0
+
+
+async def test_a_worker_killed_between_send_and_record_write_ends_with_one_record(
+    servicebus: ServiceBusEmulator, acs: EmailEmulator, spawn: Callable[..., WorkerProcess]
+) -> None:
+    location = parse_record_url(os.environ["POSTBUS_RECORD_URL"])
+    assert isinstance(location, SqliteLocation)
+    async with SqliteRecordStore(location.path):
+        pass  # the file and its schema exist before the worker starts
+    # Given a worker whose record write cannot get the file's write lock (this test holds it)
+    blocker = sqlite3.connect(location.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        first = spawn(_env(servicebus, acs), "first")
+        await _publish(servicebus, [_order("order-unrecorded")])
+        # When it is killed after ACS accepted the email, while it waits to write the record
+        await acs.mailbox.wait_for(count=1, timeout=30)
+        await asyncio.to_thread(first.kill)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    op = operation_id_for("order-unrecorded", namespace=load_settings().operation_namespace)
+    async with SqliteRecordStore(location.path) as store:
+        assert await store.get(op) is None
+        # and ACS's delivery report came before any worker wrote the record
+        delivered_at = datetime.now(UTC)
+        report = {
+            "id": "report-unrecorded",
+            "eventType": "Microsoft.Communication.EmailDeliveryReportReceived",
+            "eventTime": delivered_at.isoformat(),
+            "data": {"recipient": "jane@example.com", "messageId": op, "status": "Delivered"},
+        }
+        await store.write(parse_report(json.dumps(report)).as_write())
+        # Then the redelivered message is recognised as sent, and the record joins both stories
+        second = await _drain_with_a_new_worker(servicebus, acs, spawn)
+        assert "already_sent" in second.log()
+        (record,) = await store.by_event("order-unrecorded")
+    assert _sent_ids(acs) == Counter({"order-unrecorded": 1})
+    assert record.operation_id == op
+    assert record.outcome is Outcome.DELIVERED
+    assert record.delivered_at == delivered_at
+    assert record.type == "order.confirmation"
+    assert record.accepted_at is not None
 
 
 async def test_two_workers_under_faults_send_every_event_once_or_dead_letter_it(

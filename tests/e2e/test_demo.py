@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +42,8 @@ def test_a_small_demo_serves_both_consoles_accounts_for_everything_and_exits(tmp
     assert "Traceback" not in done.stderr
     [run] = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert len(list((run / "mailbox").glob("*.eml"))) == 10
+    # The emulated ACS reported on each of the 10 emails and the worker wrote it into the run's record.
+    reported = {name: int(count) for name, count in re.findall(r"reported (\w+)\s*\W\s*(\d+)", done.stdout)}
+    assert set(reported) >= {"delivered", "bounced", "suppressed"}, done.stdout
+    assert sum(reported.values()) == 10, done.stdout
+    assert (run / "records.db").is_file()

@@ -26,8 +26,11 @@ BUILT_IN_ROLES = {
     "7f951dda-4ed3-4680-a7ca-43fe172d538d": "AcrPull",
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
     # The ingest API reads the delivery record's table (docs/deploy-azure.md, identities and roles).
     "76199698-9eea-4c19-bc75-cec21354c6b6": "Storage Table Data Reader",
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
+    "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",
 }
 GUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
 ISO_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
@@ -116,43 +119,48 @@ def test_queue_matches_the_emulator_config(parsed: dict[str, dict[str, Any]], re
     }
     messaging = parsed["modules/messaging.bicep"]
     queue_name = messaging["parameters"]["queueName"]["default"]
+    reports_queue_name = messaging["parameters"]["reportsQueueName"]["default"]
     queues = {q.name: q for q in _of_type(resources, "Microsoft.ServiceBus/namespaces/queues")}
-    assert set(queues) == {"queue", "laneQueues"}  # normal, then critical and bulk in a loop
+    # normal, then critical and bulk in a loop, and the delivery reports' queue
+    assert set(queues) == {"queue", "laneQueues", "reportsQueue"}
     other_lanes = messaging["variables"]["otherLanes"]["value"]
     assert other_lanes == ["critical", "bulk"]
 
-    # Then every lane's queue exists in both, under the same name (and main.bicep deploys that name)
+    # Then every queue exists in both, under the same name (and main.bicep deploys that name)
     lane_names = [queue_name, *(f"{queue_name}-{lane}" for lane in other_lanes)]
-    assert set(lane_names) <= set(emulator_queues)
+    assert {*lane_names, reports_queue_name} <= set(emulator_queues)
     assert "var queueName = '" + queue_name + "'" in (INFRA / "main.bicep").read_text()
 
     # And every emulator property has the same value in Bicep; empty ones (no forwarding) are absent in Bicep
-    for queue, lane_name in (
+    for queue, name in (
         (queues["queue"], queue_name),
         *((queues["laneQueues"], n) for n in lane_names[1:]),
+        (queues["reportsQueue"], reports_queue_name),
     ):
         bicep_props = queue.config["properties"]
-        expected = emulator_queues[lane_name]
+        expected = emulator_queues[name]
         for pascal, value in expected.items():
             camel = _camel(pascal)
             if value == "":
-                assert bicep_props.get(camel, "") == "", f"{camel} is set in Bicep but empty in Config.json"
-            else:
-                assert camel in bicep_props, f"{camel} missing from messaging.bicep ({queue.name})"
-                assert bicep_props[camel] == value, (
-                    f"{queue.name}.{camel}: Bicep {bicep_props[camel]!r} != Config.json {value!r}"
+                assert bicep_props.get(camel, "") == "", (
+                    f"{name}.{camel} is set in Bicep but empty in Config.json"
                 )
-    # And the properties the brief names are all covered by the comparison
-    assert {
-        "MaxDeliveryCount",
-        "LockDuration",
-        "RequiresDuplicateDetection",
-        "DuplicateDetectionHistoryTimeWindow",
-        "DeadLetteringOnMessageExpiration",
-        "DefaultMessageTimeToLive",
-        "MaxSizeInMegabytes",
-        "RequiresSession",
-    } <= set(expected)
+            else:
+                assert camel in bicep_props, f"{name}.{camel} missing from messaging.bicep ({queue.name})"
+                assert bicep_props[camel] == value, (
+                    f"{name}.{camel}: Bicep {bicep_props[camel]!r} != Config.json {value!r}"
+                )
+        # And the properties the brief names are all covered by the comparison
+        assert {
+            "MaxDeliveryCount",
+            "LockDuration",
+            "RequiresDuplicateDetection",
+            "DuplicateDetectionHistoryTimeWindow",
+            "DeadLetteringOnMessageExpiration",
+            "DefaultMessageTimeToLive",
+            "MaxSizeInMegabytes",
+            "RequiresSession",
+        } <= set(expected)
 
 
 # --- Container Apps and KEDA --------------------------------------------------------------------------------
@@ -365,7 +373,10 @@ def _assignments(
         props = res.config["properties"]
         roles = _role_definitions(props["roleDefinitionId"], parsed[res.file].get("variables") or {})
         assert props["principalType"] in {"ServicePrincipal", "deployerPrincipalType"}, res.name
-        found.append((res.file, props["principalId"], _scope(res.config["scope"]), roles))
+        principal = props["principalId"]
+        # A principal from a resource's own identity (`topic.identity.principalId`) reads as its path.
+        path = _accessor(principal)
+        found.append((res.file, ".".join(path) if path else principal, _scope(res.config["scope"]), roles))
     return found
 
 
@@ -451,10 +462,20 @@ def test_role_assignments_are_least_privilege(
         ),
         ("workerPrincipalId", frozenset({"Monitoring Metrics Publisher"}), "appInsights"),
         ("pullPrincipalId", frozenset({"AcrPull"}), "registry"),
+        # The report consumer only receives ACS reports; the record is one table.
+        ("workerPrincipalId", frozenset({"Azure Service Bus Data Receiver"}), "reportsQueue"),
+        ("workerPrincipalId", frozenset({"Storage Table Data Contributor"}), "table"),
+        # Event Grid's system topic delivers with its own identity: send to the reports queue, dead-letter into one
+        # container. No SAS key anywhere.
+        ("topic.identity.principalId", frozenset({"Azure Service Bus Data Sender"}), "reportsQueue"),
+        ("topic.identity.principalId", frozenset({"Storage Blob Data Contributor"}), "deadLetterContainer"),
         # The ingest API queues and reads status, nothing else.
         ("apiPrincipalId", frozenset({"Azure Service Bus Data Sender"}), "queue"),
         ("apiPrincipalId", frozenset({"Azure Service Bus Data Sender"}), "laneQueues[i]"),
         ("apiPrincipalId", frozenset({"Storage Table Data Reader"}), "recordAccount"),
+        # Claim check: producers write attachment blobs, the worker only reads them; the container, not the account.
+        ("producerPrincipalId", frozenset({"Storage Blob Data Contributor"}), "container"),
+        ("workerPrincipalId", frozenset({"Storage Blob Data Reader"}), "container"),
     }
     scaler = parsed["modules/messaging.bicep"]["parameters"]["scalerRole"]
     assert scaler["default"] == "DataReceiver"
@@ -579,8 +600,17 @@ API_VERSIONS = {
     "Microsoft.Network/privateEndpoints/privateDnsZoneGroups": "2024-05-01",
     "Microsoft.Network/privateDnsZones": "2024-06-01",
     "Microsoft.Network/privateDnsZones/virtualNetworkLinks": "2024-06-01",
-    # Referenced as `existing` only (the ingest API's read role on the record's account).
-    "Microsoft.Storage/storageAccounts": "2024-01-01",
+    # GA versions (Storage 2023-05-01; Event Grid 2022-06-15 has system-topic identities and delivery/dead-letter
+    # with a resource identity). The record's account also holds the claim check (modules/claimcheck.bicep: a
+    # container and its lifecycle rule) and is referenced as `existing` by the ingest API (its read role).
+    "Microsoft.Storage/storageAccounts": "2023-05-01",
+    "Microsoft.Storage/storageAccounts/blobServices": "2023-05-01",
+    "Microsoft.Storage/storageAccounts/blobServices/containers": "2023-05-01",
+    "Microsoft.Storage/storageAccounts/managementPolicies": "2023-05-01",
+    "Microsoft.Storage/storageAccounts/tableServices": "2023-05-01",
+    "Microsoft.Storage/storageAccounts/tableServices/tables": "2023-05-01",
+    "Microsoft.EventGrid/systemTopics": "2022-06-15",
+    "Microsoft.EventGrid/systemTopics/eventSubscriptions": "2022-06-15",
 }
 #: Preview API versions in use, each with the reason no GA version serves.
 PREVIEW_REASONS = {

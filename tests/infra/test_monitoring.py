@@ -22,6 +22,10 @@ CONTRACT_METRICS = {
     "postbus.inflight",
     "postbus.breaker.state",
     "postbus.events.published",
+    "postbus.records.writes",
+    "postbus.records.write.failures",
+    "postbus.reports.received",
+    "postbus.delivery.latency",
 }
 
 
@@ -44,8 +48,9 @@ def test_every_alert_notifies_the_action_group(resources: list[Any]) -> None:
         *_of_type(resources, "Microsoft.Insights/metricAlerts"),
         *_of_type(resources, "Microsoft.Insights/scheduledQueryRules"),
     ]
-    # Eight on the pipeline (the backlog alert is one per lane), two on the ingest API (test_api_app.py).
-    assert len(alerts) == 10
+    # Eight on the pipeline (the backlog alert is one per lane), two on delivery reports (bounce
+    # share, delivery SLO), two on the ingest API (test_api_app.py).
+    assert len(alerts) == 12
     for alert in alerts:
         assert "actionGroupId" in json.dumps(alert.config["properties"]["actions"]), alert.name
         assert alert.config["properties"]["enabled"] is True, alert.name
@@ -134,6 +139,9 @@ def test_every_diagnostic_setting_writes_to_the_workspace(resources: list[Any]) 
         "modules/messaging.bicep:namespace",
         "modules/email.bicep:communicationService",
         "modules/worker.bicep:environment",
+        # Reads and writes of the delivery record, and Event Grid's dead-letter blobs.
+        "modules/records.bicep:tableService",
+        "modules/records.bicep:blobService",
     }
     assert {s["workspaceId"] for s in settings.values()} == {"workspaceId"}
 
@@ -188,3 +196,27 @@ def test_each_lane_has_a_backlog_alert_and_critical_its_own_tighter_one(resource
     assert (criterion["threshold"], criterion["timeAggregation"]) == (0, "Minimum")
     assert critical["evaluationFrequency"] == "PT1M"
     assert critical["severity"] < backlog["backlogAlert"]["severity"]
+
+
+def test_delivery_outcomes_alert_on_the_bounce_share_and_the_delivery_slo(
+    parsed: dict[str, dict[str, Any]], resources: list[Any]
+) -> None:
+    alerts = _log_alerts(resources)
+    scope = Scope(parsed["modules/alerts.bicep"])
+    bounce = alerts["bounceAlert"]
+    [criterion] = bounce["criteria"]["allOf"]
+    query = _query(bounce)
+    assert "postbus.reports.received" in query
+    assert "sumif(valueSum, status in (" in query  # the numerator: bounced and failed reports
+    assert (criterion["operator"], criterion["threshold"]) == ("GreaterThan", "bounceAlertPermille")
+    assert scope["bounceAlertPermille"] == 20  # 2 %
+    slo = alerts["deliverySloAlert"]
+    [criterion] = slo["criteria"]["allOf"]
+    query = _query(slo)
+    # The within-SLO count is the histogram's exact count with slo_met, not an estimate from buckets
+    assert "postbus.delivery.latency" in query
+    assert "slo_met" in query
+    assert (criterion["operator"], criterion["threshold"]) == ("LessThan", "sloTargetPermille")
+    assert scope["sloTargetPermille"] == 970  # 97 %
+    for alert in (bounce, slo):
+        assert alert["windowSize"] == "PT1H"

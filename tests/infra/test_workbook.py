@@ -21,6 +21,10 @@ CONTRACT_METRICS = {
     "postbus.inflight",
     "postbus.breaker.state",
     "postbus.events.published",
+    "postbus.records.writes",
+    "postbus.records.write.failures",
+    "postbus.reports.received",
+    "postbus.delivery.latency",
 }
 
 
@@ -92,3 +96,15 @@ def test_each_lane_has_its_depth_and_latency_tiles() -> None:
     assert {m["splitBy"] for m in depth["metrics"]} == {"EntityName"}
     assert "by lane" in items["lane-latency"]["query"]
     assert "customDimensions.lane" in items["lane-latency"]["query"]
+
+
+def test_delivery_outcome_tiles_show_reports_over_time_by_tenant_and_type() -> None:
+    items = {i["name"]: i for i in _workbook()["items"]}
+    over_time = items["delivery-outcomes"]["content"]["query"]
+    assert "postbus.reports.received" in over_time
+    assert "bin(timestamp" in over_time
+    by_tenant_type = items["delivery-outcomes-by-tenant-type"]["content"]["query"]
+    assert "by tenant, type, status, bin(timestamp" in by_tenant_type
+    shares = items["delivery-shares-by-tenant-type"]["content"]["query"]
+    assert "slo_met" in shares
+    assert "bounceFailedShare" in shares

@@ -55,3 +55,28 @@ def test_console_script_is_installed() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.strip() == f"postbus {__version__}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["publish", "--help"],
+        ["worker", "--help"],
+        ["templates", "list", "--help"],
+        ["dlq", "list", "--help"],
+        ["dlq", "replay", "--help"],
+        ["dlq", "purge", "--help"],
+        ["status", "--help"],
+        ["doctor", "--help"],
+        ["emulator", "up", "--help"],
+        ["demo", "--help"],
+    ],
+    ids=" ".join,
+)
+def test_flags_show_no_value_type_in_help(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    # A flag such as --json takes no value; "<bool>" beside it read as if it wanted one.
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "--help" in out
+    assert "<bool>" not in out

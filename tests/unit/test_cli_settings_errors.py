@@ -93,3 +93,25 @@ def test_doctor_reports_a_bad_key_as_its_failed_settings_row(
     assert '"status": "fail"' in out
     assert "POSTBUS_ACS_ACCESS_KEY: not valid base64" in out
     assert "Traceback" not in out
+
+
+@pytest.mark.parametrize(
+    "argv", [["worker"], ["status", "--event-id", "order-1"], ["report", "--since", "1h"]], ids=" ".join
+)
+def test_a_wrong_record_url_is_one_line_naming_the_variable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    monkeypatch.setenv("POSTBUS_RECORD_URL", "postgres://db/records")
+    monkeypatch.setenv("POSTBUS_SENDERS", '{"orders": "orders@contoso.com"}')
+    monkeypatch.setenv("POSTBUS_ACS_CONNECTION_STRING", f"endpoint=http://127.0.0.1:9/;accesskey={KEY}")
+    monkeypatch.setenv(
+        "POSTBUS_SERVICEBUS_CONNECTION_STRING",
+        f"Endpoint=sb://pb.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey={KEY}",
+    )
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(
+        "postbus: error: POSTBUS_RECORD_URL: 'postgres://db/records' is not a record"
+    )
+    assert captured.err.count("\n") == 1
+    assert captured.out == ""

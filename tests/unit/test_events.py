@@ -259,9 +259,7 @@ def test_attachments_over_the_request_limit_are_rejected() -> None:
     with pytest.raises(InvalidEvent, match=r"^attachments: .* ACS accepts at most"):
         parse_event(
             _valid(
-                attachments=[
-                    {"name": "big.bin", "content_type": "application/octet-stream", "content_base64": big}
-                ]
+                attachments=[{"name": "big.pdf", "content_type": "application/pdf", "content_base64": big}]
             )
         )
 

@@ -57,6 +57,8 @@ def test_settings_are_frozen() -> None:
         ({"POSTBUS_SENDERS": '{"orders": "Orders <a@b.com>"}'}, "POSTBUS_SENDERS: sender 'orders'"),
         ({"POSTBUS_ACS_ENDPOINT": "contoso"}, "POSTBUS_ACS_ENDPOINT: 'contoso' is not an endpoint"),
         ({"POSTBUS_LOG_FORMAT": "xml"}, "POSTBUS_LOG_FORMAT: Input should be"),
+        ({"POSTBUS_SERVICEBUS_SOCKET_TIMEOUT": "0"}, "POSTBUS_SERVICEBUS_SOCKET_TIMEOUT: Input should be"),
+        ({"POSTBUS_SERVICEBUS_SOCKET_TIMEOUT": "30"}, "POSTBUS_SERVICEBUS_SOCKET_TIMEOUT: Input should be"),
         (
             {
                 "POSTBUS_SERVICEBUS_CONNECTION_STRING": "Endpoint=sb://x;SharedAccessKeyName=a;SharedAccessKey=k",
@@ -362,3 +364,20 @@ def test_connection_strings_the_sdks_accept_are_accepted(
         monkeypatch.setenv(name, value)
     settings = load_settings()
     assert settings.queue == variables.get("POSTBUS_QUEUE", "notifications")
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({}, 0.02),  # the default concurrency, 16
+        ({"POSTBUS_CONCURRENCY": "32"}, 0.02),
+        ({"POSTBUS_CONCURRENCY": "64"}, 0.05),  # many settlements waiting: fewer wake-ups
+        ({"POSTBUS_CONCURRENCY": "256", "POSTBUS_SERVICEBUS_SOCKET_TIMEOUT": "0.01"}, 0.01),
+    ],
+)
+def test_the_service_bus_socket_timeout_follows_the_concurrency_unless_it_is_set(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], expected: float
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().socket_timeout == expected

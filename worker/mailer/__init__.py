@@ -15,7 +15,7 @@ from postbus.worker.mailer.answers import ACS_ANSWERS, AcsAnswer, classify, retr
 from postbus.worker.mailer.base import Mailer, OperationStatus, SendResult
 from postbus.worker.mailer.client import API_VERSION, email_client, parse_connection_string
 from postbus.worker.mailer.fake import FakeMailer
-from postbus.worker.mailer.payload import EVENT_ID_HEADER, build_payload, operation_id_for
+from postbus.worker.mailer.payload import EVENT_ID_HEADER, build_payload, operation_id_for, oversize
 
 __all__ = [
     "ACS_ANSWERS",
@@ -31,6 +31,7 @@ __all__ = [
     "classify",
     "email_client",
     "operation_id_for",
+    "oversize",
     "parse_connection_string",
     "retry_after_seconds",
     "translate",

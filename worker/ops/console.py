@@ -15,13 +15,17 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from postbus.bus import route_sdk_logs
+from postbus.errors import Interrupted
 from postbus.logs import configure_logging
 from postbus.settings import Settings, load_settings
 
-__all__ = ["AsJson", "echo_json", "ops_settings", "run_interruptible", "stdout"]
+__all__ = ["AsJson", "echo_json", "keep_whole", "ops_settings", "run_interruptible", "stdout"]
 
 T = TypeVar("T")
 
@@ -31,6 +35,26 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a ta
 def stdout() -> Console:
     """The console for tables: as wide as the terminal, or 200 columns into a pipe."""
     return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+
+
+def keep_whole(table: Table, *headers: str) -> Table:
+    """Never cut or wrap the named columns (ids, names: what the next command is given).
+
+    On a narrow terminal rich shrinks every column and ends ids with an ellipsis; with a minimum
+    width of their longest cell, only the other columns (descriptions, fixes) give way, and they
+    wrap, folding a word longer than the column instead of cutting it.
+    """
+    for column in table.columns:
+        if str(column.header) in headers:
+            column.min_width = max(_width(column.header), *(_width(cell) for cell in column.cells))
+            column.no_wrap = True
+        else:
+            column.overflow = "fold"
+    return table
+
+
+def _width(cell: object) -> int:
+    return Text.from_markup(cell).cell_len if isinstance(cell, str) else cell_len(str(cell))
 
 
 def echo_json(document: Any) -> None:
@@ -48,8 +72,20 @@ def ops_settings() -> Settings:
     return settings
 
 
-def run_interruptible(main: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) -> T:
-    """Run ``main(stop)``: the first SIGINT/SIGTERM sets ``stop``, the second cancels it."""
+def run_interruptible(
+    main: Callable[[asyncio.Event], Coroutine[Any, Any, T]],
+    *,
+    done_so_far: Callable[[], str] = lambda: "nothing more was done",
+    report: Callable[[T], None] = lambda _result: None,
+) -> T:
+    """Run ``main(stop)``, then ``report(result)``: the first SIGINT/SIGTERM sets ``stop``, the second cancels.
+
+    The second signal raises :class:`~postbus.errors.Interrupted` with ``done_so_far()``, so the
+    operator reads what happened before it. (Not ``KeyboardInterrupt``: the installed typer turns
+    that into a silent exit 130 before the root command could print anything.) ``report`` runs
+    while the signals are still ours, so a signal that lands while it prints the summary, which
+    already says what was done, cannot cut it short.
+    """
 
     async def runner() -> T:
         stop = asyncio.Event()
@@ -64,12 +100,15 @@ def run_interruptible(main: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) -
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal)
         try:
-            return await task
-        except asyncio.CancelledError:
-            # The second signal: what was in hand has been abandoned; the root command prints one line.
-            raise KeyboardInterrupt from None
+            try:
+                result = await task
+            except asyncio.CancelledError:
+                # The second signal: what was in hand has been abandoned; the root prints one line.
+                raise Interrupted(f"stopped at the second signal; {done_so_far()}") from None
+            report(result)
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
+        return result
 
     return asyncio.run(runner())

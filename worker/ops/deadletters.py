@@ -261,7 +261,7 @@ class DeadLetterQueue:
         try:
             yield
         except QueueNotFound as exc:
-            raise OpsError(f"queue {self._queue!r} does not exist in this namespace") from exc
+            raise OpsError(f"queue {self._queue!r} does not exist in this namespace (POSTBUS_QUEUE)") from exc
         except (AuthenticationFailed, AccessDenied) as exc:
             raise OpsError(f"Service Bus refused the credentials: {exc.detail}") from exc
         except BusError as exc:

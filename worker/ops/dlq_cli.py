@@ -29,7 +29,7 @@ from postbus.errors import InvalidEvent
 from postbus.lanes import lane_queues, parse_lane
 from postbus.logs import redact
 from postbus.settings import Settings
-from postbus.worker.ops.console import AsJson, echo_json, ops_settings, run_interruptible, stdout
+from postbus.worker.ops.console import AsJson, echo_json, keep_whole, ops_settings, run_interruptible, stdout
 from postbus.worker.ops.errors import BadInput
 from postbus.worker.ops.filters import Selection, parse_rate
 
@@ -139,6 +139,12 @@ def list_command(
     selection = _selection(reason, type_, tenant, event_id, since, until, time_field)
     settings = _settings_for(lane)
     entries = asyncio.run(_browse(settings, selection, limit))
+    if not entries and not as_json:
+        matching = "" if selection == Selection() else " matches the filters"
+        stdout().print(
+            f"no dead-lettered message in {settings.queue!r}{matching}", markup=False, soft_wrap=True
+        )
+        return
     if summary:
         counts = Counter(entry.reason for entry in entries)
         if as_json:
@@ -147,7 +153,7 @@ def list_command(
         table = Table("reason", "messages", title=f"Dead-lettered in {settings.queue!r}: {len(entries)}")
         for name, count in counts.most_common():
             table.add_row(name or "(none)", str(count))
-        stdout().print(table)
+        stdout().print(keep_whole(table, "reason", "messages"))
         return
     if as_json:
         echo_json([entry.to_json(body=body) for entry in entries])
@@ -177,7 +183,7 @@ def list_command(
             str(entry.generation),
             entry.enqueued_at.strftime("%Y-%m-%d %H:%M:%S") if entry.enqueued_at else "",
         )
-    console.print(table)
+    console.print(keep_whole(table, "seq", "event id", "type", "tenant", "reason", "gen"))
     if body:
         for entry in entries:
             console.print(f"[bold]{entry.sequence_number}[/bold] {entry.event_id}")
@@ -233,18 +239,37 @@ def replay_command(
     settings = _settings_for(lane)
     if not force:
         settings.require_acs("checking which events ACS already accepted (or pass --force)")
-    summary = run_interruptible(lambda stop: _replay(settings, options, stop, wait=wait, quiet=as_json))
-    if as_json:
-        echo_json(summary.to_json())
-    else:
-        _print_replay(summary, dry_run=dry_run)
+    counts: Counter[str] = Counter()
+
+    def done_so_far() -> str:
+        done = ", ".join(f"{action} {counts[action]}" for action in ("replayed", "skipped", "failed"))
+        if dry_run:
+            done = f"dry run, would replay {counts['would-replay']}"
+        return (
+            f"{done} before it; the message in hand and the rest stay in the dead-letter queue "
+            "(running the replay again sends nothing twice)"
+        )
+
+    def report(summary: Any) -> None:
+        if as_json:
+            echo_json(summary.to_json())
+        else:
+            _print_replay(summary, dry_run=dry_run)
+
+    summary = run_interruptible(
+        lambda stop: _replay(settings, options, stop, wait=wait, quiet=as_json, counts=counts),
+        done_so_far=done_so_far,
+        report=report,
+    )
     if summary.counts["failed"]:
         raise typer.Exit(1)
     if summary.interrupted:
         raise typer.Exit(130)
 
 
-async def _replay(settings: Settings, options: Any, stop: asyncio.Event, *, wait: float, quiet: bool) -> Any:
+async def _replay(
+    settings: Settings, options: Any, stop: asyncio.Event, *, wait: float, quiet: bool, counts: Counter[str]
+) -> Any:
     from postbus.worker.ops.acs import AcsStatusClient
     from postbus.worker.ops.deadletters import DeadLetterQueue
     from postbus.worker.ops.replay import replay
@@ -261,7 +286,6 @@ async def _replay(settings: Settings, options: Any, stop: asyncio.Event, *, wait
         transient=True,
         disable=quiet,
     )
-    counts: Counter[str] = Counter()
     task = progress.add_task("replay", total=options.limit, counts="")
 
     def on_item(item: Any) -> None:
@@ -292,7 +316,7 @@ def _print_replay(summary: Any, *, dry_run: bool) -> None:
             table.add_row(
                 str(item.sequence_number), item.event_id, str(item.generation), item.action, item.detail
             )
-        console.print(table)
+        console.print(keep_whole(table, "seq", "event id", "gen", "action"))
     counts = summary.counts
     head = "dry run: would replay" if dry_run else "replayed"
     number = counts["would-replay"] if dry_run else counts["replayed"]
@@ -327,7 +351,10 @@ def purge_command(
             "(same filters) and add --yes"
         )
     settings = _settings_for(lane)
-    summary = run_interruptible(lambda stop: _purge(settings, selection, limit, stop))
+    summary = run_interruptible(
+        lambda stop: _purge(settings, selection, limit, stop),
+        done_so_far=lambda: "what was removed before it is gone; `postbus dlq list` shows what is left",
+    )
     if as_json:
         echo_json(summary.to_json())
     else:

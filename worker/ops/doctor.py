@@ -27,6 +27,7 @@ from typing import Any, Final, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
+from postbus.attachments import AttachmentStoreUnavailable, AttachmentUnavailable, attachment_store
 from postbus.bus import (
     AccessDenied,
     AuthenticationFailed,
@@ -110,6 +111,7 @@ async def run_doctor(loaded: Loaded, *, options: DoctorOptions | None = None) ->
     checks += await _servicebus_checks(settings, options)
     checks.append(await _guarded("ACS credentials", _acs_credentials(settings)))
     checks.append(_senders(settings))
+    checks.append(await _guarded("attachment store", _attachment_store(settings)))
     checks.append(await asyncio.to_thread(_templates, settings))
     checks.append(_telemetry(settings))
     if options.azure is not None:
@@ -318,6 +320,25 @@ async def _acs_credentials(settings: Settings) -> Check:
     if info is not None:
         return Check(name, "warn", f"ACS reported a random operation id as {info.status}", "")
     return Check(name, "pass", "accepted (a status read of a random operation id answered 404; nothing sent)")
+
+
+async def _attachment_store(settings: Settings) -> Check:
+    """Read an attachment that cannot exist: "not there" proves the store answers and lets us read."""
+    name = "attachment store"
+    store = attachment_store(settings)
+    try:
+        await store.get("sha256/" + "0" * 64)
+    except AttachmentUnavailable:
+        return Check(name, "pass", f"readable: {store.location}")
+    except AttachmentStoreUnavailable as exc:
+        fix = (
+            f"check {env_name('attachment_store_url')}, its credentials (the worker needs blob read) "
+            "and the network path to it"
+        )
+        return Check(name, "fail", str(exc), fix)
+    finally:
+        await store.close()
+    return Check(name, "warn", f"{store.location} holds an attachment with the all-zero hash", "")
 
 
 def _senders(settings: Settings) -> Check:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from postbus.errors import SettingsError
 from postbus.settings import Settings
-from postbus.worker.ops.console import AsJson, echo_json, ops_settings, stdout
+from postbus.worker.ops.console import AsJson, echo_json, keep_whole, ops_settings, stdout
 from postbus.worker.ops.errors import BadInput
 
 __all__ = ["doctor_app"]
@@ -107,7 +107,7 @@ def doctor(
         for check in checks:
             table.add_row(check.name, marks[check.status], check.detail, check.fix)
         console = stdout()
-        console.print(table)
+        console.print(keep_whole(table, "check", "result"))
         console.print(f"{len(failed)} failed" if failed else "all checks passed")
     if failed:
         raise typer.Exit(1)

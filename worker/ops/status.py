@@ -12,15 +12,37 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Final, Literal
 from uuid import UUID
 
+from postbus.bus import (
+    AccessDenied,
+    AuthenticationFailed,
+    BusError,
+    QueueLinks,
+    QueueNotFound,
+    ServiceBusConnection,
+)
 from postbus.events import TOKENS, valid_token
+from postbus.settings import Settings
 from postbus.worker.mailer import operation_id_for
 from postbus.worker.ops.acs import OperationInfo, OperationLookup
-from postbus.worker.ops.errors import BadInput
+from postbus.worker.ops.errors import BadInput, OpsError
 
-__all__ = ["StatusRow", "check_event_id", "check_operation_id", "event_status", "operation_status"]
+__all__ = [
+    "PEEK_LIMIT",
+    "Sighting",
+    "StatusRow",
+    "check_event_id",
+    "check_operation_id",
+    "event_status",
+    "find_in_queues",
+    "operation_status",
+]
+
+#: Messages peeked per queue when looking for an event; a deeper backlog is reported as not searched.
+PEEK_LIMIT: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +102,88 @@ async def event_status(
         operation_id = operation_id_for(event_id, namespace=namespace, generation=generation)
         rows.append(StatusRow(operation_id, generation, await lookup.lookup(operation_id)))
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A message of the event found in the queue (waiting, or scheduled as a retry) or its dead-letter queue."""
+
+    place: Literal["queue", "dead-letter queue"]
+    queue: str
+    message_id: str
+    enqueued_at: datetime | None
+    reason: str | None = None
+    description: str | None = None
+
+    def __str__(self) -> str:
+        when = f", enqueued {self.enqueued_at.isoformat(timespec='seconds')}" if self.enqueued_at else ""
+        if self.place == "queue":
+            return f"queued: message {self.message_id!r} waits in queue {self.queue!r}{when}"
+        why = f": {self.reason}" + (f" ({self.description})" if self.description else "")
+        return f"dead-lettered: message {self.message_id!r} is in the dead-letter queue of {self.queue!r}{why}{when}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "place": self.place,
+            "queue": self.queue,
+            "message_id": self.message_id,
+            "enqueued_at": self.enqueued_at.isoformat() if self.enqueued_at else None,
+            "reason": self.reason,
+            "description": self.description,
+        }
+
+
+def _is_of_event(message_id: str, event_id: str) -> bool:
+    # The first attempt carries the event id; retries and replays append '#<attempt>' or '#r<g>#<attempt>'.
+    return message_id == event_id or message_id.startswith(f"{event_id}#")
+
+
+async def find_in_queues(
+    settings: Settings, event_id: str, *, limit: int = PEEK_LIMIT
+) -> tuple[list[Sighting], bool]:
+    """Peek the queue and its dead-letter queue for the event's messages (nothing is locked).
+
+    Returns the sightings and whether both queues were searched to the end (``False`` when one
+    holds more than ``limit`` messages).
+    """
+    connection = ServiceBusConnection.from_settings(settings, purpose="looking for the event in the queue")
+    sightings: list[Sighting] = []
+    complete = True
+    try:
+        for dead_letters in (False, True):
+            links = QueueLinks(connection, settings.queue, dead_letters=dead_letters, send=False)
+            try:
+                await links.open()
+                next_seq, seen = 0, 0
+                while True:
+                    batch = await links.peek(250, from_sequence=next_seq)
+                    if not batch:
+                        break
+                    for delivery in batch:
+                        next_seq = max(next_seq, (delivery.sequence_number or 0) + 1)
+                        if _is_of_event(delivery.message_id, event_id):
+                            sightings.append(
+                                Sighting(
+                                    "dead-letter queue" if dead_letters else "queue",
+                                    settings.queue,
+                                    delivery.message_id,
+                                    delivery.enqueued_at,
+                                    delivery.dead_letter_reason,
+                                    delivery.dead_letter_description,
+                                )
+                            )
+                    seen += len(batch)
+                    if seen >= limit:
+                        complete = False
+                        break
+            finally:
+                await links.close()
+    except QueueNotFound as exc:
+        raise OpsError(f"queue {settings.queue!r} does not exist in this namespace (POSTBUS_QUEUE)") from exc
+    except (AuthenticationFailed, AccessDenied) as exc:
+        raise OpsError(f"Service Bus refused the credentials: {exc.detail}") from exc
+    except BusError as exc:
+        raise OpsError(str(exc)) from exc
+    finally:
+        await connection.close()
+    return sightings, complete

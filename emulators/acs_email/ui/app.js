@@ -158,6 +158,11 @@ function connect() {
   events.onopen = () => { $("live").textContent = "live"; $("live").classList.add("on"); };
   events.onerror = () => { $("live").textContent = "reconnecting…"; $("live").classList.remove("on"); };
   events.addEventListener("added", (e) => add(JSON.parse(e.data)));
+  events.addEventListener("updated", (e) => {
+    const m = JSON.parse(e.data);
+    add(m);
+    if (state.selected === m.operationId) $("d-outcome").replaceChildren(badge(m));
+  });
   events.addEventListener("removed", (e) => remove(JSON.parse(e.data).operationId));
   events.addEventListener("cleared", () => { state.mail.clear(); closeDetail(); render(); });
   return events;

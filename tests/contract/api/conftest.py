@@ -221,6 +221,7 @@ async def start_api(
                 "servicebus_connection_string": emulator.connection_string,
                 "queue": QUEUE,
                 "record_url": f"sqlite:///{tmp_path / 'records.db'}",
+                "attachment_store_url": f"file://{tmp_path / 'attachments'}",
                 "api_clients": json.dumps(CLIENTS),
                 "api_entra_tenant_id": TENANT,
                 "api_audiences": [AUDIENCE],

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -245,7 +248,7 @@ async def test_malformed_bodies_are_4xx_problems(api: Api) -> None:
         text = await http.post("/v1/notifications", content=b"hello", headers={"Content-Type": "text/plain"})
         huge = await http.post(
             "/v1/notifications",
-            content=b'{"id": "' + b"x" * (2 * 1024 * 1024) + b'"}',
+            content=b'{"id": "' + b"x" * (17 * 1024 * 1024) + b'"}',
             headers={"Content-Type": "application/json"},
         )
         wrong_type = await http.post("/v1/notifications", json=order("o-1") | {"to": "jane@example.com"})
@@ -534,3 +537,24 @@ async def test_an_unreachable_key_endpoint_is_a_503_not_a_401(tmp_path: Path, en
         assert api.on_queue() == 0
     body = assert_problem(response, 503, "unavailable")
     assert "signing keys" in body["detail"]
+
+
+async def test_an_attachment_too_large_for_the_queue_goes_through_the_claim_check(api: Api) -> None:
+    # A return label over the queue's 256 KB: accepted, its bytes in the attachment store, a
+    # reference on the queue.
+    label = b"%PDF-1.7\n" + secrets.token_bytes(300 * 1024)
+    event = order("o-label") | {
+        "attachments": [
+            {
+                "name": "label.pdf",
+                "content_type": "application/pdf",
+                "content_base64": base64.b64encode(label).decode(),
+            }
+        ]
+    }
+    async with api.client(**{"X-API-Key": OLD_KEY}) as http:
+        response = await http.post("/v1/notifications", json=event)
+    assert response.status_code == 202, response.text
+    assert api.on_queue() == 1
+    store = Path(api.settings.attachment_store_url.removeprefix("file://"))
+    assert (store / "sha256" / hashlib.sha256(label).hexdigest()).read_bytes() == label

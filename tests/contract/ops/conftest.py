@@ -156,6 +156,13 @@ async def fill_dead_letters(connection_string: str, items: Sequence[DeadLetter],
                     done += 1
 
 
+async def publish_events(connection_string: str, events: Sequence[NotificationEvent]) -> None:
+    """Put events on the queue as a producer does (real SDK), where no worker takes them."""
+    client = ServiceBusClient.from_connection_string(connection_string)
+    async with client, client.get_queue_sender(QUEUE) as sender:
+        await sender.send_messages([to_servicebus_message(encode(event)) for event in events])
+
+
 async def queue_state(connection_string: str) -> tuple[list[Any], list[Any]]:
     """Every message of the main queue and of its dead-letter queue, peeked (no locks)."""
     async with ServiceBusClient.from_connection_string(connection_string) as client:

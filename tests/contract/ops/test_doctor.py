@@ -102,6 +102,7 @@ def test_doctor_passes_on_a_healthy_emulator_setup_with_azure_checks(
         "queue properties": "pass",
         "ACS credentials": "pass",
         "sender aliases": "pass",
+        "attachment store": "pass",
         "templates": "pass",
         "telemetry": "pass",
         "email service": "pass",

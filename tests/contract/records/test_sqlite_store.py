@@ -139,6 +139,7 @@ async def test_the_factory_opens_the_default_sqlite_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("POSTBUS_RECORD_URL")  # the suite points it at a temporary file
     store = record_store(load_settings())
     assert isinstance(store, SqliteRecordStore)
     async with store:

@@ -20,6 +20,7 @@ from azure.servicebus.exceptions import (
 )
 
 from postbus.emulators.servicebus import EmulatorConfig, ServiceBusEmulator
+from tests.support import open_side_by_side
 
 from .conftest import CONFIG, FAST_RETRY
 
@@ -81,7 +82,10 @@ async def test_peek_lock_settlements(emulator: ServiceBusEmulator, prefetch: int
             await sender.send_messages(
                 [ServiceBusMessage(name) for name in ("done", "again", "dead", "later")]
             )
-        async with client.get_queue_receiver("orders", prefetch_count=prefetch) as receiver:
+        async with open_side_by_side(
+            client.get_queue_receiver("orders", prefetch_count=prefetch),
+            client.get_queue_receiver("orders", sub_queue=ServiceBusSubQueue.DEAD_LETTER),
+        ) as (receiver, dlq):
             got = []
             while len(got) < 4:
                 got += await receiver.receive_messages(max_message_count=4, max_wait_time=5)
@@ -97,7 +101,6 @@ async def test_peek_lock_settlements(emulator: ServiceBusEmulator, prefetch: int
             (deferred,) = await receiver.receive_deferred_messages([by_body["later"].sequence_number])
             await receiver.renew_message_lock(deferred)
             await receiver.complete_message(deferred)
-        async with client.get_queue_receiver("orders", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
             (dead,) = await dlq.receive_messages(max_message_count=1, max_wait_time=5)
             assert (dead.dead_letter_reason, dead.dead_letter_error_description) == ("r", "d")
             await dlq.complete_message(dead)

@@ -125,3 +125,25 @@ async def test_a_worker_on_a_queue_that_does_not_exist_stops_with_one_line(
     assert "no-such-queue" in str(caught.value)
     assert "\n" not in str(caught.value)
     assert worker.counts["reconnects"] == 0
+
+
+async def test_the_socket_timeout_setting_reaches_the_sdk_connections_of_receiver_and_sender(
+    emulator: ServiceBusEmulator,
+) -> None:
+    # The SDK reads socket_timeout from each receiver and sender, not from the client's options
+    # (there it is silently ignored); it is the period of every read, so of settlement polling.
+    settings = load_settings(
+        servicebus_connection_string=emulator.connection_string, queue="work", servicebus_socket_timeout=0.03
+    )
+    async with ServiceBusConnection.from_settings(settings, purpose="the test") as connection:
+        links = await ServiceBusSource(connection, "work").open()
+        try:
+            await links.send(WORK)
+            (delivery,) = await links.receive(1, max_wait=5)
+            await links.complete(delivery)
+            for handler in (links.receiver, links.sender):
+                assert handler._config.socket_timeout == 0.03
+                assert handler._handler._connection._socket_timeout == 0.03
+        finally:
+            await links.close()
+    assert emulator.counts("work").total == 0

@@ -28,7 +28,23 @@ def now() -> float:
 
 
 def make_gate(per_minute: int = 600, per_hour: int = 0, **overrides: float) -> AimdGate:
-    return AimdGate(per_minute=per_minute, per_hour=per_hour, clock=now, **overrides)
+    """A gate on the loop's clock; growth with time is off unless a test turns it on (it has its own)."""
+    return AimdGate(per_minute=per_minute, per_hour=per_hour, clock=now, **({"regrow_time": 0.0} | overrides))
+
+
+async def demand(gate: AimdGate, seconds: float) -> list[float]:
+    """A message always waiting for ``seconds``: every permit is taken and accepted; their times."""
+    stamps = []
+    end = now() + seconds
+    while now() < end:
+        await gate.acquire()
+        stamps.append(now())
+        gate.on_accepted()
+    return stamps
+
+
+def admitted(stamps: list[float], start: float, seconds: float) -> int:
+    return sum(1 for t in stamps if start <= t < start + seconds)
 
 
 # ---- construction -------------------------------------------------------------------------------
@@ -269,10 +285,8 @@ def test_a_lone_gate_never_lets_its_minute_window_exceed_the_limit(run_virtual: 
 
 def test_the_decrease_uses_the_measured_share_and_happens_once_per_episode(run_virtual: Run) -> None:
     async def main() -> tuple[float, float, int]:
-        gate = make_gate(600, decrease=0.5)
-        for _ in range(150):  # 150 of the 600 in the window are ours
-            await gate.acquire()
-            gate.on_accepted()
+        gate = make_gate(600, decrease=0.5, initial_share=0.25, increase=0.0)
+        await demand(gate, 60.0)  # paced all minute: 150 of the 600 in the window are ours
         for _ in range(5):  # one burst of concurrent 429s is one signal
             gate.on_throttled(1.0)
         first = gate.share
@@ -281,9 +295,76 @@ def test_the_decrease_uses_the_measured_share_and_happens_once_per_episode(run_v
         return first, gate.share, gate.throttle_episodes
 
     first, second, episodes = run_virtual(main())
-    assert first == pytest.approx(0.5 * 150 / 600, rel=0.02)
+    assert first == pytest.approx(0.5 * 150 / 600, rel=0.03)
     assert second == pytest.approx(0.5 * first, rel=0.05)
     assert episodes == 2
+
+
+def test_replicas_that_filled_the_window_together_learn_their_share_from_one_429(run_virtual: Run) -> None:
+    # Four replicas start at share 1 and fill the window in 15 s: Retry-After (46 s) says the window
+    # spans only the 15 s this replica was bound, so the 25 % it holds is its share.
+    async def main() -> tuple[int, float]:
+        gate = make_gate(600, decrease=0.9, increase=0.0)
+        sent = len(await demand(gate, 15.0))
+        gate.on_throttled(46.0)
+        return sent, gate.share
+
+    sent, share = run_virtual(main())
+    assert sent / 600 < 0.3
+    assert share == pytest.approx(0.9 * sent / 600, rel=0.02)
+
+
+# ---- recovery after a disturbance ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("per_minute", [600, 30])
+def test_a_429_taken_at_low_traffic_does_not_become_the_ceiling(run_virtual: Run, per_minute: int) -> None:
+    # Another application filled the window while this replica sent 3 emails a minute; then a spike.
+    async def main() -> tuple[int, float]:
+        gate = make_gate(per_minute)
+        for _ in range(3):
+            await gate.acquire()
+            gate.on_accepted()
+            await asyncio.sleep(20.0)
+        await gate.acquire()
+        gate.on_throttled(40.0)
+        resumed = gate.paused_until
+        stamps = await demand(gate, 120.0)
+        return admitted(stamps, resumed, 60.0), resumed
+
+    sends, _ = run_virtual(main())
+    assert sends >= 0.9 * per_minute
+
+
+def test_a_share_learnt_while_bound_is_kept_while_429s_keep_coming(run_virtual: Run) -> None:
+    # A replica that keeps hitting a full window does not grow past what it learnt.
+    async def main() -> float:
+        gate = make_gate(600, initial_share=0.25, regrow_time=20.0, regrow_after=10.0, increase=0.0)
+        for _ in range(6):
+            await demand(gate, 10.0)
+            gate.on_throttled(1.0)
+        return gate.share
+
+    assert run_virtual(main()) <= 0.25
+
+
+@pytest.mark.parametrize("per_minute", [600, 30])
+def test_after_a_quiet_stretch_the_share_regrows_with_time(run_virtual: Run, per_minute: int) -> None:
+    # The replicas or the other sender that held 90 % of the window are gone: within a minute of the
+    # pause the gate admits 90 % of the quota again, however few sends probing by sends alone allows.
+    async def main() -> tuple[float, int]:
+        gate = make_gate(per_minute, initial_share=0.1, increase=0.0, regrow_time=20.0, regrow_after=10.0)
+        for _ in range(6):  # others hold 90 % of the window for a minute
+            await demand(gate, 10.0)
+            gate.on_throttled(1.0)
+        learnt = gate.share
+        resumed = gate.paused_until
+        stamps = await demand(gate, 120.0)
+        return learnt, admitted(stamps, resumed + 60.0, 60.0)
+
+    learnt, sends = run_virtual(main())
+    assert learnt < 0.12
+    assert sends >= 0.9 * per_minute
 
 
 def test_accepted_sends_grow_the_share_additively(run_virtual: Run) -> None:
@@ -303,10 +384,8 @@ def test_accepted_sends_grow_the_share_additively(run_virtual: Run) -> None:
 
 def test_the_share_recovers_quickly_towards_the_measured_share(run_virtual: Run) -> None:
     async def main() -> tuple[float, float]:
-        gate = make_gate(600, increase=0.0, recovery=5.0, decrease=0.5)
-        for _ in range(300):
-            await gate.acquire()
-            gate.on_accepted()
+        gate = make_gate(600, increase=0.0, recovery=5.0, decrease=0.5, initial_share=0.5)
+        await demand(gate, 60.0)
         gate.on_throttled(1.0)  # measured 0.5, down to 0.25
         low = gate.share
         for _ in range(150):

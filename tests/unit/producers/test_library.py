@@ -42,7 +42,7 @@ APP = textwrap.dedent(
             pass
 
     class Client:
-        def get_queue_sender(self, queue):
+        def get_queue_sender(self, queue, **options):
             return Sender()
         async def close(self):
             pass
@@ -118,6 +118,7 @@ def test_the_public_producer_api_is_exactly_this() -> None:
     assert sorted(postbus.producers.__all__) == [
         "Address",
         "Attachment",
+        "EventCheck",
         "EventLike",
         "FakePublisher",
         "InvalidEvent",
@@ -128,7 +129,11 @@ def test_the_public_producer_api_is_exactly_this() -> None:
         "Settings",
         "SettingsError",
         "SyncPublisher",
+        "all_of",
+        "known_sender",
         "load_settings",
+        "not_expired",
+        "publish_checks",
     ]
     for name in postbus.producers.__all__:
         assert getattr(postbus.producers, name) is not None

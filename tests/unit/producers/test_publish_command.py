@@ -40,6 +40,9 @@ def registered(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setitem(
         COMMANDS, "publish", LazyCommand("postbus.producers.cli:app", "Publish notification events.")
     )
+    # The command would set the process's OpenTelemetry providers (once per process, for good):
+    # later tests would inherit a tracer that adds traceparent to what they publish.
+    monkeypatch.setattr(postbus.producers.cli, "configure_telemetry", lambda settings: None)
     yield
     # The command configures logging on the captured stderr; do not leave a handler on a closed stream.
     root = logging.getLogger()
@@ -243,3 +246,71 @@ async def test_lines_go_out_in_chunks_in_file_order() -> None:
     assert fake.calls == [["e-0", "e-1"], ["e-2", "e-3"], ["e-4"]]
     assert seen == ["e-0", "e-1", "e-2", "e-3", "e-4"]
     assert (summary.published, summary.exit_code) == (5, 0)
+
+
+def test_on_a_terminal_log_lines_print_above_the_progress_bar(
+    fake: FakePublisher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a terminal on stderr, and a publisher that logs while it publishes
+    import io
+
+    from rich.console import Console
+
+    from postbus.logs import get_logger
+
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=80, color_system=None)
+    monkeypatch.setattr(postbus.producers.cli, "_stderr", lambda: terminal)
+    monkeypatch.setenv("POSTBUS_LOG_FORMAT", "json")
+    original = fake.publish_many
+
+    async def publish_many(events: Any) -> list[str]:
+        get_logger("postbus.producers.publisher").error("slow batch", note="logged mid-bar")
+        return await original(events)
+
+    monkeypatch.setattr(fake, "publish_many", publish_many)
+    jsonl = write_lines(tmp_path / "events.jsonl", [event("p1"), event("p2")])
+
+    # When the file is published
+    assert main(["publish", "--file", str(jsonl), "--quiet"]) == 0
+
+    # Then the log line went through the bar's console, whole, on a line of its own
+    lines = screen.getvalue().splitlines()
+    logged = [line for line in lines if "slow batch" in line]
+    assert len(logged) == 1, lines
+    # (the bar is erased first: everything before the last erase-line code is the bar's own)
+    assert json.loads(logged[0].split("\x1b[2K")[-1])["note"] == "logged mid-bar"
+
+
+def test_file_dash_reads_stdin_and_a_byte_order_mark_is_accepted(
+    fake: FakePublisher, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import sys
+
+    # A file saved by a Windows editor starts with a UTF-8 byte-order mark.
+    lines = "\ufeff" + "".join(json.dumps(event(f"s-{n}")) + "\n" for n in range(3))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(lines.encode("utf-8"))))
+    assert main(["publish", "--file", "-"]) == 0
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("s-0\ns-1\ns-2\n", "published 3, failed 0\n")
+
+
+def test_a_json_file_with_a_byte_order_mark_is_accepted(
+    fake: FakePublisher, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "event.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(event("bom-1")).encode())
+    assert main(["publish", "--json", str(path)]) == 0
+    assert capsys.readouterr().out == "bom-1\n"
+
+
+def test_a_json_lines_file_given_to_json_points_at_file(
+    fake: FakePublisher, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write_lines(tmp_path / "events.jsonl", [event("a"), event("b")])
+    assert main(["publish", "--json", str(path)]) == 2
+    assert one_line_error(capsys) == (
+        "postbus: error: Invalid value for --json: not valid JSON: Extra data (line 2, column 1); "
+        "one event per document (JSON Lines go to --file)"
+    )

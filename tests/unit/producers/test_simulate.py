@@ -191,3 +191,23 @@ def test_broken_bodies_are_reproducible_and_every_one_fails_the_contract() -> No
             decode(
                 wire.body, content_type=wire.content_type, application_properties=wire.application_properties
             )
+
+
+def test_label_pdfs_attach_realistic_pdfs_without_changing_the_event_stream() -> None:
+    import base64
+
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    plain = holiday_spike(600, seed=3, start=start)
+    with_pdfs = holiday_spike(600, seed=3, start=start, label_pdfs=True)
+    assert [i.event.id for i in plain] == [i.event.id for i in with_pdfs]
+    pdfs = [
+        base64.b64decode(a.content_base64 or "")
+        for item in with_pdfs
+        for a in item.event.attachments
+        if item.event.type == "return.label"
+    ]
+    assert pdfs
+    assert all(p.startswith(b"%PDF-1.7") and p.endswith(b"%%EOF\n") for p in pdfs)
+    assert any(len(p) > 256 * 1024 for p in pdfs)
+    assert any(len(p) < 64 * 1024 for p in pdfs)
+    assert not any(item.event.attachments for item in plain)

@@ -61,7 +61,8 @@ def test_a_wrong_url_is_refused_with_the_reason(url: str, message: str) -> None:
         parse_record_url(url)
 
 
-def test_defaults_are_an_sqlite_file_in_the_state_folder_and_30_days() -> None:
+def test_defaults_are_an_sqlite_file_in_the_state_folder_and_30_days(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POSTBUS_RECORD_URL")  # the suite points it at a temporary file
     settings = load_settings()
     assert parse_record_url(settings.record_url) == SqliteLocation(Path(".postbus/records.db"))
     assert settings.record_retention_days == 30
@@ -119,6 +120,7 @@ def test_the_account_key_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_the_factory_does_not_touch_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("POSTBUS_RECORD_URL")
     store = record_store(load_settings())
     await store.close()
     assert not (tmp_path / ".postbus").exists()  # opened lazily, on first use

@@ -72,7 +72,18 @@ _PROBE = textwrap.dedent(
     again = configure_telemetry(load_settings())
     tracer_provider = trace.get_tracer_provider()
     from azure.core.settings import settings as azure_settings
+    span = telemetry.tracer.start_span("probe")
+    child = telemetry.tracer.start_span("child", context=trace.set_span_in_context(span))
+    parent_ctx, child_ctx = span.get_span_context(), child.get_span_context()
     report = {
+        "meter_provider": type(metrics.get_meter_provider()).__name__,
+        "span": {
+            "recording": span.is_recording(),
+            "trace_id_set": parent_ctx.is_valid,
+            "sampled": parent_ctx.trace_flags.sampled,
+            "child_same_trace": child_ctx.trace_id == parent_ctx.trace_id,
+            "child_new_span": child_ctx.span_id != parent_ctx.span_id,
+        },
         "exporter": telemetry.exporter,
         "same_object_on_second_call": again is telemetry,
         "tracer_provider": type(tracer_provider).__name__,
@@ -155,7 +166,15 @@ def test_an_otlp_endpoint_selects_the_otlp_http_exporters() -> None:
 def test_without_either_nothing_is_exported_but_spans_still_get_trace_ids() -> None:
     report = _configure_in_fresh_process({})
     assert report["exporter"] == "none"
-    assert report["tracer_provider"] == "TracerProvider"
+    # Spans are not recorded, but they still get ids (and the sampled flag, so that an exporting
+    # process downstream records its part of the trace); metrics cost nothing.
+    assert report["tracer_provider"] == "UnrecordedTracerProvider"
+    assert report["meter_provider"] == "NoOpMeterProvider"
+    assert report["span"]["recording"] is False
+    assert report["span"]["trace_id_set"]
+    assert report["span"]["sampled"]
+    assert report["span"]["child_same_trace"]
+    assert report["span"]["child_new_span"]
     assert report["span_exporters"] == []
     assert report["metric_exporters"] == []
     assert report["log_exporters"] == []

@@ -40,29 +40,22 @@ def test_the_consumer_span_is_parented_to_the_producer_span_whose_context_the_me
         with telemetry.processing(
             queue="notifications", properties=properties, message_id=EVENT.id, delivery_count=0
         ) as processing:
-            with telemetry.render(EVENT.type):
-                pass
             with telemetry.acs_send(operation_id="op-1") as call:
                 call.result = "accepted"
             processing.finish(outcome="sent", event_id=EVENT.id, event_type=EVENT.type, tenant=EVENT.tenant)
-    # Then producer, consumer, render and ACS spans form one trace, nested as the pipeline ran
+    # Then producer, consumer and ACS spans form one trace, nested as the pipeline ran
     (producer,) = captured.spans("notifications publish")
     (consumer,) = captured.spans("notifications process")
-    (render,) = captured.spans("render order.confirmation")
     (send,) = captured.spans("acs send")
     assert properties[PROP_DIAGNOSTIC_ID] == properties[PROP_TRACEPARENT]
     assert properties[PROP_TRACEPARENT].split("-")[2] == format(producer.context.span_id, "016x")
     assert producer.kind is SpanKind.PRODUCER
     assert consumer.kind is SpanKind.CONSUMER
     assert send.kind is SpanKind.CLIENT
-    assert {span.context.trace_id for span in (producer, consumer, render, send)} == {
-        producer.context.trace_id
-    }
+    assert {span.context.trace_id for span in (producer, consumer, send)} == {producer.context.trace_id}
     assert consumer.parent is not None
     assert consumer.parent.span_id == producer.context.span_id
     assert consumer.parent.is_remote
-    assert render.parent is not None
-    assert render.parent.span_id == consumer.context.span_id
     assert send.parent is not None
     assert send.parent.span_id == consumer.context.span_id
     assert dict(producer.attributes or {}) == {

@@ -63,7 +63,7 @@ def test_render_uses_data_from_a_file(tmp_path: Path) -> None:
 
     data = TemplateRenderer().sample_data("permit.approved")
     data["permit"]["number"] = "BP-9"
-    data_file.write_text(json.dumps(data), encoding="utf-8")
+    data_file.write_text("\ufeff" + json.dumps(data), encoding="utf-8")  # with a BOM, as Notepad saves it
 
     result = runner.invoke(app, ["render", "permit.approved", "--data", str(data_file)])
     assert result.exit_code == 0, result.output
@@ -139,3 +139,75 @@ def test_root_cli_renders(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.startswith(
         "Subject: Reminder: Dental check-up and cleaning on December 1, 2026 at 2:30\u00a0PM\n"
     )
+
+
+def test_list_as_json_gives_types_lanes_locales_and_source(write_tree: WriteTree) -> None:
+    user = write_tree({"order.confirmation/en/subject.txt.j2": "Override {{ order.number }}"})
+    result = runner.invoke(app, ["list", "--json", "--templates-dir", str(user)])
+    assert result.exit_code == 0, result.output
+    listing = {entry["type"]: entry for entry in json.loads(result.stdout)}
+    assert listing["order.confirmation"] == {
+        "type": "order.confirmation",
+        "lane": "normal",
+        "locales": ["de", "en"],
+        "source": "shipped+user",
+    }
+    assert listing["permit.approved"]["source"] == "shipped"
+    assert listing["appointment.reminder"]["lane"] == "critical"
+
+
+def test_check_reports_each_event_a_worker_would_dead_letter(tmp_path: Path) -> None:
+    from postbus.worker.rendering import TemplateRenderer
+
+    good = {
+        "id": "ok-1",
+        "type": "order.confirmation",
+        "to": ["a@example.com"],
+        "sender": "orders",
+        "data": TemplateRenderer().sample_data("order.confirmation"),
+    }
+    lines = [
+        good,
+        {**good, "id": "t-1", "type": "invoice.paid"},
+        {"event": {**good, "id": "d-1", "data": {}}, "send_at": "2030-01-01T00:00:00Z"},
+        "{not json",
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\ufeff" + "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "line 2: type: no template for notification type 'invoice.paid' (known: appointment.reminder, "
+        "order.confirmation, permit.approved, return.label)",
+        "line 3: data: order.confirmation/en: 'order' is undefined in subject.txt.j2 line 1",
+        "line 4: not valid JSON: Expecting property name enclosed in double quotes (column 2)",
+        "checked 4, failed 3",
+    ]
+
+
+def test_check_of_a_clean_file_exits_0(tmp_path: Path) -> None:
+    from postbus.worker.rendering import TemplateRenderer
+
+    event = {
+        "id": "ok-1",
+        "type": "permit.approved",
+        "to": ["a@example.com"],
+        "sender": "permits",
+        "data": TemplateRenderer().sample_data("permit.approved"),
+    }
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(event) + "\n")
+    result = runner.invoke(app, ["check", str(path)])
+    assert (result.exit_code, result.stderr) == (0, "checked 1, failed 0\n")
+
+
+def test_template_check_is_a_publish_check_naming_the_field() -> None:
+    from postbus.errors import InvalidEvent
+    from postbus.events import parse_event
+    from postbus.worker.rendering import TemplateRenderer, template_check
+
+    check = template_check(TemplateRenderer())
+    event = parse_event({"id": "a", "type": "nope.x", "to": ["a@example.com"], "sender": "orders"})
+    with pytest.raises(InvalidEvent) as raised:
+        check(event)
+    assert raised.value.field == "type"
