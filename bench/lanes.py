@@ -2,10 +2,10 @@
 
 Runs the real worker loop (``postbus.worker.runner.Worker``: one receive loop per lane, the lane
 scheduler, the AIMD send gate, the pipeline and settlement) for 1, 2 and 4 worker processes on an
-asyncio event loop with a *virtual* clock (``gate_simulation.VirtualClockLoop``: timers fire at
+asyncio event loop with a *virtual* clock (``postbus.worker.throttle_sim.VirtualClockLoop``: timers fire at
 once, so ten minutes of traffic take seconds and runs repeat exactly for a seed). The queues are
 three in-memory brokers shared by the workers (peek-lock semantics), and ACS is a simulated
-server: a sliding per-minute window shared by every worker (``gate_simulation.SlidingQuota``,
+server: a sliding per-minute window shared by every worker (``postbus.worker.throttle_sim.SlidingQuota``,
 the ACS emulator's semantics: 429 with ``Retry-After``) behind a uniformly random latency.
 Templates are not rendered (a fixed email), which changes nothing the scheduler sees.
 
@@ -35,29 +35,27 @@ import itertools
 import json
 import logging
 import random
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import structlog
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gate_simulation import SlidingQuota, VirtualClockLoop
-
+from postbus.attachments import MemoryAttachmentStore
 from postbus.bus import InMemoryBroker
 from postbus.events import encode, parse_event
 from postbus.lanes import LANES, Lane
+from postbus.records import MemoryRecordStore
 from postbus.settings import Settings, load_settings
 from postbus.worker.errors import ThrottledError
 from postbus.worker.mailer import OperationStatus, SendResult, operation_id_for
 from postbus.worker.rendering import RenderedEmail
 from postbus.worker.runner import Worker
 from postbus.worker.throttle import AimdGate
+from postbus.worker.throttle_sim import SlidingQuota, VirtualClockLoop
 
 #: Virtual time 0. Settlement schedules delayed retries at wall-clock instants, so the simulated
 #: clock starts at the real one and, running faster, reaches every such instant soon.
@@ -189,6 +187,8 @@ async def _run(scenario: Scenario) -> dict[str, Any]:  # noqa: C901 - one run re
         )
 
     stop = asyncio.Event()
+    # In memory, as the brokers are: the virtual clock allows no real I/O (threads, files, sockets).
+    records = MemoryRecordStore()
     workers = [
         Worker(
             settings,
@@ -196,6 +196,8 @@ async def _run(scenario: Scenario) -> dict[str, Any]:  # noqa: C901 - one run re
             mailer=acs,
             renderer=_Renderer(),
             gate=AimdGate(per_minute=scenario.per_minute, per_hour=0, clock=loop.time, sleep=asyncio.sleep),
+            records=records,
+            attachments=MemoryAttachmentStore(),
         )
         for _ in range(scenario.workers)
     ]
