@@ -378,6 +378,8 @@ module worker 'modules/worker.bicep' = {
     serviceBusNamespaceName: messaging.outputs.namespaceName
     serviceBusFullyQualifiedNamespace: messaging.outputs.fullyQualifiedNamespace
     queueName: messaging.outputs.queueName
+    criticalQueueName: messaging.outputs.criticalQueueName
+    bulkQueueName: messaging.outputs.bulkQueueName
     reportsQueueName: messaging.outputs.reportsQueueName
     recordUrl: records.outputs.recordUrl
     acsEndpoint: email.outputs.endpoint
@@ -422,6 +424,8 @@ module api 'modules/api.bicep' = {
     pullIdentityId: identities.outputs.pullId
     serviceBusFullyQualifiedNamespace: messaging.outputs.fullyQualifiedNamespace
     queueName: messaging.outputs.queueName
+    criticalQueueName: messaging.outputs.criticalQueueName
+    bulkQueueName: messaging.outputs.bulkQueueName
     entraTenantId: tenant().tenantId
     audiences: apiAudiences
     clientsSecretUri: apiClientsSecretUri
@@ -444,6 +448,8 @@ module alerts 'modules/alerts.bicep' = {
     tags: tags
     namespaceId: messaging.outputs.namespaceId
     queueName: messaging.outputs.queueName
+    criticalQueueName: messaging.outputs.criticalQueueName
+    bulkQueueName: messaging.outputs.bulkQueueName
     appInsightsId: monitoring.outputs.appInsightsId
     workspaceId: monitoring.outputs.workspaceId
     actionGroupId: monitoring.outputs.actionGroupId
@@ -466,6 +472,8 @@ module dashboard 'modules/dashboard.bicep' = {
     appInsightsId: monitoring.outputs.appInsightsId
     namespaceId: messaging.outputs.namespaceId
     queueName: messaging.outputs.queueName
+    criticalQueueName: messaging.outputs.criticalQueueName
+    bulkQueueName: messaging.outputs.bulkQueueName
     workerAppId: worker.outputs.appId
     apiAppId: api.outputs.appId
     sloLatencyMs: sloLatencyMs
@@ -485,6 +493,10 @@ output POSTBUS_API_URL string = api.outputs.url
 output POSTBUS_API_IDENTITY_CLIENT_ID string = identities.outputs.apiClientId
 output POSTBUS_SERVICEBUS_NAMESPACE string = messaging.outputs.fullyQualifiedNamespace
 output POSTBUS_QUEUE string = messaging.outputs.queueName
+// Producers and the CLI route each event to its lane's queue when lanes are on.
+output POSTBUS_LANES string = 'true'
+output POSTBUS_QUEUE_CRITICAL string = messaging.outputs.criticalQueueName
+output POSTBUS_QUEUE_BULK string = messaging.outputs.bulkQueueName
 output POSTBUS_REPORTS_QUEUE string = messaging.outputs.reportsQueueName
 output POSTBUS_RECORD_URL string = records.outputs.recordUrl
 output POSTBUS_ACS_ENDPOINT string = email.outputs.endpoint

@@ -14,6 +14,7 @@ they are re-exported here for scripts written against this module.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import statistics
 import sys
@@ -113,6 +114,33 @@ def demo(
         # Ctrl-C while the consoles wait after the summary is the documented way to end the demo.
     if not report.ok:
         raise typer.Exit(1)
+
+
+#: The demo's lane queues (the emulator's built-in Config.json has all three).
+LANE_QUEUES = ("notifications-critical", "notifications", "notifications-bulk")
+
+
+def _in_lane(item: Any) -> Any:
+    """Return labels may wait: they ask for the bulk lane, below their type's default (any producer may)."""
+    if item.event.type != "return.label":
+        return item
+    return dataclasses.replace(item, event=item.event.model_copy(update={"lane": "bulk"}))
+
+
+def _counts(sb: Any) -> Any:
+    """The three lane queues' counts added up."""
+    from postbus.emulators.servicebus.records import QueueCounts
+
+    total = QueueCounts()
+    for queue in LANE_QUEUES:
+        counts = sb.counts(queue)
+        total = QueueCounts(
+            **{
+                name: getattr(total, name) + getattr(counts, name)
+                for name in ("active", "scheduled", "locked", "dead_lettered", "deferred")
+            }
+        )
+    return total
 
 
 def _check_output(output: Path) -> None:
@@ -219,10 +247,13 @@ async def run_demo(
             concurrency=concurrency,
             attachment_store_url=store_url,
             record_url=f"sqlite:///{records_path}",
+            # Three lanes: reminders are critical by their type, return labels ask for bulk, the rest is normal.
+            lanes="true",
         )
         health_ports = free_ports(workers)
         procs, logs = start_workers(workers, env, run_dir, health_ports=health_ports)
         published_at: dict[str, float] = {}
+        lane_of: dict[str, str] = {}
         source = EmbeddedSource(
             sb,
             acs,
@@ -236,12 +267,18 @@ async def run_demo(
                 console.print(f"Pipeline console: {pipeline.url}")
                 console.print(f"Mailbox console:  {acs.endpoint}/_emulator/ui/")
                 settings = load_settings(
-                    None, servicebus_connection_string=sb.connection_string, attachment_store_url=store_url
+                    None,
+                    servicebus_connection_string=sb.connection_string,
+                    attachment_store_url=store_url,
+                    lanes=True,
                 )
                 configure_telemetry(settings)
                 t0 = time.monotonic()
                 # check=None: the spike holds events the worker must dead-letter (expired, unknown alias).
                 async with Publisher.from_settings(settings, check=None) as publisher:
+                    spike = [_in_lane(item) for item in spike]
+                    for item in spike:
+                        lane_of[item.event.id] = publisher.lanes.lane_of(item.event).value
                     immediate = [item.event for item in spike if item.send_at is None]
                     for item in spike:
                         published_at[item.event.id] = time.time()
@@ -264,14 +301,15 @@ async def run_demo(
                 mails = acs.mailbox.messages()
                 sent_ids = [mail.headers.get(EVENT_ID_HEADER, "") for mail in mails]
                 report.sent = len(mails)
-                report.latencies = [
-                    max(0.0, mail.received_at.timestamp() - published_at[event_id])
-                    for mail, event_id in zip(mails, sent_ids, strict=True)
-                    if event_id in published_at
-                ]
+                for mail, event_id in zip(mails, sent_ids, strict=True):
+                    if event_id in published_at:
+                        latency = max(0.0, mail.received_at.timestamp() - published_at[event_id])
+                        report.latencies.append(latency)
+                        report.lane_latencies.setdefault(lane_of[event_id], []).append(latency)
                 throttled = acs.stats().get("throttled", 0)
                 report.throttled = throttled if isinstance(throttled, int) else 0
-                account(report, expected, sent_ids, await dead_letters(sb))
+                dead = [entry for queue in LANE_QUEUES for entry in await dead_letters(sb, queue)]
+                account(report, expected, sent_ids, dead)
                 _check_attachments(report, attached, mails, inline_max=settings.attachment_inline_max_bytes)
                 await _delivery_outcomes(sb, records, report, start=start)
                 await pipeline.sample_once()  # the console's last numbers are the summary's
@@ -381,7 +419,7 @@ async def _watch(
     from rich.table import Table
 
     def table() -> Table:
-        counts = sb.counts("notifications")
+        counts = _counts(sb)
         elapsed = time.monotonic() - t0
         sent = len(acs.mailbox)
         grid = Table.grid(padding=(0, 2))
@@ -390,7 +428,8 @@ async def _watch(
             ("published", report.published),
             ("sent", sent),
             ("dead-lettered", counts.dead_lettered),
-            ("queue (active/scheduled/locked)", f"{counts.active}/{counts.scheduled}/{counts.locked}"),
+            ("queues (active/scheduled/locked)", f"{counts.active}/{counts.scheduled}/{counts.locked}"),
+            ("waiting critical/normal/bulk", "/".join(str(sb.counts(q).active) for q in LANE_QUEUES)),
             ("send rate", f"{sent / elapsed * 60 if elapsed else 0:7.1f}/min"),
         ):
             grid.add_row(label, str(value))
@@ -403,7 +442,7 @@ async def _watch(
         return
     with Live(table(), console=console, refresh_per_second=4, transient=False) as live:
         while True:
-            counts = sb.counts("notifications")
+            counts = _counts(sb)
             done = len(acs.mailbox) + counts.dead_lettered >= report.published
             idle = counts.active + counts.scheduled + counts.locked + counts.deferred == 0
             live.update(table())
@@ -505,9 +544,17 @@ def _print_summary(console: Any, report: DemoReport, *, quota: int, total: int, 
     outcomes.add_row("delivered within 5 minutes", "n/a" if share is None else f"{share:.1%}")
     console.print(outcomes)
     latency = Table(title="Publish -> ACS accepted", show_header=True)
-    for column in ("p50", "p95", "p99", "drain", "ideal drain"):
+    for column in ("lane", "sent", "p50", "p95", "p99", "drain", "ideal drain"):
         latency.add_column(column, justify="right")
+    for lane in ("critical", "normal", "bulk"):
+        values = report.lane_latencies.get(lane, [])
+        if values:
+            latency.add_row(
+                lane, str(len(values)), *(f"{_percentile(values, q):.1f} s" for q in (50, 95, 99)), "", ""
+            )
     latency.add_row(
+        "all",
+        str(len(report.latencies)),
         *(f"{_percentile(report.latencies, q):.1f} s" for q in (50, 95, 99)),
         f"{report.drain_seconds:.1f} s",
         f"{total / quota * 60:.1f} s",

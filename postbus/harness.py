@@ -50,6 +50,8 @@ class DemoReport:
     dead_lettered: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    #: The same latencies by lane (critical, normal, bulk) when the run used lanes.
+    lane_latencies: dict[str, list[float]] = field(default_factory=dict)
     drain_seconds: float = 0.0
     throttled: int = 0
     mailbox_dir: Path | None = None

@@ -110,6 +110,30 @@ class Settings(BaseSettings):
     queue: Annotated[str, Field(min_length=1, max_length=260)] = Field(
         "notifications", description="Queue that carries notification events."
     )
+    lanes: bool = Field(
+        False,
+        description="Priority lanes: `critical`, `normal` and `bulk` events travel on three queues and the "
+        "worker receives from all of them. Off: `POSTBUS_QUEUE` carries every event.",
+    )
+    queue_critical: Annotated[str, Field(max_length=260)] = Field(
+        "", description="Queue of the `critical` lane (with lanes on). Empty: `<POSTBUS_QUEUE>-critical`."
+    )
+    queue_bulk: Annotated[str, Field(max_length=260)] = Field(
+        "", description="Queue of the `bulk` lane (with lanes on). Empty: `<POSTBUS_QUEUE>-bulk`."
+    )
+    lane_normal_weight: Annotated[int, Field(ge=1, le=1000)] = Field(
+        4,
+        description="Share of send permits the `normal` lane gets against `bulk` while both wait "
+        "(`critical` always goes first).",
+    )
+    lane_bulk_weight: Annotated[int, Field(ge=1, le=1000)] = Field(
+        1, description="Share of send permits the `bulk` lane gets against `normal` while both wait."
+    )
+    lane_raise_allowed: bool = Field(
+        False,
+        description="This producer (library, `postbus publish`) may put an event in a higher lane than "
+        "its type's default; any producer may ask for a lower one.",
+    )
     servicebus_keep_alive_seconds: Annotated[int, Field(ge=0, le=3600)] = Field(
         30,
         description="How often an idle Service Bus link pings the namespace so its connection stays open "
@@ -443,6 +467,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{env_name('retry_backoff_cap_seconds')} must be at least {env_name('retry_backoff_base_seconds')}"
             )
+        if self.lanes:
+            names = [
+                self.queue_critical or f"{self.queue}-critical",
+                self.queue,
+                self.queue_bulk or f"{self.queue}-bulk",
+            ]
+            if len(set(names)) < len(names):
+                raise ValueError(
+                    f"{env_name('queue_critical')}, {env_name('queue')} and {env_name('queue_bulk')} "
+                    f"must name three different queues, got {names}"
+                )
         if self.breaker_cooldown_max_seconds < self.breaker_cooldown_seconds:
             raise ValueError(
                 f"{env_name('breaker_cooldown_max_seconds')} must be at least {env_name('breaker_cooldown_seconds')}"
@@ -459,6 +494,11 @@ class Settings(BaseSettings):
             )
         # The SDK refuses a sender or receiver for any other queue than the string's EntityPath.
         entity = servicebus_entity_path(self.servicebus_connection_string.get_secret_value())
+        if entity and self.lanes:
+            raise ValueError(
+                f"{env_name('servicebus_connection_string')}: its EntityPath {entity!r} names one queue, "
+                f"but {env_name('lanes')} uses three; remove EntityPath"
+            )
         if entity and entity != self.queue:
             raise ValueError(
                 f"{env_name('servicebus_connection_string')}: its EntityPath {entity!r} is another queue "
@@ -558,7 +598,7 @@ def _default(field: str) -> str:
         return f"`{custom[index]}` (`{managed[index]}` on `*.azurecomm.net`)"
     if info.default_factory is not None:
         return "`{}`" if field == "senders" else ""
-    if info.default is None:
+    if info.default is None or info.default == "":
         return ""
     return f"`{info.default}`"
 

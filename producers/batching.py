@@ -10,13 +10,17 @@ sync publisher run the same plan with their own SDK calls.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from postbus.attachments import AttachmentError, AttachmentStore, AttachmentStoreUnavailable, check_in
 from postbus.bus import BusError, MessageSizeExceeded, servicebus_errors
+from postbus.events import NotificationEvent
+from postbus.lanes import Lane, choose_lane, default_lane
 from postbus.logs import get_logger
 from postbus.producers.checks import EventCheck
 from postbus.producers.errors import PublishError, translate_error
@@ -31,6 +35,7 @@ __all__ = [
     "MAX_BATCH_MESSAGES",
     "PROPERTIES_ALLOWANCE_BYTES",
     "Batch",
+    "LanePolicy",
     "PublisherCore",
 ]
 
@@ -46,6 +51,25 @@ MAX_BATCH_MESSAGES: Final = 4500
 #: Bytes of a message's limit kept for what is not the JSON body (application properties with the
 #: trace context, AMQP sections) when deciding whether an event's attachments must be claim-checked.
 PROPERTIES_ALLOWANCE_BYTES: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class LanePolicy:
+    """Where a publisher's events go: the queue of each lane, and whether it may raise an event's lane.
+
+    ``queues`` maps each lane the deployment runs to its queue (a lane missing from it goes to the
+    publisher's own queue); ``templates_dir`` is the catalogue that adds default lanes.
+    """
+
+    queues: Mapping[Lane, str]
+    may_raise: bool = False
+    templates_dir: Path | None = None
+
+    def lane_of(self, event: NotificationEvent, *, may_raise: bool | None = None) -> Lane:
+        """The lane of ``event`` (``may_raise`` overrides the policy's, e.g. per API client)."""
+        allowed = self.may_raise if may_raise is None else may_raise
+        default = default_lane(event.type, templates_dir=self.templates_dir)
+        return choose_lane(event, default=default, may_raise=allowed)
 
 
 class Batch:
@@ -96,6 +120,7 @@ class PublisherCore:
         namespace: str,
         properties_hook: PropertiesHook | None,
         max_batch_bytes: int | None,
+        lanes: LanePolicy | None = None,
         attachments: AttachmentStore | None = None,
         inline_max_bytes: int = 64 * 1024,
         check: EventCheck | None = None,
@@ -106,6 +131,8 @@ class PublisherCore:
         self.inline_max_bytes = inline_max_bytes
         self._check = check
         self.namespace = namespace
+        #: Which queue each lane's events go to; without one, every event goes to ``queue``.
+        self.lanes = lanes or LanePolicy(queues={Lane.NORMAL: queue})
         self._properties_hook = properties_hook
         self._max_batch_bytes = max_batch_bytes
         self._batch_limit: int | None = None
@@ -115,13 +142,18 @@ class PublisherCore:
         self.messages_sent = 0
 
     def _prepare(
-        self, events: Iterable[EventLike], send_at: datetime | None
+        self, events: Iterable[EventLike], send_at: datetime | None, may_raise_lanes: bool | None = None
     ) -> tuple[list[Prepared], PublishTrace]:
         # One producer span per event; its context travels in the message's application properties.
         spans = current_telemetry().publishing(self.queue)
+        policy = self.lanes
         try:
             prepared = prepare(
-                events, send_at=send_at, properties_hook=spans.hook(self._properties_hook), check=self._check
+                events,
+                send_at=send_at,
+                properties_hook=spans.hook(self._properties_hook),
+                check=self._check,
+                lane_of=lambda event: policy.lane_of(event, may_raise=may_raise_lanes),
             )
         except BaseException as exc:
             spans.finish((), exc)
@@ -180,7 +212,14 @@ class PublisherCore:
         self._batch_limit = min(self._max_batch_bytes, ceiling) if self._max_batch_bytes else ceiling
         return self._batch_limit
 
-    def _packing(self, prepared: Sequence[Prepared]) -> _Packing:
+    def _by_queue(self, prepared: Sequence[Prepared]) -> list[tuple[str, list[Prepared]]]:
+        """``prepared`` split by the queue of each message's lane, in lane order, each in call order."""
+        groups: dict[str, list[Prepared]] = {}
+        for item in sorted(prepared, key=lambda item: item.lane.rank):
+            groups.setdefault(self.lanes.queues.get(item.lane, self.queue), []).append(item)
+        return list(groups.items())
+
+    def _packing(self, prepared: Sequence[Prepared], queue: str | None = None) -> _Packing:
         """Pack ``prepared`` into as few batches as the limit allows; an oversized event fails the call."""
         batches: list[Batch] = []
         current = Batch((yield))
@@ -188,30 +227,33 @@ class PublisherCore:
             if current.add(item):
                 continue
             if not current.labels:
-                raise self._too_large(item, current.batch.max_size_in_bytes)
+                raise self._too_large(item, current.batch.max_size_in_bytes, queue)
             batches.append(current)
             current = Batch((yield))
             if not current.add(item):
-                raise self._too_large(item, current.batch.max_size_in_bytes)
+                raise self._too_large(item, current.batch.max_size_in_bytes, queue)
         if current.labels:
             batches.append(current)
         return batches
 
-    def _too_large(self, item: Prepared, limit: int) -> PublishError:
+    def _too_large(self, item: Prepared, limit: int, queue: str | None = None) -> PublishError:
         return PublishError(
-            f"event {item.label!r} is larger than the {limit}-byte message limit of queue {self.queue!r}; "
+            f"event {item.label!r} is larger than the {limit}-byte message limit of queue {queue or self.queue!r}; "
             "nothing was sent"
         )
 
     @contextmanager
-    def _calling(self, labels: Sequence[str], sent: Sequence[str]) -> Iterator[None]:
+    def _calling(
+        self, labels: Sequence[str], sent: Sequence[str], queue: str | None = None
+    ) -> Iterator[None]:
         """One Service Bus call on behalf of ``labels``; its failure becomes a :class:`PublishError`."""
+        queue = queue or self.queue
         try:
-            with servicebus_errors(f"send to queue {self.queue!r}"):
+            with servicebus_errors(f"send to queue {queue!r}"):
                 yield
         except BusError as exc:
             raise translate_error(
-                exc, queue=self.queue, namespace=self.namespace, labels=labels, published=sent
+                exc, queue=queue, namespace=self.namespace, labels=labels, published=sent
             ) from exc
 
     @contextmanager

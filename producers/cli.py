@@ -277,6 +277,15 @@ def publish(
     send_at: Annotated[
         str | None, typer.Option("--send-at", metavar="ISO", help="ISO 8601: enqueue at this instant.")
     ] = None,
+    lane: Annotated[
+        str | None,
+        typer.Option(
+            "--lane",
+            metavar="LANE",
+            help="critical, normal or bulk (default: the type's); higher than the type's needs "
+            "POSTBUS_LANE_RAISE_ALLOWED.",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print the message ids.")] = False,
     check_templates: Annotated[
         bool,
@@ -299,6 +308,7 @@ def publish(
         "locale": locale,
         "data": data,
         "not_after": not_after if _instant(not_after, "--not-after") else None,
+        "lane": lane,
     }
     scheduled = _instant(send_at, "--send-at")
     given = [name for name, used in (("--file", file), ("--json", json_file)) if used is not None]

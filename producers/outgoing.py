@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 from postbus.bus import to_servicebus_message
 from postbus.errors import InvalidEvent
 from postbus.events import NotificationEvent, WireMessage, encode, parse_event
+from postbus.lanes import Lane
 
 if TYPE_CHECKING:
     from azure.servicebus import ServiceBusMessage
@@ -39,6 +40,8 @@ __all__ = [
 
 #: Extra application properties for one event (the telemetry seam); values must be strings.
 PropertiesHook: TypeAlias = Callable[[NotificationEvent], Mapping[str, str]]
+#: The lane one event travels on (raises :class:`~postbus.lanes.LaneNotAllowed`).
+LaneOf: TypeAlias = Callable[[NotificationEvent], Lane]
 
 
 @runtime_checkable
@@ -72,6 +75,7 @@ class Prepared:
     message_id: str
     label: str
     scheduled: bool
+    lane: Lane = Lane.NORMAL
 
 
 def check_send_at(send_at: datetime | None, *, where: str = "") -> datetime | None:
@@ -101,9 +105,10 @@ def resolve(
     *,
     send_at: datetime | None = None,
     check: Callable[[NotificationEvent], None] | None = None,
+    lane_of: LaneOf | None = None,
 ) -> list[ScheduledEvent]:
-    """Validate every item into an event with its ``send_at`` (and run ``check`` on it), before
-    anything is uploaded or encoded.
+    """Validate every item into an event with its ``send_at`` (and run ``check`` and ``lane_of`` on
+    it), before anything is uploaded or encoded.
 
     Raises :class:`InvalidEvent` naming the index and field of the first bad item
     (``events[3]: to.0.address: not a valid email address: 'x'``).
@@ -116,8 +121,11 @@ def resolve(
             check_send_at(when)
             if check is not None:
                 check(event)
+            if lane_of is not None:
+                lane_of(event)
         except InvalidEvent as exc:
-            raise InvalidEvent(f"events[{index}]: {exc}", field=exc.field) from None
+            # Same class (a lane refusal stays one), with the item's index in front.
+            raise type(exc)(f"events[{index}]: {exc}", field=exc.field) from None
         resolved.append(ScheduledEvent(event, when))
     return resolved
 
@@ -129,17 +137,19 @@ def prepare(
     properties_hook: PropertiesHook | None = None,
     now: datetime | None = None,
     check: Callable[[NotificationEvent], None] | None = None,
+    lane_of: LaneOf | None = None,
 ) -> list[Prepared]:
-    """Validate every item (:func:`resolve`, running ``check`` on each), then encode each as a
-    Service Bus message; nothing is encoded past the first bad item."""
+    """Validate every item (:func:`resolve`, running ``check`` on each), choose its lane (``lane_of``;
+    none: normal), then encode each as a Service Bus message; nothing is encoded past the first bad item."""
     first_enqueued = now or datetime.now(UTC)
     prepared: list[Prepared] = []
-    for item in resolve(items, send_at=send_at, check=check):
+    for item in resolve(items, send_at=send_at, check=check, lane_of=lane_of):
         event, when = item.event, item.send_at
+        lane = lane_of(event) if lane_of is not None else Lane.NORMAL
         extra = dict(properties_hook(event)) if properties_hook is not None else None
         wire = encode(event, attempt=0, first_enqueued=first_enqueued, extra_properties=extra)
         message = to_servicebus_message(wire, send_at=when)
-        prepared.append(Prepared(message, wire.message_id, event.id, when is not None))
+        prepared.append(Prepared(message, wire.message_id, event.id, when is not None, lane))
     return prepared
 
 

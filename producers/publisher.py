@@ -29,8 +29,15 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 from postbus.attachments import AttachmentStore, attachment_store
 from postbus.bus import BusError, ServiceBusConnection, SyncServiceBusConnection, servicebus_errors
 from postbus.events import WireMessage
+from postbus.lanes import lane_queues
 from postbus.logs import get_logger
-from postbus.producers.batching import BATCH_HEADROOM_BYTES, MAX_BATCH_MESSAGES, Batch, PublisherCore
+from postbus.producers.batching import (
+    BATCH_HEADROOM_BYTES,
+    MAX_BATCH_MESSAGES,
+    Batch,
+    LanePolicy,
+    PublisherCore,
+)
 from postbus.producers.checks import EventCheck, publish_checks
 from postbus.producers.errors import PublishError, translate_error
 from postbus.producers.outgoing import (
@@ -53,9 +60,11 @@ __all__ = [
     "BATCH_HEADROOM_BYTES",
     "DEFAULT_CHECKS",
     "MAX_BATCH_MESSAGES",
+    "LanePolicy",
     "PublishError",
     "Publisher",
     "SyncPublisher",
+    "lane_policy",
     "translate_error",
 ]
 
@@ -65,6 +74,15 @@ _T = TypeVar("_T")
 
 #: Name of the thing being published in log lines and errors.
 _PURPOSE: Final = "publishing"
+
+
+def lane_policy(settings: Settings) -> LanePolicy:
+    """The lanes of ``settings``: each lane's queue, whether this producer may raise a lane, the catalogue."""
+    return LanePolicy(
+        queues=lane_queues(settings),
+        may_raise=settings.lane_raise_allowed,
+        templates_dir=settings.templates_dir,
+    )
 
 
 class _Default:
@@ -102,6 +120,7 @@ class Publisher(PublisherCore):
         queue: str,
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
+        lanes: LanePolicy | None = None,
         attachments: AttachmentStore | None = None,
         inline_max_bytes: int = 64 * 1024,
         check: EventCheck | None = None,
@@ -111,12 +130,13 @@ class Publisher(PublisherCore):
             namespace=connection.namespace,
             properties_hook=properties_hook,
             max_batch_bytes=max_batch_bytes,
+            lanes=lanes,
             attachments=attachments,
             inline_max_bytes=inline_max_bytes,
             check=check,
         )
         self._connection = connection
-        self._sender: ServiceBusSender | None = None
+        self._senders: dict[str, ServiceBusSender] = {}
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -145,6 +165,7 @@ class Publisher(PublisherCore):
             queue=settings.queue,
             properties_hook=properties_hook,
             max_batch_bytes=max_batch_bytes,
+            lanes=lane_policy(settings),
             attachments=attachment_store(settings),
             inline_max_bytes=settings.attachment_inline_max_bytes,
             check=publish_checks(settings) if isinstance(check, _Default) else check,
@@ -152,19 +173,25 @@ class Publisher(PublisherCore):
 
     async def open(self) -> Self:
         """Create the client and sender (the link opens on first send); idempotent."""
-        if self._sender is None:
-            self._sender = self._connection.sender(self.queue)
+        self._sender_for(self.queue)
         return self
 
+    def _sender_for(self, queue: str) -> ServiceBusSender:
+        sender = self._senders.get(queue)
+        if sender is None:
+            sender = self._senders[queue] = self._connection.sender(queue)
+        return sender
+
     async def close(self) -> None:
-        """Close the sender, the client and the credential."""
-        sender, self._sender = self._sender, None
+        """Close the senders, the client and the credential."""
+        senders, self._senders = self._senders, {}
         try:
-            if sender is not None:
-                with servicebus_errors(f"close the sender of queue {self.queue!r}"):
-                    await sender.close()
-        except BusError as exc:
-            _log.debug("publisher close failed", error=str(exc))
+            for queue, sender in senders.items():
+                try:
+                    with servicebus_errors(f"close the sender of queue {queue!r}"):
+                        await sender.close()
+                except BusError as exc:
+                    _log.debug("publisher close failed", error=str(exc))
         finally:
             try:
                 await self._connection.close()
@@ -186,26 +213,38 @@ class Publisher(PublisherCore):
         return ids[0]
 
     async def publish_many(
-        self, events: Iterable[EventLike], *, send_at: datetime | None = None
+        self,
+        events: Iterable[EventLike],
+        *,
+        send_at: datetime | None = None,
+        may_raise_lanes: bool | None = None,
     ) -> list[str]:
         """Validate every event, then send them in size-limited batches; returns the message ids in order.
 
         Items are events, event documents (mappings) or objects with ``event`` and ``send_at``
         (their own ``send_at`` wins over the keyword). An invalid item raises ``InvalidEvent``
-        naming its index and field, and nothing is sent.
+        naming its index and field, and nothing is sent; so does an event asking for a lane above
+        its type's default when this call may not raise lanes (``may_raise_lanes``, by default the
+        publisher's :class:`LanePolicy`). Each event goes to its lane's queue.
         """
-        resolved = resolve(events, send_at=send_at, check=self._check)
+        policy = self.lanes
+        resolved = resolve(
+            events,
+            send_at=send_at,
+            check=self._check,
+            lane_of=lambda event: policy.lane_of(event, may_raise=may_raise_lanes),
+        )
         store = self.attachments
         if store is not None and self._needs_claim_check(resolved, store=store):
             if self._batch_limit is None:
                 # The queue's limit decides what must move; the first batch opens the link and tells it.
                 await self.open()
-                assert self._sender is not None
+                sender = self._sender_for(self.queue)
                 async with self._lock:
                     with self._calling([resolved[0].event.id], []):
-                        self._learn_limit((await self._sender.create_message_batch()).max_size_in_bytes)
+                        self._learn_limit((await sender.create_message_batch()).max_size_in_bytes)
             resolved = await self._check_in_all(store, resolved)
-        return await self._send(*self._prepare(resolved, None))
+        return await self._send(*self._prepare(resolved, None, may_raise_lanes))
 
     async def publish_raw(
         self, wires: Iterable[WireMessage], *, send_at: datetime | None = None
@@ -213,8 +252,8 @@ class Publisher(PublisherCore):
         """For tests and demos: send wire messages exactly as given, without validating the body."""
         return await self._send(prepare_raw(wires, send_at=send_at))
 
-    async def _pack(self, sender: ServiceBusSender, prepared: Sequence[Prepared]) -> list[Batch]:
-        packing = self._packing(prepared)
+    async def _pack(self, sender: ServiceBusSender, prepared: Sequence[Prepared], queue: str) -> list[Batch]:
+        packing = self._packing(prepared, queue)
         next(packing)
         try:
             while True:
@@ -229,16 +268,20 @@ class Publisher(PublisherCore):
     async def _send(self, prepared: Sequence[Prepared], spans: PublishTrace | None = None) -> list[str]:
         if not prepared:
             return []
-        await self.open()
-        assert self._sender is not None
         async with self._lock:
             with self._reporting(prepared, spans) as progress:
-                with self._calling([prepared[0].label], progress.sent):
-                    progress.batches = await self._pack(self._sender, prepared)
-                for batch in progress.batches:
-                    with self._calling(batch.labels, progress.sent):
-                        await self._sender.send_messages(batch.batch)
-                    self._record(progress, batch)
+                # Every lane's batches are packed before the first goes out: an oversized event sends nothing.
+                plan: list[tuple[str, ServiceBusSender, list[Batch]]] = []
+                for queue, group in self._by_queue(prepared):
+                    sender = self._sender_for(queue)
+                    with self._calling([group[0].label], progress.sent, queue):
+                        plan.append((queue, sender, await self._pack(sender, group, queue)))
+                progress.batches = [batch for _, _, batches in plan for batch in batches]
+                for queue, sender, batches in plan:
+                    for batch in batches:
+                        with self._calling(batch.labels, progress.sent, queue):
+                            await sender.send_messages(batch.batch)
+                        self._record(progress, batch)
         return [item.message_id for item in prepared]
 
 
@@ -267,6 +310,7 @@ class SyncPublisher(PublisherCore):
         queue: str,
         properties_hook: PropertiesHook | None = None,
         max_batch_bytes: int | None = None,
+        lanes: LanePolicy | None = None,
         attachments_factory: Callable[[], AttachmentStore] | None = None,
         inline_max_bytes: int = 64 * 1024,
         check: EventCheck | None = None,
@@ -276,12 +320,13 @@ class SyncPublisher(PublisherCore):
             namespace=connection.namespace,
             properties_hook=properties_hook,
             max_batch_bytes=max_batch_bytes,
+            lanes=lanes,
             inline_max_bytes=inline_max_bytes,
             check=check,
         )
         self._attachments_factory = attachments_factory
         self._connection = connection
-        self._sender: SyncSender | None = None
+        self._senders: dict[str, SyncSender] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -303,6 +348,7 @@ class SyncPublisher(PublisherCore):
             queue=settings.queue,
             properties_hook=properties_hook,
             max_batch_bytes=max_batch_bytes,
+            lanes=lane_policy(settings),
             attachments_factory=lambda: attachment_store(settings),
             inline_max_bytes=settings.attachment_inline_max_bytes,
             check=publish_checks(settings) if isinstance(check, _Default) else check,
@@ -310,19 +356,25 @@ class SyncPublisher(PublisherCore):
 
     def open(self) -> Self:
         """Create the client and sender (the link opens on first send); idempotent."""
-        if self._sender is None:
-            self._sender = self._connection.sender(self.queue)
+        self._sender_for(self.queue)
         return self
 
+    def _sender_for(self, queue: str) -> SyncSender:
+        sender = self._senders.get(queue)
+        if sender is None:
+            sender = self._senders[queue] = self._connection.sender(queue)
+        return sender
+
     def close(self) -> None:
-        """Close the sender, the client and the credential."""
-        sender, self._sender = self._sender, None
+        """Close the senders, the client and the credential."""
+        senders, self._senders = self._senders, {}
         try:
-            if sender is not None:
-                with servicebus_errors(f"close the sender of queue {self.queue!r}"):
-                    sender.close()
-        except BusError as exc:
-            _log.debug("publisher close failed", error=str(exc))
+            for queue, sender in senders.items():
+                try:
+                    with servicebus_errors(f"close the sender of queue {queue!r}"):
+                        sender.close()
+                except BusError as exc:
+                    _log.debug("publisher close failed", error=str(exc))
         finally:
             self._connection.close()
 
@@ -338,18 +390,30 @@ class SyncPublisher(PublisherCore):
         """See :meth:`Publisher.publish`."""
         return self.publish_many([event], send_at=send_at)[0]
 
-    def publish_many(self, events: Iterable[EventLike], *, send_at: datetime | None = None) -> list[str]:
+    def publish_many(
+        self,
+        events: Iterable[EventLike],
+        *,
+        send_at: datetime | None = None,
+        may_raise_lanes: bool | None = None,
+    ) -> list[str]:
         """See :meth:`Publisher.publish_many`."""
-        resolved = resolve(events, send_at=send_at, check=self._check)
+        policy = self.lanes
+        resolved = resolve(
+            events,
+            send_at=send_at,
+            check=self._check,
+            lane_of=lambda event: policy.lane_of(event, may_raise=may_raise_lanes),
+        )
         factory = self._attachments_factory
         if factory is not None and self._needs_claim_check(resolved, store=factory):
             if self._batch_limit is None:
                 self.open()
-                assert self._sender is not None
+                sender = self._sender_for(self.queue)
                 with self._lock, self._calling([resolved[0].event.id], []):
-                    self._learn_limit(self._sender.create_message_batch().max_size_in_bytes)
+                    self._learn_limit(sender.create_message_batch().max_size_in_bytes)
             resolved = _run_private(self._check_in_with(factory, resolved))
-        return self._send(*self._prepare(resolved, None))
+        return self._send(*self._prepare(resolved, None, may_raise_lanes))
 
     async def _check_in_with(
         self, factory: Callable[[], AttachmentStore], resolved: Sequence[ScheduledEvent]
@@ -364,8 +428,8 @@ class SyncPublisher(PublisherCore):
         """For tests and demos: send wire messages exactly as given, without validating the body."""
         return self._send(prepare_raw(wires, send_at=send_at))
 
-    def _pack(self, sender: SyncSender, prepared: Sequence[Prepared]) -> list[Batch]:
-        packing = self._packing(prepared)
+    def _pack(self, sender: SyncSender, prepared: Sequence[Prepared], queue: str) -> list[Batch]:
+        packing = self._packing(prepared, queue)
         next(packing)
         try:
             while True:
@@ -379,13 +443,16 @@ class SyncPublisher(PublisherCore):
     def _send(self, prepared: Sequence[Prepared], spans: PublishTrace | None = None) -> list[str]:
         if not prepared:
             return []
-        self.open()
-        assert self._sender is not None
         with self._lock, self._reporting(prepared, spans) as progress:
-            with self._calling([prepared[0].label], progress.sent):
-                progress.batches = self._pack(self._sender, prepared)
-            for batch in progress.batches:
-                with self._calling(batch.labels, progress.sent):
-                    self._sender.send_messages(batch.batch)
-                self._record(progress, batch)
+            plan: list[tuple[str, SyncSender, list[Batch]]] = []
+            for queue, group in self._by_queue(prepared):
+                sender = self._sender_for(queue)
+                with self._calling([group[0].label], progress.sent, queue):
+                    plan.append((queue, sender, self._pack(sender, group, queue)))
+            progress.batches = [batch for _, _, batches in plan for batch in batches]
+            for queue, sender, batches in plan:
+                for batch in batches:
+                    with self._calling(batch.labels, progress.sent, queue):
+                        sender.send_messages(batch.batch)
+                    self._record(progress, batch)
         return [item.message_id for item in prepared]

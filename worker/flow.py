@@ -9,7 +9,14 @@ from typing import Final
 
 from postbus.settings import Settings
 
-__all__ = ["HEARTBEAT_SECONDS", "HOLD_SECONDS", "LoopHeartbeat", "effective_prefetch", "holding_limit"]
+__all__ = [
+    "HEARTBEAT_SECONDS",
+    "HOLD_SECONDS",
+    "LoopHeartbeat",
+    "effective_prefetch",
+    "holding_limit",
+    "lane_prefetch",
+]
 
 #: Seconds of paced sends a process holds messages for (see :func:`holding_limit`).
 HOLD_SECONDS: Final = 2.0
@@ -27,6 +34,18 @@ def effective_prefetch(settings: Settings) -> int:
     if settings.quota_per_minute <= 0 and settings.quota_per_hour <= 0:
         return settings.prefetch
     return min(settings.prefetch, settings.concurrency)
+
+
+def lane_prefetch(settings: Settings, lanes: int) -> int:
+    """Prefetch of each of ``lanes`` receivers: the process's prefetch shared out, at least one.
+
+    A prefetched message is locked but not yet renewed and invisible to every other lane and
+    replica; with three lanes each keeps a third, so none hides much work or outlives its lock.
+    """
+    prefetch = effective_prefetch(settings)
+    if lanes <= 1 or prefetch == 0:
+        return prefetch
+    return max(1, prefetch // lanes)
 
 
 def holding_limit(rate: float, concurrency: int) -> int:

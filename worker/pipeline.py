@@ -45,7 +45,7 @@ from postbus.worker.retry import RetryPolicy
 from postbus.worker.suppression import SuppressionList
 from postbus.worker.throttle import SendGate
 
-__all__ = ["Pipeline", "Processed", "Renderer"]
+__all__ = ["Permits", "Pipeline", "Processed", "Renderer"]
 
 
 class Renderer(Protocol):
@@ -98,6 +98,19 @@ class _Clock:
         self.acs = 0.0
 
 
+class Permits(Protocol):
+    """Who hands this pipeline its send permits by tenant (a lane of ``worker.scheduler.LaneScheduler``)."""
+
+    @property
+    def lane(self) -> str:
+        """The lane whose messages this pipeline sends (a metric dimension)."""
+        ...
+
+    async def acquire(self, tenant: str) -> None:
+        """Wait for a permit to send a message of ``tenant``."""
+        ...
+
+
 class Pipeline:
     """Turns one :class:`~postbus.bus.Delivery` into one :class:`Processed`.
 
@@ -118,10 +131,13 @@ class Pipeline:
         rng: random.Random | None = None,
         telemetry: Telemetry | None = None,
         policy: RetryPolicy | None = None,
+        permits: Permits | None = None,
         suppression: SuppressionList | None = None,
         attachments: AttachmentStore | None = None,
     ) -> None:
         self._settings = settings
+        # Permits come from the lane scheduler when there is one; verdicts always go to the gate.
+        self._permits = permits
         self._suppression = suppression
         # The caller that passes a store owns it; the default (a local directory) holds nothing open.
         self._attachments = attachments if attachments is not None else attachment_store(settings)
@@ -219,7 +235,7 @@ class Pipeline:
         throttle_waited = 0.0
         tries = 0
         while tries < quick_tries:
-            await self._permit(clock)
+            await self._permit(clock, decoded.event.tenant)
             try:
                 result = await self._call_acs(payload, operation_id, clock)
             except ThrottledError as exc:
@@ -243,17 +259,23 @@ class Pipeline:
             if result is SendResult.ACCEPTED:
                 event = decoded.event
                 self._telemetry.record_accepted(
-                    decoded.first_enqueued, event_type=event.type, tenant=event.tenant
+                    decoded.first_enqueued,
+                    event_type=event.type,
+                    tenant=event.tenant,
+                    lane=self._permits.lane if self._permits is not None else "",
                 )
                 return Sent(operation_id)
             return AlreadySent(operation_id)
         assert last is not None
         return self._delayed_retry(decoded, last)
 
-    async def _permit(self, clock: _Clock) -> None:
+    async def _permit(self, clock: _Clock, tenant: str) -> None:
         started = time.perf_counter()
         try:
-            await self._gate.acquire()
+            if self._permits is not None:
+                await self._permits.acquire(tenant)
+            else:
+                await self._gate.acquire()
         finally:
             clock.gate_wait += time.perf_counter() - started
 

@@ -15,7 +15,8 @@ import asyncio
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
@@ -32,6 +33,7 @@ from postbus.bus import (
     ServiceBusSource,
     route_sdk_logs,
 )
+from postbus.lanes import Lane, lane_queues
 from postbus.logs import get_logger
 from postbus.records import RecordStore, record_store
 from postbus.settings import Settings
@@ -39,7 +41,7 @@ from postbus.telemetry import BREAKER_STATE_CODES, Telemetry, current_telemetry
 from postbus.worker.breaker import CircuitBreaker
 from postbus.worker.canonical import CanonicalLine
 from postbus.worker.errors import CannotStart
-from postbus.worker.flow import LoopHeartbeat, effective_prefetch, holding_limit
+from postbus.worker.flow import LoopHeartbeat, holding_limit, lane_prefetch
 from postbus.worker.health import HealthServer, HealthStatus
 from postbus.worker.mailer import AcsMailer, Mailer
 from postbus.worker.outcome import AlreadySent, Sent, Systemic
@@ -47,6 +49,7 @@ from postbus.worker.pipeline import Pipeline, Processed, Renderer
 from postbus.worker.recording import RecordWriter
 from postbus.worker.reports import ReportConsumer
 from postbus.worker.retry import RetryPolicy
+from postbus.worker.scheduler import LaneScheduler
 from postbus.worker.settlement import give_back, settle
 from postbus.worker.suppression import SuppressionList
 from postbus.worker.throttle import SendGate, gate_for_quota
@@ -64,6 +67,21 @@ RECONNECT_GRACE: Final = 5.0
 RECEIVE_WAIT: Final = 1.0
 #: Pause before new links are opened after the old ones broke.
 RECONNECT_PAUSE: Final = 1.0
+#: Pause before a lane whose queue was refused (deleted, disabled, access revoked) tries again.
+REFUSED_PAUSE: Final = 30.0
+
+
+@dataclass(eq=False)
+class _LaneState:
+    """One lane the worker consumes: its source, its pipeline and the messages it holds."""
+
+    lane: Lane
+    source: MessageSource
+    pipeline: Pipeline | None = None
+    inflight: set[asyncio.Task[None]] = field(default_factory=set)
+    connected: bool = False
+
+
 #: Failed opens before a worker that has never reached its queue gives up. Each open already
 #: carries the SDK's own retries (about 12 s against a closed port), so this is a wrong address,
 #: not a blip; once the worker has been connected, it reconnects for as long as it runs.
@@ -93,7 +111,7 @@ async def _until_stopped(stop: asyncio.Event, awaitable: Awaitable[T]) -> T | No
 
 
 class Worker:
-    """Consumes a queue until ``stop`` is set.
+    """Consumes a queue, or the three lane queues, until ``stop`` is set.
 
     Example::
 
@@ -101,12 +119,14 @@ class Worker:
         summary = await Worker(settings).run(stop)
 
     Every collaborator can be passed in: ``source`` (an
-    :class:`~postbus.bus.InMemoryBroker` in unit tests), ``mailer`` (a
-    :class:`~worker.mailer.FakeMailer`), ``renderer``, ``gate``, ``breaker``, ``telemetry``,
+    :class:`~postbus.bus.InMemoryBroker` in unit tests) or ``sources`` (one per lane), ``mailer``
+    (a :class:`~worker.mailer.FakeMailer`), ``renderer``, ``gate``, ``breaker``, ``telemetry``,
     ``records`` (the delivery-record store; by default the one ``POSTBUS_RECORD_URL`` names),
     ``reports`` (the source of the report consumer: by default ``POSTBUS_REPORTS_QUEUE`` on the
-    same namespace, unless ``source`` was passed in; none when that setting is empty),
+    same namespace, unless ``source`` or ``sources`` was passed in; none when that setting is empty),
     ``attachments`` (the claim-check store; by default the one the settings name, closed at the end).
+    Each lane has its own receive loop, holding limit and reconnects; all share the gate, whose
+    permits the :class:`~worker.scheduler.LaneScheduler` hands out (critical first).
     """
 
     def __init__(
@@ -114,6 +134,7 @@ class Worker:
         settings: Settings,
         *,
         source: MessageSource | None = None,
+        sources: Mapping[Lane, MessageSource] | None = None,
         renderer: Renderer | None = None,
         mailer: Mailer | None = None,
         gate: SendGate | None = None,
@@ -124,6 +145,12 @@ class Worker:
         attachments: AttachmentStore | None = None,
     ) -> None:
         self._settings = settings
+        if source is not None and sources is not None:
+            raise ValueError("pass source or sources, not both")
+        given = (
+            dict(sources) if sources is not None else ({Lane.NORMAL: source} if source is not None else None)
+        )
+        self._given_sources = given
         self._records = records
         self._reports = reports
         self._suppression = (
@@ -132,7 +159,6 @@ class Worker:
         #: What the report consumer did so far, by outcome (empty when it does not run).
         self.report_counts: Counter[str] = Counter()
         self._writer: RecordWriter | None = None
-        self._source = source
         self._attachments = attachments
         self._telemetry = telemetry
         self._renderer = renderer
@@ -142,17 +168,38 @@ class Worker:
             cooldown=settings.breaker_cooldown_seconds, max_cooldown=settings.breaker_cooldown_max_seconds
         )
         self._policy = RetryPolicy.from_settings(settings)
-        self._queue = source.queue if source is not None else settings.queue
-        self._connected = False
+        self._scheduler = LaneScheduler(
+            self._gate,
+            weights={Lane.NORMAL: settings.lane_normal_weight, Lane.BULK: settings.lane_bulk_weight},
+        )
+        self._lanes: list[_LaneState] = []
         self._ever_connected = False
         self._failed_opens = 0
-        self._inflight: set[asyncio.Task[None]] = set()
         self.counts: Counter[str] = Counter()
+        #: Messages sent (or found already sent) per lane.
+        self.sent_by_lane: Counter[Lane] = Counter()
+
+    @property
+    def scheduler(self) -> LaneScheduler:
+        """Who hands out this worker's send permits (how many wait per lane, how many each got)."""
+        return self._scheduler
+
+    @property
+    def _inflight(self) -> set[asyncio.Task[None]]:
+        return {task for lane in self._lanes for task in lane.inflight}
+
+    @property
+    def _connected(self) -> bool:
+        return bool(self._lanes) and all(lane.connected for lane in self._lanes)
 
     @property
     def ready(self) -> bool:
         """Connected to the queue and the circuit breaker is closed."""
         return self._connected and self._breaker.ready
+
+    def ready_to_send(self) -> bool:
+        """The circuit breaker lets messages through (closed)."""
+        return self._breaker.ready
 
     def health(self) -> HealthStatus:
         """Snapshot for ``/healthz`` and ``/readyz``."""
@@ -161,6 +208,10 @@ class Worker:
             "connected": self._connected,
             "breaker": self._breaker.state.name.lower(),
             "inflight": len(self._inflight),
+            "lanes": {
+                state.lane.value: {"connected": state.connected, "inflight": len(state.inflight)}
+                for state in self._lanes
+            },
             # An unlimited gate has no rate to report (and JSON has no Infinity).
             "send_rate": round(rate, 3) if math.isfinite(rate) else None,
             # Messages handled since start, by outcome: what `postbus console` sums across workers.
@@ -186,32 +237,50 @@ class Worker:
 
             self._renderer = TemplateRenderer(user_dir=settings.templates_dir)
         telemetry = self._telemetry = self._telemetry or current_telemetry()
-        prefetch = effective_prefetch(settings)
-        source = self._source or ServiceBusSource(
-            ServiceBusConnection.from_settings(settings, purpose="the worker"),
-            settings.queue,
-            prefetch=prefetch,
+        queues = lane_queues(settings)
+        prefetch = lane_prefetch(
+            settings, len(queues if self._given_sources is None else self._given_sources)
         )
+        connection: ServiceBusConnection | None = None
+        if self._given_sources is None:
+            # One AMQP connection carries every lane's links.
+            connection = ServiceBusConnection.from_settings(settings, purpose="the worker")
+            sources: dict[Lane, MessageSource] = {
+                lane: ServiceBusSource(connection, queue, prefetch=prefetch) for lane, queue in queues.items()
+            }
+        else:
+            sources = self._given_sources
         mailer = self._mailer or AcsMailer.from_settings(settings)
         # The store opens on first use: a worker starts (and sends) while its store is down.
         records = self._records or record_store(settings)
         self._writer = RecordWriter(records, namespace=settings.operation_namespace, telemetry=telemetry)
         attachments = self._attachments or attachment_store(settings)
-        pipeline = Pipeline(
-            attachments=attachments,
-            settings=settings,
-            renderer=self._renderer,
-            mailer=mailer,
-            gate=self._gate,
-            telemetry=telemetry,
-            policy=self._policy,
-            suppression=self._suppression,
-        )
+        self._lanes = [
+            _LaneState(lane, sources[lane]) for lane in sorted(sources, key=lambda lane: lane.rank)
+        ]
+        for state in self._lanes:
+            state.pipeline = Pipeline(
+                attachments=attachments,
+                settings=settings,
+                renderer=self._renderer,
+                mailer=mailer,
+                gate=self._gate,
+                telemetry=telemetry,
+                policy=self._policy,
+                suppression=self._suppression,
+                permits=self._scheduler.permits(state.lane),
+            )
         reports = self._report_source(settings)
         health = HealthServer(port=settings.health_port, status=self.health) if settings.health_port else None
         log.info(
             "worker starting",
-            queue=source.queue,
+            queue=sources[Lane.NORMAL].queue if len(sources) == 1 and Lane.NORMAL in sources else None,
+            lanes={state.lane.value: state.source.queue for state in self._lanes}
+            if len(sources) > 1
+            else None,
+            lane_weights=f"{settings.lane_normal_weight}:{settings.lane_bulk_weight}"
+            if len(sources) > 1
+            else None,
             concurrency=settings.concurrency,
             prefetch=prefetch,
             quota_per_minute=settings.quota_per_minute or None,
@@ -221,46 +290,32 @@ class Worker:
             send_rate=lambda: self._gate.rate,
             breaker_state=lambda: BREAKER_STATE_CODES[self._breaker.state.value],
         )
-        consumer: asyncio.Task[Counter[str]] | None = None
         # Set when the send loop ends, for whatever reason: the consumer then stops too.
         reports_stop = asyncio.Event()
-        if reports is not None:
-            report_consumer = ReportConsumer(
-                reports,
-                records,
-                telemetry=telemetry,
-                concurrency=settings.report_concurrency,
-                grace=settings.shutdown_grace_seconds,
-                suppression=self._suppression,
-            )
-            self.report_counts = report_consumer.counts  # live, for health and tests
-            consumer = asyncio.create_task(report_consumer.run(reports_stop), name="report consumer")
+        consumer = self._start_reports(reports, records, telemetry, reports_stop)
         try:
             if health is not None:
                 await health.start()
-            await self._serve(stop, source, pipeline)
+            await self._serve_lanes(stop)
         finally:
             # The one stop path, whatever the loop was doing: in-flight work gets the grace, the rest
             # is abandoned, and the summary line is written.
             reports_stop.set()
-            self._connected = False
-            await self._drain(stop, reconnecting=False)
+            for state in self._lanes:
+                state.connected = False
+            await self._drain(stop, self._lanes, reconnecting=False)
+            await self._scheduler.close()
+            by_lane = {f"sent_{lane.value}": count for lane, count in sorted(self.sent_by_lane.items())}
             log.info(
                 "worker stopped",
                 **{name: count for name, count in sorted(self.counts.items())},
+                **(by_lane if len(self._lanes) > 1 else {}),
                 grace_seconds=settings.shutdown_grace_seconds,
             )
             unwatch()
-            if consumer is not None:
-                # Its own stop path (grace, abandon) runs on the same stop event.
-                try:
-                    await consumer
-                except Exception:
-                    log.exception("report consumer failed")
-                if self._reports is None and reports is not None:
-                    await reports.close()
-            if self._source is None:
-                await source.close()
+            await self._stop_reports(consumer, reports)
+            if connection is not None:
+                await connection.close()
             if self._mailer is None:
                 await mailer.close()
             if self._records is None:
@@ -271,85 +326,180 @@ class Worker:
                 await health.stop()
         return self.counts
 
+    def _start_reports(
+        self, reports: MessageSource | None, records: RecordStore, telemetry: Telemetry, stop: asyncio.Event
+    ) -> asyncio.Task[Counter[str]] | None:
+        if reports is None:
+            return None
+        settings = self._settings
+        report_consumer = ReportConsumer(
+            reports,
+            records,
+            telemetry=telemetry,
+            concurrency=settings.report_concurrency,
+            grace=settings.shutdown_grace_seconds,
+            suppression=self._suppression,
+        )
+        self.report_counts = report_consumer.counts  # live, for health and tests
+        return asyncio.create_task(report_consumer.run(stop), name="report consumer")
+
+    async def _stop_reports(
+        self, consumer: asyncio.Task[Counter[str]] | None, reports: MessageSource | None
+    ) -> None:
+        if consumer is not None:
+            # Its own stop path (grace, abandon) runs on the same stop event.
+            try:
+                await consumer
+            except Exception:
+                log.exception("report consumer failed")
+            if self._reports is None and reports is not None:
+                await reports.close()
+
     def _report_source(self, settings: Settings) -> MessageSource | None:
         if self._reports is not None:
             return self._reports
-        if self._source is not None or not settings.reports_queue:
+        if self._given_sources is not None or not settings.reports_queue:
             return None
         connection = ServiceBusConnection.from_settings(settings, purpose="the report consumer")
         return ServiceBusSource(connection, settings.reports_queue)
 
-    async def _serve(self, stop: asyncio.Event, source: MessageSource, pipeline: Pipeline) -> None:
+    async def _serve_lanes(self, stop: asyncio.Event) -> None:
+        """Check every lane's queue, then consume each lane in its own loop until ``stop``.
+
+        A lane's queue refused at start (missing, disabled, no access) stops the worker with one
+        line naming the lane: that is a deployment to fix. Once running, a lane whose links break
+        or whose queue goes away reconnects on its own while the other lanes carry on.
+        """
+        first: dict[Lane, Links | None] = dict.fromkeys((state.lane for state in self._lanes), None)
+        try:
+            for state in self._lanes if len(self._lanes) > 1 else ():
+                try:
+                    first[state.lane] = await _until_stopped(stop, state.source.open())
+                except BusRefused as exc:
+                    raise type(exc)(
+                        f"open the {state.lane.value} lane's queue {state.source.queue!r}", exc.detail
+                    ) from exc
+                except BusError as exc:
+                    self._failed_opens += 1
+                    first[state.lane] = None  # unavailable for now: its loop tries again
+                    log.warning("lane unavailable", lane=state.lane.value, error=str(exc))
+                if stop.is_set():
+                    return
+        except BaseException:
+            for links in first.values():
+                if links is not None:
+                    await links.close()
+            raise
+        tasks = [
+            asyncio.create_task(
+                self._serve(stop, state, first[state.lane]), name=f"postbus-lane-{state.lane}"
+            )
+            for state in self._lanes
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _serve(self, stop: asyncio.Event, state: _LaneState, links: Links | None) -> None:
         """Open links, consume until they break, let in-flight work settle on them, reopen."""
+        lanes = len(self._lanes) > 1
         while not stop.is_set():
-            try:
-                links = await _until_stopped(stop, source.open())
-            except BusRefused:
-                raise  # a wrong queue name or credential: no reconnect can fix it
-            except BusError as exc:
-                self._failed_opens += 1
-                if not self._ever_connected and self._failed_opens >= STARTUP_ATTEMPTS:
-                    raise CannotStart(
-                        f"{exc} ({self._failed_opens} tries); check the address in "
-                        "POSTBUS_SERVICEBUS_CONNECTION_STRING or POSTBUS_SERVICEBUS_NAMESPACE "
-                        "and that this machine can reach it"
-                    ) from None
-                await self._reconnect(stop, "open_failed", str(exc))
-                continue
             if links is None:
-                return
+                try:
+                    links = await _until_stopped(stop, state.source.open())
+                except BusRefused as exc:
+                    if not lanes:
+                        raise  # a wrong queue name or credential: no reconnect can fix it
+                    # One lane's queue gone must not stop the others; it is tried again, slowly.
+                    await self._reconnect(stop, state, "refused", str(exc), pause=REFUSED_PAUSE)
+                    continue
+                except BusError as exc:
+                    self._failed_opens += 1
+                    if not self._ever_connected and self._failed_opens >= STARTUP_ATTEMPTS:
+                        raise CannotStart(
+                            f"{exc} ({self._failed_opens} tries); check the address in "
+                            "POSTBUS_SERVICEBUS_CONNECTION_STRING or POSTBUS_SERVICEBUS_NAMESPACE "
+                            "and that this machine can reach it"
+                        ) from None
+                    await self._reconnect(stop, state, "open_failed", str(exc))
+                    continue
+                if links is None:
+                    return
             cause: str | None = None
             try:
-                self._connected = self._ever_connected = True
+                state.connected = self._ever_connected = True
                 async with LoopHeartbeat() as heartbeat:
-                    await self._consume(stop, links, pipeline, heartbeat)
+                    await self._consume(stop, state, links, heartbeat)
             except _LinksBroken as broken:
                 cause = broken.cause
             finally:
-                self._connected = False
+                state.connected = False
                 # In-flight work settles on these links before they close.
-                await self._drain(stop, reconnecting=cause is not None)
+                await self._drain(stop, [state], reconnecting=cause is not None)
                 await links.close()
+                links = None
             if cause is not None:
-                await self._reconnect(stop, cause, "")
+                await self._reconnect(stop, state, cause, "")
 
-    async def _reconnect(self, stop: asyncio.Event, cause: str, error: str) -> None:
+    async def _reconnect(
+        self,
+        stop: asyncio.Event,
+        state: _LaneState,
+        cause: str,
+        error: str,
+        *,
+        pause: float = RECONNECT_PAUSE,
+    ) -> None:
         if stop.is_set():
             return
         self.counts["reconnects"] += 1
         if self._telemetry is not None:
             self._telemetry.record_reconnect(cause)
-        fields = {"error": error} if error else {}
+        fields: dict[str, Any] = {"error": error} if error else {}
+        if len(self._lanes) > 1:
+            fields["lane"] = state.lane.value
         log.warning("reconnecting to the queue", cause=cause, reconnects=self.counts["reconnects"], **fields)
-        await _until_stopped(stop, asyncio.sleep(RECONNECT_PAUSE))
+        await _until_stopped(stop, asyncio.sleep(pause))
 
     async def _consume(
-        self, stop: asyncio.Event, links: Links, pipeline: Pipeline, heartbeat: LoopHeartbeat
+        self, stop: asyncio.Event, state: _LaneState, links: Links, heartbeat: LoopHeartbeat
     ) -> None:
         """Receive and start handlers until ``stop`` is set; raises :class:`_LinksBroken`."""
         concurrency = self._settings.concurrency
         while not stop.is_set():
             if not self._breaker.ready:
                 # Open or half-open: one probe message at a time, after the cool-down.
-                await _until_stopped(stop, self._probe(links, pipeline, heartbeat))
+                await _until_stopped(stop, self._probe(state, links, heartbeat))
                 continue
-            free = holding_limit(self._gate.rate, concurrency) - len(self._inflight)
+            # Each lane holds up to the limit: a lane's held messages never take another lane's room,
+            # so a critical message is received at once whatever normal and bulk hold.
+            free = holding_limit(self._gate.rate, concurrency) - len(state.inflight)
             if free <= 0:
                 await _until_stopped(
-                    stop, asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+                    stop, asyncio.wait(set(state.inflight), return_when=asyncio.FIRST_COMPLETED)
                 )
                 continue
-            for delivery in await self._receive(links, free, heartbeat):
-                self._start(delivery, links, pipeline)
+            deliveries = await self._receive(links, free, heartbeat)
+            if deliveries and not self.ready_to_send():
+                # The breaker opened while this receive waited: these go back untouched, and the next
+                # message through is the breaker's probe.
+                for delivery in deliveries:
+                    await self._give_back(links, delivery)
+                continue
+            for delivery in deliveries:
+                self._start(delivery, links, state)
             # Yield on every pass, whatever the receiver did: handlers, renewals and the SIGTERM
             # handler must run even if a receive never suspends.
             await asyncio.sleep(0)
 
-    async def _probe(self, links: Links, pipeline: Pipeline, heartbeat: LoopHeartbeat) -> None:
+    async def _probe(self, state: _LaneState, links: Links, heartbeat: LoopHeartbeat) -> None:
         async with self._breaker.probe():
             for delivery in await self._receive(links, 1, heartbeat):
                 # The probe's verdict comes from its handler; a stop meanwhile leaves it to the drain.
-                await asyncio.wait({self._start(delivery, links, pipeline)})
+                await asyncio.wait({self._start(delivery, links, state)})
 
     async def _receive(self, links: Links, count: int, heartbeat: LoopHeartbeat) -> list[Delivery]:
         beats, asked = heartbeat.beats, time.monotonic()
@@ -371,19 +521,19 @@ class Worker:
             raise _LinksBroken("stalled")
         return deliveries
 
-    def _start(self, delivery: Delivery, links: Links, pipeline: Pipeline) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._handle_safely(delivery, links, pipeline))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
+    def _start(self, delivery: Delivery, links: Links, state: _LaneState) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._handle_safely(delivery, links, state))
+        state.inflight.add(task)
+        task.add_done_callback(state.inflight.discard)
         return task
 
-    async def _drain(self, stop: asyncio.Event, *, reconnecting: bool) -> None:
+    async def _drain(self, stop: asyncio.Event, lanes: list[_LaneState], *, reconnecting: bool) -> None:
         """Let in-flight messages finish within the grace period; cancel (and so abandon) the rest.
 
         Before a reconnect the grace is short; a stop that arrives meanwhile turns it into the
         shutdown grace, counted from the stop.
         """
-        pending = set(self._inflight)
+        pending = {task for state in lanes for task in state.inflight}
         if not pending:
             return
         grace = self._settings.shutdown_grace_seconds
@@ -423,18 +573,21 @@ class Worker:
 
     # -- one message ------------------------------------------------------------------------------
 
-    async def _handle_safely(self, delivery: Delivery, links: Links, pipeline: Pipeline) -> None:
+    async def _handle_safely(self, delivery: Delivery, links: Links, state: _LaneState) -> None:
         """Run :meth:`_handle`; a bug or an SDK surprise costs one message's lock, never the worker."""
+        lane = {"lane": state.lane.value} if len(self._lanes) > 1 else {}
         with structlog.contextvars.bound_contextvars(
-            message_id=delivery.message_id, delivery_count=delivery.delivery_count
+            message_id=delivery.message_id, delivery_count=delivery.delivery_count, **lane
         ):
             try:
-                await self._handle(delivery, links, pipeline)
+                await self._handle(delivery, links, state)
             except Exception:
                 self.counts["failed"] += 1
                 log.exception("message handling failed")
 
-    async def _handle(self, delivery: Delivery, links: Links, pipeline: Pipeline) -> None:
+    async def _handle(self, delivery: Delivery, links: Links, state: _LaneState) -> None:
+        pipeline = state.pipeline
+        assert pipeline is not None  # set in run() before any loop starts
         started = time.perf_counter()
         if delivery.locked_until is not None and delivery.locked_until - datetime.now(UTC) < MIN_LOCK_LEFT:
             # Waited too long in the prefetch buffer: it is (nearly) back on the queue already.
@@ -444,7 +597,7 @@ class Worker:
         telemetry = self._telemetry or current_telemetry()
         # Everything from here to the log line runs inside the consumer span, so the line carries its ids.
         with telemetry.processing(
-            queue=self._queue,
+            queue=state.source.queue,
             properties=delivery.application_properties,
             message_id=delivery.message_id,
             delivery_count=delivery.delivery_count,
@@ -478,6 +631,8 @@ class Worker:
                 processed, delivery, duration=time.perf_counter() - started, settle_error=settle_error
             )
             self.counts[line.outcome] += 1
+            if isinstance(processed.outcome, Sent | AlreadySent):
+                self.sent_by_lane[state.lane] += 1
             line.record(processing)
             log.info("message processed", **line.fields())
 

@@ -78,21 +78,30 @@ def list_templates(
     templates_dir: TemplatesDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Show every notification type, its locales and where it comes from (shipped or user)."""
+    """Show every notification type, its default lane, its locales and where it comes from (shipped or user)."""
+    from postbus.lanes import default_lane
+
     renderer = _renderer(templates_dir)
     if as_json:
         listing = [
-            {"type": t, "locales": renderer.locales(t), "source": renderer.source(t)}
+            {
+                "type": t,
+                "lane": default_lane(t, templates_dir=templates_dir).value,
+                "locales": renderer.locales(t),
+                "source": renderer.source(t),
+            }
             for t in renderer.types()
         ]
         typer.echo(json.dumps(listing, indent=2, ensure_ascii=False))
         return
     table = Table(title="Notification templates", title_justify="left")
     table.add_column("Type", style="bold")
+    table.add_column("Lane")
     table.add_column("Locales")
     table.add_column("Source")
     for event_type in renderer.types():
-        table.add_row(event_type, ", ".join(renderer.locales(event_type)), renderer.source(event_type))
+        lane = default_lane(event_type, templates_dir=templates_dir).value
+        table.add_row(event_type, lane, ", ".join(renderer.locales(event_type)), renderer.source(event_type))
     Console(soft_wrap=True).print(table)
 
 

@@ -11,8 +11,22 @@ param tags object
 @description('Service Bus namespace resource id.')
 param namespaceId string
 
-@description('Queue name (Service Bus metric dimension EntityName).')
+@description('Queue of the normal lane (Service Bus metric dimension EntityName).')
 param queueName string
+
+@description('Queue of the critical lane.')
+param criticalQueueName string
+
+@description('Queue of the bulk lane.')
+param bulkQueueName string
+
+@description('Minutes the critical lane\'s queue may stay non-empty before its alert fires: critical mail is sent within seconds, so a queue that never empties for this long means it is stuck.')
+@allowed([
+  1
+  5
+  15
+])
+param criticalBacklogMinutes int = 5
 
 @description('Application Insights component resource id.')
 param appInsightsId string
@@ -88,7 +102,7 @@ resource backlogAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   location: 'global'
   tags: tags
   properties: {
-    description: 'Active messages stayed above the threshold for 15 minutes: workers are stuck, scaled to zero, or the ACS quota is too small for the load.'
+    description: 'Normal lane: active messages stayed above the threshold for 15 minutes: workers are stuck, scaled to zero, or the ACS quota is too small for the load.'
     severity: 2
     enabled: true
     scopes: [
@@ -115,6 +129,99 @@ resource backlogAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
           ]
           operator: 'GreaterThan'
           threshold: backlogThreshold
+          timeAggregation: 'Minimum'
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: [
+      {
+        actionGroupId: actionGroupId
+      }
+    ]
+  }
+}
+
+// The bulk lane drains last by design, so its backlog alert has the same bound as the normal lane's.
+resource bulkBacklogAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: '${metricAlertPrefix}${bulkQueueName}-backlog'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'Bulk lane: active messages stayed above the threshold for 15 minutes: workers are stuck, scaled to zero, or the ACS quota is too small for the load.'
+    severity: 2
+    enabled: true
+    scopes: [
+      namespaceId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'BacklogAboveThreshold'
+          metricNamespace: 'Microsoft.ServiceBus/namespaces'
+          metricName: 'ActiveMessages'
+          dimensions: [
+            {
+              name: 'EntityName'
+              operator: 'Include'
+              values: [
+                bulkQueueName
+              ]
+            }
+          ]
+          operator: 'GreaterThan'
+          threshold: backlogThreshold
+          timeAggregation: 'Minimum'
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: [
+      {
+        actionGroupId: actionGroupId
+      }
+    ]
+  }
+}
+
+// The critical lane's own, tighter alert. Service Bus has no metric of a message's age; a queue whose minimum
+// active count stayed above zero for the whole window has had a message waiting at least that long.
+resource criticalBacklogAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: '${metricAlertPrefix}${criticalQueueName}-backlog'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'Critical lane: its queue has not been empty for ${criticalBacklogMinutes} minutes. Codes and password resets are waiting: workers are stuck or scaled to zero, or critical traffic alone exceeds the ACS quota.'
+    severity: 1
+    enabled: true
+    scopes: [
+      namespaceId
+    ]
+    evaluationFrequency: 'PT1M'
+    windowSize: 'PT${criticalBacklogMinutes}M'
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'CriticalNeverEmptied'
+          metricNamespace: 'Microsoft.ServiceBus/namespaces'
+          metricName: 'ActiveMessages'
+          dimensions: [
+            {
+              name: 'EntityName'
+              operator: 'Include'
+              values: [
+                criticalQueueName
+              ]
+            }
+          ]
+          operator: 'GreaterThan'
+          threshold: 0
           timeAggregation: 'Minimum'
         }
       ]

@@ -36,8 +36,14 @@ param pullIdentityId string
 @description('Fully qualified namespace, <name>.servicebus.windows.net (POSTBUS_SERVICEBUS_NAMESPACE).')
 param serviceBusFullyQualifiedNamespace string
 
-@description('Queue name.')
+@description('Queue of the normal lane (POSTBUS_QUEUE).')
 param queueName string
+
+@description('Queue of the critical lane (POSTBUS_QUEUE_CRITICAL).')
+param criticalQueueName string
+
+@description('Queue of the bulk lane (POSTBUS_QUEUE_BULK).')
+param bulkQueueName string
 
 @description('Entra tenant whose access tokens the API accepts (POSTBUS_API_ENTRA_TENANT_ID).')
 param entraTenantId string
@@ -207,6 +213,18 @@ resource app 'Microsoft.App/containerApps@2026-01-01' = {
             {
               name: 'POSTBUS_QUEUE'
               value: queueName
+            }
+            {
+              name: 'POSTBUS_LANES'
+              value: 'true'
+            }
+            {
+              name: 'POSTBUS_QUEUE_CRITICAL'
+              value: criticalQueueName
+            }
+            {
+              name: 'POSTBUS_QUEUE_BULK'
+              value: bulkQueueName
             }
             {
               name: 'POSTBUS_API_HOST'

@@ -16,8 +16,14 @@ param appInsightsId string
 @description('Service Bus namespace resource id (queue depth panel).')
 param namespaceId string
 
-@description('Queue name.')
+@description('Queue of the normal lane.')
 param queueName string
+
+@description('Queue of the critical lane (per-lane panels).')
+param criticalQueueName string
+
+@description('Queue of the bulk lane (per-lane panels).')
+param bulkQueueName string
 
 @description('Worker container app resource id (replicas panel).')
 param workerAppId string
@@ -30,7 +36,8 @@ param sloLatencyMs int = 300000
 
 var template = loadTextContent('../postbus-workbook.json')
 var bound = replace(replace(replace(template, '__APPINSIGHTS_ID__', appInsightsId), '__SERVICEBUS_ID__', namespaceId), '__CONTAINERAPP_ID__', workerAppId)
-var serialized = replace(replace(replace(bound, '__QUEUE__', queueName), '__SLO_MS__', string(sloLatencyMs)), '__API_APP_ID__', apiAppId)
+var lanes = replace(replace(bound, '__QUEUE_CRITICAL__', criticalQueueName), '__QUEUE_BULK__', bulkQueueName)
+var serialized = replace(replace(replace(lanes, '__QUEUE__', queueName), '__SLO_MS__', string(sloLatencyMs)), '__API_APP_ID__', apiAppId)
 
 resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
   // Workbook names must be GUIDs; derive a stable one so redeploys update in place.

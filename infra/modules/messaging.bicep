@@ -77,6 +77,13 @@ var roles = {
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
   serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419'
 }
+// Lanes other than normal, whose queue is queueName itself; each gets the queue '<queueName>-<lane>'.
+var otherLanes = [
+  'critical'
+  'bulk'
+]
+// Lanes whose queue the ingest API sends to besides the normal one (none when there is no API identity).
+var apiLanes = empty(apiPrincipalId) ? [] : otherLanes
 var scalerRoleId = (scalerRole == 'DataOwner') ? roles.serviceBusDataOwner : roles.serviceBusDataReceiver
 var isPremium = (sku == 'Premium')
 // Service Bus private endpoints exist on Premium only.
@@ -117,6 +124,26 @@ resource queue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
     enablePartitioning: false
   }
 }
+
+// The critical and bulk lanes: two more queues with the same properties as the normal lane's, so the backlog of one
+// never blocks another and each is watched and scaled on its own. The worker receives from all three.
+resource laneQueues 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = [for lane in otherLanes: {
+  parent: namespace
+  name: '${queueName}-${lane}'
+  properties: {
+    // Keep in step with emulators/servicebus/Config.json (checked by tests/infra).
+    maxDeliveryCount: 10
+    lockDuration: 'PT1M'
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT10M'
+    deadLetteringOnMessageExpiration: true
+    defaultMessageTimeToLive: 'P1D'
+    maxSizeInMegabytes: 1024
+    requiresSession: false
+    enableBatchedOperations: true
+    enablePartitioning: false
+  }
+}]
 
 // ACS delivery reports, one Event Grid event per message. Event Grid delivers at least once and may repeat an event
 // under the same id (the message id); the worker's record merge makes repeats harmless either way.
@@ -209,6 +236,59 @@ resource scalerReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+// The same queue-scoped roles on each lane queue: the worker receives and schedules retries there, producers send,
+// the scaler reads its message count.
+resource laneWorkerReceivers 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (lane, i) in otherLanes: {
+  name: guid(laneQueues[i].id, workerPrincipalId, roles.serviceBusDataReceiver)
+  scope: laneQueues[i]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataReceiver)
+    principalId: workerPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}]
+
+resource laneWorkerSenders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (lane, i) in otherLanes: {
+  name: guid(laneQueues[i].id, workerPrincipalId, roles.serviceBusDataSender)
+  scope: laneQueues[i]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
+    principalId: workerPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}]
+
+resource laneProducerSenders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (lane, i) in otherLanes: {
+  name: guid(laneQueues[i].id, producerPrincipalId, roles.serviceBusDataSender)
+  scope: laneQueues[i]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
+    principalId: producerPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}]
+
+// The ingest API routes each event to its lane's queue, so it sends to every lane queue (and nothing else).
+resource laneApiSenders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (lane, i) in apiLanes: {
+  name: guid(laneQueues[i].id, apiPrincipalId, roles.serviceBusDataSender)
+  scope: laneQueues[i]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
+    principalId: apiPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}]
+
+resource laneScalerReaders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (lane, i) in otherLanes: {
+  name: guid(laneQueues[i].id, scalerPrincipalId, scalerRoleId)
+  scope: laneQueues[i]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', scalerRoleId)
+    principalId: scalerPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}]
+
 // Dev convenience (MWA does the same): lets the deployer run `postbus publish` and peek the DLQ.
 resource deployerOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
   name: guid(namespace.id, deployerPrincipalId, roles.serviceBusDataOwner)
@@ -249,5 +329,7 @@ output namespaceName string = namespace.name
 output fullyQualifiedNamespace string = split(replace(namespace.properties.serviceBusEndpoint, 'https://', ''), ':')[0]
 output queueName string = queue.name
 output queueId string = queue.id
+output criticalQueueName string = laneQueues[0].name
+output bulkQueueName string = laneQueues[1].name
 output reportsQueueName string = reportsQueue.name
 output reportsQueueId string = reportsQueue.id

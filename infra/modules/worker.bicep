@@ -46,8 +46,14 @@ param serviceBusNamespaceName string
 @description('Fully qualified namespace, <name>.servicebus.windows.net (POSTBUS_SERVICEBUS_NAMESPACE).')
 param serviceBusFullyQualifiedNamespace string
 
-@description('Queue name.')
+@description('Queue of the normal lane (POSTBUS_QUEUE).')
 param queueName string
+
+@description('Queue of the critical lane (POSTBUS_QUEUE_CRITICAL).')
+param criticalQueueName string
+
+@description('Queue of the bulk lane (POSTBUS_QUEUE_BULK).')
+param bulkQueueName string
 
 @description('Queue of ACS delivery reports the worker consumes (POSTBUS_REPORTS_QUEUE).')
 param reportsQueueName string
@@ -240,6 +246,18 @@ resource app 'Microsoft.App/containerApps@2026-01-01' = {
               value: queueName
             }
             {
+              name: 'POSTBUS_LANES'
+              value: 'true'
+            }
+            {
+              name: 'POSTBUS_QUEUE_CRITICAL'
+              value: criticalQueueName
+            }
+            {
+              name: 'POSTBUS_QUEUE_BULK'
+              value: bulkQueueName
+            }
+            {
               name: 'POSTBUS_REPORTS_QUEUE'
               value: reportsQueueName
             }
@@ -325,6 +343,7 @@ resource app 'Microsoft.App/containerApps@2026-01-01' = {
         // ACA defaults, spelled out: the rule is polled every 30 s; replicas go 300 s after the queue empties.
         pollingInterval: 30
         cooldownPeriod: 300
+        // One rule per lane: replicas follow the largest demand among them (KEDA takes the maximum).
         rules: [
           {
             name: 'servicebus-backlog'
@@ -334,6 +353,33 @@ resource app 'Microsoft.App/containerApps@2026-01-01' = {
               metadata: {
                 namespace: serviceBusNamespaceName
                 queueName: queueName
+                messageCount: string(scaleMessageCount)
+                activationMessageCount: '0'
+              }
+              identity: scalerIdentityId
+            }
+          }
+          {
+            // A single critical message starts a replica, and a small backlog adds one: this lane must not wait.
+            name: 'servicebus-backlog-critical'
+            custom: {
+              type: 'azure-servicebus'
+              metadata: {
+                namespace: serviceBusNamespaceName
+                queueName: criticalQueueName
+                messageCount: '5'
+                activationMessageCount: '0'
+              }
+              identity: scalerIdentityId
+            }
+          }
+          {
+            name: 'servicebus-backlog-bulk'
+            custom: {
+              type: 'azure-servicebus'
+              metadata: {
+                namespace: serviceBusNamespaceName
+                queueName: bulkQueueName
                 messageCount: string(scaleMessageCount)
                 activationMessageCount: '0'
               }

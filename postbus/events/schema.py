@@ -318,6 +318,8 @@ class NotificationEvent(BaseModel):
     not_after: AwareDatetime | None = None
     attachments: tuple[Attachment, ...] = ()
     headers: dict[str, str] = Field(default_factory=dict)
+    #: Ask for a lane other than the type's default: any producer may go lower, only allowed ones higher.
+    lane: Literal["critical", "normal", "bulk"] | None = None
 
     @field_validator("id", "type", "tenant", "sender", "locale")
     @classmethod
@@ -362,7 +364,9 @@ class NotificationEvent(BaseModel):
 
     def to_json(self) -> bytes:
         """The canonical UTF-8 JSON body (field order fixed, no whitespace)."""
-        return self.model_dump_json(by_alias=True, exclude_defaults=False).encode()
+        # An event without a lane request keeps the body it always had.
+        exclude = {"lane"} if self.lane is None else None
+        return self.model_dump_json(by_alias=True, exclude_defaults=False, exclude=exclude).encode()
 
 
 def _describe(error: ValidationError) -> InvalidEvent:

@@ -53,6 +53,7 @@ def console(
     """Serve the live pipeline view (queues, send rate, 429s, dead letters, latency, workers)."""
     from postbus.binding import exposure_warning
     from postbus.pipeline_view import ConsoleServer, SettingsSource
+    from postbus.pipeline_view.sources import watched_queues
     from postbus.records import record_store
     from postbus.worker.ops.console import ops_settings
 
@@ -69,7 +70,7 @@ def console(
         typer.echo(warning, err=True)
     source = SettingsSource(
         settings,
-        queues=[settings.queue],
+        queues=watched_queues(settings),
         worker_urls=worker or [],
         servicebus_admin_url=servicebus_admin,
         records=record_store(settings),

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from postbus.records import RecordStore
     from postbus.settings import Settings
 
-__all__ = ["EmbeddedSource", "PipelineSource", "SettingsSource", "poll_workers"]
+__all__ = ["EmbeddedSource", "PipelineSource", "SettingsSource", "poll_workers", "watched_queues"]
 
 log = get_logger(__name__)
 
@@ -135,6 +135,16 @@ class EmbeddedSource:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def watched_queues(settings: Settings) -> list[str]:
+    """The queues the console shows for ``settings``: the events' queue; with lanes on, every lane's
+    queue and the delivery reports' queue (when the worker consumes one)."""
+    from postbus.lanes import lane_queues
+
+    if not settings.lanes:
+        return [settings.queue]
+    return [*lane_queues(settings).values(), *([settings.reports_queue] if settings.reports_queue else [])]
 
 
 class SettingsSource:

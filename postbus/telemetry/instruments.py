@@ -192,8 +192,10 @@ class Telemetry:
         attributes |= acs_request_attributes(server or self.acs_endpoint)
         return SendCall(self, self.tracer.start_span("acs send", kind=SpanKind.CLIENT, attributes=attributes))
 
-    def record_accepted(self, first_enqueued: datetime | None, *, event_type: str, tenant: str) -> None:
-        """ACS accepted an email: record the end-to-end latency from the event's first enqueue."""
+    def record_accepted(
+        self, first_enqueued: datetime | None, *, event_type: str, tenant: str, lane: str = ""
+    ) -> None:
+        """ACS accepted an email: record the end-to-end latency from the event's first enqueue (by lane, with lanes)."""
         if first_enqueued is None:
             return
         latency_ms = max(0.0, (datetime.now(UTC) - first_enqueued).total_seconds() * 1000)
@@ -203,6 +205,7 @@ class Telemetry:
                 "type": event_type,
                 "tenant": tenant,
                 "slo_met": "true" if latency_ms <= SLO_SECONDS * 1000 else "false",
+                **({"lane": lane} if lane else {}),
             },
         )
 

@@ -164,6 +164,9 @@ class Ingest:
             await self.publisher.publish_many(events)
         except PublishError as exc:
             raise _publish_failed(exc) from None
+        except InvalidEvent as exc:
+            # The publisher's lane policy refused the event's lane: the caller's to fix, like any field.
+            raise _invalid(exc) from None
 
     # -- endpoints ---------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from postbus.emulators.acs_email import EmailEmulator
 from postbus.emulators.servicebus import ServiceBusEmulator
 from postbus.errors import InvalidEvent
 from postbus.events import parse_event
+from postbus.lanes import LaneNotAllowed
 from postbus.producers.publisher import Publisher, PublishError, SyncPublisher
 from postbus.reasons import DeadLetterReason
 from postbus.settings import Settings
@@ -290,3 +291,27 @@ async def test_an_unreachable_store_fails_the_publish_with_nothing_sent(
     assert raised.value.retryable
     assert str(raised.value).endswith("; nothing was sent")
     assert servicebus.counts(QUEUE).total == 0
+
+
+async def test_a_lane_refusal_uploads_nothing_and_a_bulk_label_travels_claim_checked_on_its_lane(
+    cc_settings: Settings, backend: StoreBackend, acs: EmailEmulator, servicebus: ServiceBusEmulator
+) -> None:
+    lanes = cc_settings.model_copy(update={"lanes": True})
+    label = pdf_bytes(300 * 1024, seed=12)
+    async with Publisher.from_settings(lanes) as publisher:
+        # Given a call whose second label asks for a lane above its type's default
+        raised = {**_label("rl-raised", ("b.pdf", pdf_bytes(300 * 1024, seed=13))), "lane": "critical"}
+        # When it is published, the whole call is refused before any attachment is uploaded
+        with pytest.raises(LaneNotAllowed, match=r"events\[1\]: .*'critical' is above"):
+            await publisher.publish_many([_label("rl-fine", ("a.pdf", label)), raised])
+        assert backend.keys() == []
+        # And a label that asks for the bulk lane has its PDF moved and travels on the bulk queue
+        await publisher.publish({**_label("rl-bulk", ("label.pdf", label)), "lane": "bulk"})
+    assert backend.keys() == [key_of(label)]
+    assert servicebus.counts(f"{QUEUE}-bulk").active == 1
+    assert servicebus.counts(QUEUE).active == 0
+    async with running(Worker(lanes)) as worker:
+        (mail,) = await acs.mailbox.wait_for(count=1, timeout=30)
+        await servicebus.wait_until_empty(f"{QUEUE}-bulk", timeout=30)
+    assert [a.content for a in mail.attachments] == [label]
+    assert {lane.value: n for lane, n in worker.sent_by_lane.items()} == {"bulk": 1}

@@ -98,15 +98,18 @@ def test_the_backlog_alert_fires_on_what_the_quota_cannot_drain_in_15_minutes(
     alerts = parsed["modules/alerts.bicep"]
     scope = Scope(alerts, quotaPerMinute=quota[0], quotaPerHour=quota[1], backlogThresholdOverride=override)
     assert scope["backlogThreshold"] == expected
-    [backlog] = [
-        r
-        for r in alerts["resources"].values()
+    backlogs = {
+        name: r
+        for name, r in alerts["resources"].items()
         if r["config"]["properties"].get("criteria", {}).get("allOf", [{}])[0].get("metricName")
         == "ActiveMessages"
-    ]
-    criterion = backlog["config"]["properties"]["criteria"]["allOf"][0]
-    assert criterion["threshold"] == "backlogThreshold"
-    assert criterion["timeAggregation"] == "Minimum"
+    }
+    # The normal and bulk lanes drain at the quota; the critical lane has its own bound (test_monitoring).
+    assert set(backlogs) == {"backlogAlert", "bulkBacklogAlert", "criticalBacklogAlert"}
+    for name in ("backlogAlert", "bulkBacklogAlert"):
+        criterion = backlogs[name]["config"]["properties"]["criteria"]["allOf"][0]
+        assert criterion["threshold"] == "backlogThreshold"
+        assert criterion["timeAggregation"] == "Minimum"
     assert parsed["main.bicep"]["parameters"]["backlogAlertThreshold"]["default"] == 0
 
 

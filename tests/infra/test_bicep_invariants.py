@@ -118,31 +118,37 @@ def test_queue_matches_the_emulator_config(parsed: dict[str, dict[str, Any]], re
         q["Name"]: q["Properties"] for ns in config["UserConfig"]["Namespaces"] for q in ns["Queues"]
     }
     messaging = parsed["modules/messaging.bicep"]
-    queue_names = {
-        "queueName": messaging["parameters"]["queueName"]["default"],
-        "reportsQueueName": messaging["parameters"]["reportsQueueName"]["default"],
-    }
+    queue_name = messaging["parameters"]["queueName"]["default"]
+    reports_queue_name = messaging["parameters"]["reportsQueueName"]["default"]
     queues = {q.name: q for q in _of_type(resources, "Microsoft.ServiceBus/namespaces/queues")}
-    # Then main.bicep deploys the notifications queue under the emulator's name
-    assert "var queueName = '" + queue_names["queueName"] + "'" in (INFRA / "main.bicep").read_text()
-    assert set(queues) == {"queue", "reportsQueue"}
-    for resource_name, parameter in (("queue", "queueName"), ("reportsQueue", "reportsQueueName")):
-        queue_name = queue_names[parameter]
-        # And each queue exists in both, under the same name
-        assert queue_name in emulator_queues, queue_name
-        bicep_props = queues[resource_name].config["properties"]
-        # And every emulator property has the same value in Bicep; empty ones (no forwarding) are absent in Bicep
-        expected = emulator_queues[queue_name]
+    # normal, then critical and bulk in a loop, and the delivery reports' queue
+    assert set(queues) == {"queue", "laneQueues", "reportsQueue"}
+    other_lanes = messaging["variables"]["otherLanes"]["value"]
+    assert other_lanes == ["critical", "bulk"]
+
+    # Then every queue exists in both, under the same name (and main.bicep deploys that name)
+    lane_names = [queue_name, *(f"{queue_name}-{lane}" for lane in other_lanes)]
+    assert {*lane_names, reports_queue_name} <= set(emulator_queues)
+    assert "var queueName = '" + queue_name + "'" in (INFRA / "main.bicep").read_text()
+
+    # And every emulator property has the same value in Bicep; empty ones (no forwarding) are absent in Bicep
+    for queue, name in (
+        (queues["queue"], queue_name),
+        *((queues["laneQueues"], n) for n in lane_names[1:]),
+        (queues["reportsQueue"], reports_queue_name),
+    ):
+        bicep_props = queue.config["properties"]
+        expected = emulator_queues[name]
         for pascal, value in expected.items():
             camel = _camel(pascal)
             if value == "":
                 assert bicep_props.get(camel, "") == "", (
-                    f"{queue_name}.{camel} is set in Bicep but empty in Config.json"
+                    f"{name}.{camel} is set in Bicep but empty in Config.json"
                 )
             else:
-                assert camel in bicep_props, f"{queue_name}.{camel} missing from messaging.bicep"
+                assert camel in bicep_props, f"{name}.{camel} missing from messaging.bicep ({queue.name})"
                 assert bicep_props[camel] == value, (
-                    f"{queue_name}.{camel}: Bicep {bicep_props[camel]!r} != Config.json {value!r}"
+                    f"{name}.{camel}: Bicep {bicep_props[camel]!r} != Config.json {value!r}"
                 )
         # And the properties the brief names are all covered by the comparison
         assert {
@@ -192,13 +198,28 @@ def test_every_queue_scale_rule_uses_an_identity_and_message_count(resources: li
         assert "connectionFromEnv" not in metadata
 
 
+def test_each_lane_has_its_scale_rule_and_the_worker_consumes_all_three(resources: list[Any]) -> None:
+    app = _worker_app(resources)
+    rules = app.config["properties"]["template"]["scale"]["rules"]
+    queues = [rule["custom"]["metadata"]["queueName"] for rule in rules]
+    assert queues == ["queueName", "criticalQueueName", "bulkQueueName"]
+    # A single critical message wakes a replica, as any other lane's does.
+    assert {rule["custom"]["metadata"]["activationMessageCount"] for rule in rules} == {"0"}
+    env = _env(app)
+    assert env["POSTBUS_LANES"] == "true"
+    assert (env["POSTBUS_QUEUE_CRITICAL"], env["POSTBUS_QUEUE_BULK"]) == (
+        "criticalQueueName",
+        "bulkQueueName",
+    )
+
+
 def test_scaler_and_pull_identities_are_hidden_from_the_container(resources: list[Any]) -> None:
     app = _worker_app(resources)
     config = app.config["properties"]["configuration"]
     lifecycles = {s["identity"]: s["lifecycle"] for s in config["identitySettings"]}
-    [rule] = app.config["properties"]["template"]["scale"]["rules"]
+    rules = app.config["properties"]["template"]["scale"]["rules"]
     [registry] = config["registries"]
-    assert lifecycles[rule["custom"]["identity"]] == "None"
+    assert {lifecycles[rule["custom"]["identity"]] for rule in rules} == {"None"}
     assert lifecycles[registry["identity"]] == "None"
     assert lifecycles["workerIdentityId"] == "Main"
     assert "passwordSecretRef" not in registry
@@ -355,8 +376,17 @@ def _assignments(
         principal = props["principalId"]
         # A principal from a resource's own identity (`topic.identity.principalId`) reads as its path.
         path = _accessor(principal)
-        found.append((res.file, ".".join(path) if path else principal, res.config["scope"], roles))
+        found.append((res.file, ".".join(path) if path else principal, _scope(res.config["scope"]), roles))
     return found
+
+
+def _scope(expr: Any) -> str:
+    """A scope expression as text: ``queue``, or ``laneQueues[i]`` for a loop over the lane queues."""
+    if isinstance(expr, dict) and expr.get("operator", {}).get("type") == "index_accessor":
+        operands = expr["operator"]["operands"]
+        return f"{operands['operand_1']}[{operands['operand_2']}]"
+    assert isinstance(expr, str), expr
+    return expr
 
 
 def test_every_role_assignment_uses_a_documented_role(
@@ -414,6 +444,15 @@ def test_role_assignments_are_least_privilege(
             frozenset({"Azure Service Bus Data Receiver", "Azure Service Bus Data Owner"}),
             "queue",
         ),
+        # The same four on each other lane's queue, and nothing wider.
+        ("workerPrincipalId", frozenset({"Azure Service Bus Data Receiver"}), "laneQueues[i]"),
+        ("workerPrincipalId", frozenset({"Azure Service Bus Data Sender"}), "laneQueues[i]"),
+        ("producerPrincipalId", frozenset({"Azure Service Bus Data Sender"}), "laneQueues[i]"),
+        (
+            "scalerPrincipalId",
+            frozenset({"Azure Service Bus Data Receiver", "Azure Service Bus Data Owner"}),
+            "laneQueues[i]",
+        ),
         # Dev only, off unless grantDeployerDataAccess.
         ("deployerPrincipalId", frozenset({"Azure Service Bus Data Owner"}), "namespace"),
         (
@@ -432,6 +471,7 @@ def test_role_assignments_are_least_privilege(
         ("topic.identity.principalId", frozenset({"Storage Blob Data Contributor"}), "deadLetterContainer"),
         # The ingest API queues and reads status, nothing else.
         ("apiPrincipalId", frozenset({"Azure Service Bus Data Sender"}), "queue"),
+        ("apiPrincipalId", frozenset({"Azure Service Bus Data Sender"}), "laneQueues[i]"),
         ("apiPrincipalId", frozenset({"Storage Table Data Reader"}), "recordAccount"),
         # Claim check: producers write attachment blobs, the worker only reads them; the container, not the account.
         ("producerPrincipalId", frozenset({"Storage Blob Data Contributor"}), "container"),

@@ -48,9 +48,9 @@ def test_every_alert_notifies_the_action_group(resources: list[Any]) -> None:
         *_of_type(resources, "Microsoft.Insights/metricAlerts"),
         *_of_type(resources, "Microsoft.Insights/scheduledQueryRules"),
     ]
-    # Six on the pipeline, two on delivery reports (bounce share, delivery SLO), two on the ingest
-    # API (test_api_app.py).
-    assert len(alerts) == 10
+    # Eight on the pipeline (the backlog alert is one per lane), two on delivery reports (bounce
+    # share, delivery SLO), two on the ingest API (test_api_app.py).
+    assert len(alerts) == 12
     for alert in alerts:
         assert "actionGroupId" in json.dumps(alert.config["properties"]["actions"]), alert.name
         assert alert.config["properties"]["enabled"] is True, alert.name
@@ -174,6 +174,28 @@ def test_an_action_group_without_receivers_is_an_output(
     assert evaluate(monitoring["outputs"]["actionGroupReceivers"]["value"], scope) == receivers
     output = parsed["main.bicep"]["outputs"]["POSTBUS_ALERT_RECEIVERS"]["value"]
     assert accessor(output) == ["monitoring", "outputs", "actionGroupReceivers"]
+
+
+def test_each_lane_has_a_backlog_alert_and_critical_its_own_tighter_one(resources: list[Any]) -> None:
+    backlog = {
+        alert.name: alert.config["properties"]
+        for alert in _of_type(resources, "Microsoft.Insights/metricAlerts")
+        if alert.config["properties"]["criteria"]["allOf"][0]["metricName"] == "ActiveMessages"
+    }
+    lanes = {
+        name: props["criteria"]["allOf"][0]["dimensions"][0]["values"] for name, props in backlog.items()
+    }
+    assert lanes == {
+        "backlogAlert": ["queueName"],
+        "bulkBacklogAlert": ["bulkQueueName"],
+        "criticalBacklogAlert": ["criticalQueueName"],
+    }
+    critical = backlog["criticalBacklogAlert"]
+    criterion = critical["criteria"]["allOf"][0]
+    # Any critical message left waiting for the whole window fires it, checked every minute, at a higher severity.
+    assert (criterion["threshold"], criterion["timeAggregation"]) == (0, "Minimum")
+    assert critical["evaluationFrequency"] == "PT1M"
+    assert critical["severity"] < backlog["backlogAlert"]["severity"]
 
 
 def test_delivery_outcomes_alert_on_the_bounce_share_and_the_delivery_slo(

@@ -88,6 +88,16 @@ def test_outcome_filters_use_the_worker_outcome_names() -> None:
     assert compared <= known, compared - known
 
 
+def test_each_lane_has_its_depth_and_latency_tiles() -> None:
+    items = {item["name"]: item["content"] for item in _workbook()["items"]}
+    depth = items["lane-depth"]
+    [lanes] = [f["values"] for f in depth["filters"] if f["key"] == "EntityName"]
+    assert lanes == ["__QUEUE_CRITICAL__", "__QUEUE__", "__QUEUE_BULK__"]
+    assert {m["splitBy"] for m in depth["metrics"]} == {"EntityName"}
+    assert "by lane" in items["lane-latency"]["query"]
+    assert "customDimensions.lane" in items["lane-latency"]["query"]
+
+
 def test_delivery_outcome_tiles_show_reports_over_time_by_tenant_and_type() -> None:
     items = {i["name"]: i for i in _workbook()["items"]}
     over_time = items["delivery-outcomes"]["content"]["query"]

@@ -25,6 +25,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from postbus.errors import InvalidEvent
+from postbus.lanes import lane_queues, parse_lane
 from postbus.logs import redact
 from postbus.settings import Settings
 from postbus.worker.ops.console import AsJson, echo_json, keep_whole, ops_settings, run_interruptible, stdout
@@ -70,6 +72,31 @@ Limit = Annotated[
 ]
 
 
+LaneOption = Annotated[
+    str | None,
+    typer.Option(
+        "--lane",
+        metavar="LANE",
+        help="The lane whose dead-letter queue to use: critical, normal or bulk (default: normal, POSTBUS_QUEUE).",
+    ),
+]
+
+
+def _settings_for(lane: str | None) -> Settings:
+    """The ops settings, aimed at ``lane``'s queue (a lane needs POSTBUS_LANES; normal is POSTBUS_QUEUE)."""
+    settings = ops_settings()
+    if lane is None:
+        return settings
+    try:
+        chosen = parse_lane(lane, where="--lane")
+    except InvalidEvent as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--lane: "), param_hint="--lane") from None
+    queues = lane_queues(settings)
+    if chosen not in queues:
+        raise typer.BadParameter("lanes are off (POSTBUS_LANES): only normal is there", param_hint="--lane")
+    return settings.model_copy(update={"queue": queues[chosen]})
+
+
 def _selection(
     reasons: Sequence[str] | None,
     types: Sequence[str] | None,
@@ -106,10 +133,11 @@ def list_command(
     as_json: AsJson = False,
     summary: Annotated[bool, typer.Option("--summary", help="Counts by reason instead of messages.")] = False,
     body: Annotated[bool, typer.Option("--body", help="Show bodies (recipient addresses masked).")] = False,
+    lane: LaneOption = None,
 ) -> None:
     """List dead-lettered messages (peeked: nothing is locked or changed)."""
     selection = _selection(reason, type_, tenant, event_id, since, until, time_field)
-    settings = ops_settings()
+    settings = _settings_for(lane)
     entries = asyncio.run(_browse(settings, selection, limit))
     if not entries and not as_json:
         matching = "" if selection == Selection() else " matches the filters"
@@ -199,6 +227,7 @@ def replay_command(
         ),
     ] = 2.0,
     as_json: AsJson = False,
+    lane: LaneOption = None,
 ) -> None:
     """Replay dead-lettered events as a new send generation: peek-lock, publish, then complete."""
     from postbus.worker.ops.replay import ReplayOptions
@@ -207,7 +236,7 @@ def replay_command(
     options = ReplayOptions(
         selection=selection, limit=limit, rate=parse_rate(rate), dry_run=dry_run, force=force
     )
-    settings = ops_settings()
+    settings = _settings_for(lane)
     if not force:
         settings.require_acs("checking which events ACS already accepted (or pass --force)")
     counts: Counter[str] = Counter()
@@ -312,6 +341,7 @@ def purge_command(
     limit: Limit = None,
     yes: Annotated[bool, typer.Option("--yes", help="Really delete the matching messages.")] = False,
     as_json: AsJson = False,
+    lane: LaneOption = None,
 ) -> None:
     """Delete matching dead-lettered messages for good (needs --yes)."""
     selection = _selection(reason, type_, tenant, event_id, since, until, time_field)
@@ -320,7 +350,7 @@ def purge_command(
             "purge deletes dead-lettered messages for good; check them with `postbus dlq list` "
             "(same filters) and add --yes"
         )
-    settings = ops_settings()
+    settings = _settings_for(lane)
     summary = run_interruptible(
         lambda stop: _purge(settings, selection, limit, stop),
         done_so_far=lambda: "what was removed before it is gone; `postbus dlq list` shows what is left",

@@ -38,6 +38,7 @@ from postbus.bus import (
 )
 from postbus.errors import PostbusError, SettingsError
 from postbus.events import Address
+from postbus.lanes import lane_queues
 from postbus.settings import Settings, env_name
 from postbus.variables import variables_check
 from postbus.worker.ops.acs import AcsRefused, AcsStatusClient
@@ -142,27 +143,36 @@ async def _servicebus_checks(settings: Settings, options: DoctorOptions) -> list
     except SettingsError as exc:
         fix = f"set {env_name('servicebus_connection_string')} (or the namespace for managed identity)"
         return [Check("Service Bus queue", "fail", str(exc), fix)]
-    queue_check, dlq_check = await _queue_reachable(settings)
-    checks = [queue_check]
-    if dlq_check is not None:
-        checks.append(dlq_check)
-    if queue_check.status == "pass":
-        checks.append(await _guarded("queue properties", _queue_properties(settings, options)))
+    checks: list[Check] = []
+    queues = lane_queues(settings)
+    for lane, queue in queues.items():
+        # With lanes, every lane's queue gets its rows, named after the lane.
+        suffix = f" ({lane.value} lane)" if len(queues) > 1 else ""
+        queue_check, dlq_check = await _queue_reachable(settings, queue, suffix)
+        checks.append(queue_check)
+        if dlq_check is not None:
+            checks.append(dlq_check)
+        if queue_check.status == "pass":
+            checks.append(
+                await _guarded(
+                    f"queue properties{suffix}", _queue_properties(settings, options, queue, suffix)
+                )
+            )
     return checks
 
 
-async def _queue_reachable(settings: Settings) -> tuple[Check, Check | None]:
-    name = "Service Bus queue"
+async def _queue_reachable(settings: Settings, queue: str, suffix: str = "") -> tuple[Check, Check | None]:
+    name = f"Service Bus queue{suffix}"
     connection = ServiceBusConnection.from_settings(
         settings, purpose="the worker", client_options={"retry_total": 1, "retry_backoff_factor": 0.2}
     )
     try:
         async with asyncio.timeout(_TIMEOUT), connection:
-            await _peek_one(connection, settings.queue, dead_letters=False)
-            waiting = await _peek_one(connection, settings.queue, dead_letters=True)
+            await _peek_one(connection, queue, dead_letters=False)
+            waiting = await _peek_one(connection, queue, dead_letters=True)
     except QueueNotFound:
-        fix = "create the queue (infra/modules/messaging.bicep, or the emulator's Config.json) or fix POSTBUS_QUEUE"
-        return Check(name, "fail", f"queue {settings.queue!r} does not exist", fix), None
+        fix = "create the queue (infra/modules/messaging.bicep, or the emulator's Config.json) or fix POSTBUS_QUEUE (a lane: POSTBUS_QUEUE_CRITICAL, POSTBUS_QUEUE_BULK)"
+        return Check(name, "fail", f"queue {queue!r} does not exist", fix), None
     except (AuthenticationFailed, AccessDenied) as exc:
         fix = "check the SAS key in the connection string, or the identity's 'Azure Service Bus Data Owner' role"
         return Check(name, "fail", f"credentials refused: {exc.detail[:300]}", fix), None
@@ -172,15 +182,15 @@ async def _queue_reachable(settings: Settings) -> tuple[Check, Check | None]:
         return Check(name, "fail", detail, "check the namespace host, port and network path"), None
     dlq = (
         Check(
-            "dead-letter queue",
+            f"dead-letter queue{suffix}",
             "warn",
             "dead-lettered messages are waiting",
             "inspect them with `postbus dlq list --summary`, then replay or purge",
         )
         if waiting
-        else Check("dead-letter queue", "pass", "empty")
+        else Check(f"dead-letter queue{suffix}", "pass", "empty")
     )
-    return Check(name, "pass", f"reachable; queue {settings.queue!r} exists"), dlq
+    return Check(name, "pass", f"reachable; queue {queue!r} exists"), dlq
 
 
 async def _peek_one(connection: ServiceBusConnection, queue: str, *, dead_letters: bool) -> bool:
@@ -192,13 +202,13 @@ async def _peek_one(connection: ServiceBusConnection, queue: str, *, dead_letter
         await links.close()
 
 
-async def _queue_properties(settings: Settings, options: DoctorOptions) -> Check:
-    name = "queue properties"
+async def _queue_properties(
+    settings: Settings, options: DoctorOptions, queue: str, suffix: str = ""
+) -> Check:
+    name = f"queue properties{suffix}"
     properties: dict[str, Any] | None
     if options.servicebus_admin_url:
-        properties = await asyncio.to_thread(
-            _emulator_properties, options.servicebus_admin_url, settings.queue
-        )
+        properties = await asyncio.to_thread(_emulator_properties, options.servicebus_admin_url, queue)
         source = "emulator admin endpoint"
     elif _is_emulator(settings):
         return Check(
@@ -209,12 +219,12 @@ async def _queue_properties(settings: Settings, options: DoctorOptions) -> Check
         )
     else:
         try:
-            properties = await _azure_properties(settings)
+            properties = await _azure_properties(settings, queue)
         except _Unreachable as exc:
             return Check(name, "skip", f"skipped: management API not reachable ({exc})", "")
         source = "Service Bus management API"
     if properties is None:
-        return Check(name, "fail", f"queue {settings.queue!r} not found by the {source}", "create the queue")
+        return Check(name, "fail", f"queue {queue!r} not found by the {source}", "create the queue")
     problems = _property_problems(properties, options.expectations)
     if problems:
         return Check(
@@ -256,11 +266,11 @@ def _emulator_properties(admin_url: str, queue: str) -> dict[str, Any] | None:
     return None
 
 
-async def _azure_properties(settings: Settings) -> dict[str, Any] | None:
+async def _azure_properties(settings: Settings, queue: str) -> dict[str, Any] | None:
     connection = ServiceBusConnection.from_settings(settings, purpose="the worker")
     try:
         async with connection:
-            found = await connection.queue_settings(settings.queue)
+            found = await connection.queue_settings(queue)
     except BusError as exc:
         raise _Unreachable(f"{type(exc).__name__}: {exc.detail[:200]}") from exc
     return dataclasses.asdict(found) if found is not None else None

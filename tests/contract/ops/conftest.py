@@ -128,8 +128,8 @@ def garbage(message_id: str) -> DeadLetter:
     return DeadLetter(None, "InvalidEvent", "body is not valid JSON", raw=b"{not json", message_id=message_id)
 
 
-async def fill_dead_letters(connection_string: str, items: Sequence[DeadLetter]) -> None:
-    """Publish each item to the queue, then dead-letter it with its reason (real SDK, peek-lock)."""
+async def fill_dead_letters(connection_string: str, items: Sequence[DeadLetter], queue: str = QUEUE) -> None:
+    """Publish each item to ``queue``, then dead-letter it with its reason (real SDK, peek-lock)."""
     by_id: dict[str, DeadLetter] = {}
     messages: list[ServiceBusMessage] = []
     for item in items:
@@ -142,9 +142,9 @@ async def fill_dead_letters(connection_string: str, items: Sequence[DeadLetter])
             )
             by_id[item.message_id] = item
     async with ServiceBusClient.from_connection_string(connection_string) as client:
-        async with client.get_queue_sender(QUEUE, keep_alive=0) as sender:
+        async with client.get_queue_sender(queue, keep_alive=0) as sender:
             await sender.send_messages(messages)
-        async with client.get_queue_receiver(QUEUE) as receiver:
+        async with client.get_queue_receiver(queue) as receiver:
             done = 0
             while done < len(items):
                 batch = await receiver.receive_messages(max_message_count=len(items) - done, max_wait_time=1)

@@ -258,6 +258,38 @@ async def test_a_replay_interrupted_by_sigterm_loses_nothing_and_duplicates_noth
     assert sorted(event_ids(main) + event_ids(dead)) == names
 
 
+def test_dlq_commands_reach_each_lane_s_dead_letters(
+    servicebus: ServiceBusEmulator,
+    environ: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a dead letter on the bulk lane's queue only
+    run(
+        fill_dead_letters(
+            servicebus.connection_string,
+            [failed(make_event("bulk-1"), "RetriesExhausted")],
+            queue="notifications-bulk",
+        )
+    )
+    capsys.readouterr()
+    # With lanes off, --lane names nothing but normal
+    code, _, err = _cli(capsys, "dlq", "list", "--lane", "bulk")
+    assert code == 2
+    assert "lanes are off" in err
+    monkeypatch.setenv("POSTBUS_LANES", "true")
+    # Then --lane bulk lists it, the default (normal) lane does not, and an unknown lane is one line
+    code, out, _ = _cli(capsys, "dlq", "list", "--json", "--lane", "bulk")
+    assert code == 0
+    assert [entry["event_id"] for entry in json.loads(out)] == ["bulk-1"]
+    code, out, _ = _cli(capsys, "dlq", "list", "--json")
+    assert (code, json.loads(out)) == (0, [])
+    code, _, err = _cli(capsys, "dlq", "purge", "--lane", "urgent", "--yes")
+    assert code == 2
+    assert "unknown lane 'urgent'" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 async def test_two_signals_during_replay_still_say_what_was_replayed(
     servicebus: ServiceBusEmulator, environ: Settings
 ) -> None:

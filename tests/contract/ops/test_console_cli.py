@@ -69,8 +69,16 @@ def servicebus_with_admin() -> Iterator[ServiceBusEmulator]:
         yield emulator
 
 
+@pytest.mark.parametrize(
+    ("lanes", "queues"),
+    [
+        ("false", ["notifications"]),
+        ("true", ["notifications-critical", "notifications", "notifications-bulk", "email-events"]),
+    ],
+    ids=["lanes off", "lanes on"],
+)
 def test_it_serves_the_queue_counts_and_stops_cleanly_on_ctrl_c(
-    console_env: dict[str, str], servicebus_with_admin: ServiceBusEmulator
+    console_env: dict[str, str], servicebus_with_admin: ServiceBusEmulator, lanes: str, queues: list[str]
 ) -> None:
     sb = servicebus_with_admin
     env = {
@@ -78,6 +86,7 @@ def test_it_serves_the_queue_counts_and_stops_cleanly_on_ctrl_c(
         **console_env,
         "POSTBUS_ENV_FILE": "",
         "POSTBUS_SERVICEBUS_CONNECTION_STRING": sb.connection_string,
+        "POSTBUS_LANES": lanes,
     }
     [closed] = free_ports(1)
     proc = subprocess.Popen(
@@ -103,7 +112,8 @@ def test_it_serves_the_queue_counts_and_stops_cleanly_on_ctrl_c(
         assert url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(url + "api/snapshot", timeout=10) as response:
             snapshot = json.loads(response.read())
-        assert [q["name"] for q in snapshot["queues"]] == ["notifications"]
+        # With lanes on: every lane's queue and the delivery reports' queue
+        assert [q["name"] for q in snapshot["queues"]] == queues
         assert snapshot["workers"] == [
             {
                 "name": "worker-0",

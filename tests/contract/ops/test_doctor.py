@@ -207,3 +207,31 @@ def test_doctor_checks_queue_properties_through_the_emulator_admin_endpoint(
     assert "duplicate detection is off" in detail
     assert "MaxDeliveryCount 3 < 10" in detail
     assert "LockDuration 0:00:10 < 0:00:30" in detail
+
+
+def test_doctor_checks_every_lane_queue_and_names_the_missing_one(
+    servicebus: ServiceBusEmulator,
+    environ: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given lanes on, with the bulk lane pointing at a queue that does not exist
+    monkeypatch.setenv("POSTBUS_LANES", "true")
+    monkeypatch.setenv("POSTBUS_QUEUE_BULK", "no-such-bulk")
+    assert servicebus.admin_url is not None
+    code, checks = _doctor(capsys, "--servicebus-admin", servicebus.admin_url)
+    # Then the critical and normal lanes pass, and the bulk lane's row names its queue and the fix
+    assert code == 1
+    lanes = {name: check["status"] for name, check in checks.items() if "lane)" in name}
+    assert lanes == {
+        "Service Bus queue (critical lane)": "pass",
+        "dead-letter queue (critical lane)": "pass",
+        "queue properties (critical lane)": "pass",
+        "Service Bus queue (normal lane)": "pass",
+        "dead-letter queue (normal lane)": "pass",
+        "queue properties (normal lane)": "pass",
+        "Service Bus queue (bulk lane)": "fail",
+    }
+    bulk = checks["Service Bus queue (bulk lane)"]
+    assert "'no-such-bulk' does not exist" in bulk["detail"]
+    assert "POSTBUS_QUEUE_BULK" in bulk["fix"]

@@ -32,6 +32,9 @@ def test_list_shows_every_type_with_locales_and_source() -> None:
         assert event_type in result.stdout
     assert "de, en" in result.stdout
     assert "shipped" in result.stdout
+    rows = {line.split()[1]: line for line in result.stdout.splitlines() if "." in line and "│" in line}
+    assert "critical" in rows["appointment.reminder"]
+    assert "normal" in rows["order.confirmation"]
 
 
 def test_list_includes_user_templates(write_tree: WriteTree) -> None:
@@ -138,17 +141,19 @@ def test_root_cli_renders(capsys: pytest.CaptureFixture[str]) -> None:
     )
 
 
-def test_list_as_json_gives_types_locales_and_source(write_tree: WriteTree) -> None:
+def test_list_as_json_gives_types_lanes_locales_and_source(write_tree: WriteTree) -> None:
     user = write_tree({"order.confirmation/en/subject.txt.j2": "Override {{ order.number }}"})
     result = runner.invoke(app, ["list", "--json", "--templates-dir", str(user)])
     assert result.exit_code == 0, result.output
     listing = {entry["type"]: entry for entry in json.loads(result.stdout)}
     assert listing["order.confirmation"] == {
         "type": "order.confirmation",
+        "lane": "normal",
         "locales": ["de", "en"],
         "source": "shipped+user",
     }
     assert listing["permit.approved"]["source"] == "shipped"
+    assert listing["appointment.reminder"]["lane"] == "critical"
 
 
 def test_check_reports_each_event_a_worker_would_dead_letter(tmp_path: Path) -> None:
