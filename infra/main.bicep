@@ -158,7 +158,7 @@ var sloLatencyMs = 300000
 var effectiveServiceBusSku = privateNetworking ? 'Premium' : serviceBusSku
 var registryTier = privateNetworking ? 'Premium' : 'Standard'
 
-// Narrower alternative to Communication and Email Service Owner (azure-infra.md section 13). One definition per
+// Narrower alternative to Communication and Email Service Owner. One definition per
 // subscription, shared by every environment in it.
 resource emailSenderRoleDefinition 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (emailSenderRole == 'Custom') {
   name: guid(subscription().id, 'postbus-email-sender')

@@ -3,7 +3,7 @@
 It maps AMQP frames onto :class:`~emulators.servicebus.queue.MessageQueue` calls. Everything here
 runs on the one reactor thread; the queues are shared with the embedding API through ``lock``.
 
-Pitfalls handled (reference note §13/§14): SASL ANONYMOUS; a 1 MiB max frame and no idle time-out;
+Pitfalls handled (what azure-servicebus expects of a broker): SASL ANONYMOUS; a 1 MiB max frame and no idle time-out;
 unknown entities get null termini and a prompt ``amqp:not-found`` detach; rejections always carry
 an error ``info`` map (else the SDK's send hangs); settlements are echoed with ``update(state)``
 then ``settle()``; delivery tags are the lock token's ``bytes_le``; released is not a delivery

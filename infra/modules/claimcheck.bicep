@@ -27,7 +27,7 @@ param producerPrincipalId string
 @description('Principal id of the worker identity (blob read).')
 param workerPrincipalId string
 
-// Built-in roles (azure-infra roles list): data-plane access to blobs, scoped to the container below.
+// Built-in roles (fixed GUIDs): data-plane access to blobs, scoped to the container below.
 var blobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var blobDataReader = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
 

@@ -55,7 +55,7 @@ param workerPrincipalId string
 @description('Resource id of the narrower custom "Postbus Email Sender" role (main.bicep, emailSenderRole=Custom). Empty: the built-in Communication and Email Service Owner role.')
 param customSenderRoleDefinitionId string = ''
 
-// Built-in role (azure-infra.md section 13).
+// Built-in role (a fixed GUID, the same in every tenant).
 var roles = {
   communicationAndEmailServiceOwner: '09976791-48a7-449e-bb21-39d1a415f350'
 }
@@ -140,7 +140,7 @@ resource communicationService 'Microsoft.Communication/communicationServices@202
 }
 
 // The SDK path (EmailClient + DefaultAzureCredential) is documented without a named role; both roles are the ones
-// documented for Entra-authenticated sending (azure-infra.md section 13). Confirm on first deploy.
+// documented for Entra-authenticated sending. Confirm on first deploy.
 resource workerEmailSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(communicationService.id, workerPrincipalId, empty(customSenderRoleDefinitionId) ? builtInSenderRoleId : customSenderRoleDefinitionId)
   scope: communicationService

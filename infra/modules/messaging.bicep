@@ -71,7 +71,7 @@ param deployerPrincipalId string = ''
 ])
 param deployerPrincipalType string = 'User'
 
-// Built-in role definition ids (azure-infra.md section 13).
+// Built-in role definition ids (fixed GUIDs, the same in every tenant).
 var roles = {
   serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'

@@ -1,4 +1,4 @@
-"""Invariants of the Bicep templates, asserted on pycep's parse (azure-infra.md sections 11-13 and 16).
+"""Invariants of the Bicep templates, asserted on pycep's parse (identities, roles, network and alert rules; docs/deploy-azure.md).
 
 What a reviewer would otherwise check by eye: queue safety settings, Entra-only auth, the KEDA rule shape,
 least-privilege role assignments with documented built-in roles, no secrets, and the shutdown grace ordering.
@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA = REPO_ROOT / "infra"
 EMULATOR_CONFIG = REPO_ROOT / "emulators" / "servicebus" / "Config.json"
 
-# azure-infra.md section 13: the only role definitions any assignment may use.
+# The only built-in role definitions any assignment may use (docs/deploy-azure.md lists who gets which).
 BUILT_IN_ROLES = {
     "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0": "Azure Service Bus Data Receiver",
     "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39": "Azure Service Bus Data Sender",
@@ -392,7 +392,7 @@ def _scope(expr: Any) -> str:
 def test_every_role_assignment_uses_a_documented_role(
     parsed: dict[str, dict[str, Any]], resources: list[Any]
 ) -> None:
-    # _role_definitions fails on any GUID outside azure-infra.md section 13 and on any other role reference.
+    # _role_definitions fails on any GUID outside BUILT_IN_ROLES and on any other role reference.
     assignments = _assignments(parsed, resources)
     assert len(assignments) >= 8
 
@@ -570,7 +570,7 @@ def test_no_secure_parameter_has_a_default(parsed: dict[str, dict[str, Any]]) ->
 
 # --- API versions -------------------------------------------------------------------------------------------
 
-# azure-infra.md section 10 ("AVM current"), plus the GA versions chosen where the note offers one.
+# The API version of every resource type in use: current GA versions, one per type.
 API_VERSIONS = {
     "Microsoft.Resources/resourceGroups": "2024-03-01",
     "Microsoft.ServiceBus/namespaces": "2024-01-01",

@@ -1,4 +1,4 @@
-"""HMAC verification against the test vectors of the reference note (§6) and the failure modes."""
+"""HMAC verification against known-good test vectors of ACS's HMAC scheme and the failure modes."""
 
 from __future__ import annotations
 
