@@ -500,7 +500,7 @@ async def _watch_lines(
 ) -> None:
     last = -PIPED_PROGRESS_EVERY
     while True:
-        counts = sb.counts("notifications")
+        counts = _counts(sb)  # every lane: an event dead-lettered on the critical lane is done too
         sent = len(acs.mailbox)
         done = sent + counts.dead_lettered >= report.published
         idle = counts.active + counts.scheduled + counts.locked + counts.deferred == 0

@@ -113,3 +113,26 @@ def test_ctrl_c_after_the_summary_ends_the_demo_cleanly_and_before_it_says_so(
     assert main(["demo", "--output", str(tmp_path)]) == code
     err = capsys.readouterr().err
     assert err == ("" if summarized else "postbus: interrupted: stopped by Ctrl-C before it finished\n")
+
+
+class _Lanes:
+    """Drained, with the dead letters on the critical lane only."""
+
+    def counts(self, queue: str) -> _Counts:
+        return _Counts(active=0, dead_lettered=3 if queue == "notifications-critical" else 0)
+
+
+class _Sent:
+    def __init__(self, n: int) -> None:
+        self.mailbox = [object()] * n
+
+
+async def test_dead_letters_on_any_lane_count_as_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An event dead-lettered on the critical lane is accounted for: the piped watch must not wait
+    # for it on the normal queue until its time-out.
+    monkeypatch.setattr(demo.asyncio, "sleep", _no_wait)
+    out = io.StringIO()
+    report = DemoReport(published=10)
+    await demo._watch(Console(file=out, width=80), _Lanes(), _Sent(7), report, t0=time.monotonic(), limit=60)  # type: ignore[arg-type]
+    assert out.getvalue().splitlines()[-1].endswith("sent 7/10, dead-lettered 3, queued 0")
+    assert report.problems == []
