@@ -9,6 +9,7 @@ sync publisher run the same plan with their own SDK calls.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from postbus.lanes import Lane, choose_lane, default_lane
 from postbus.logs import get_logger
 from postbus.producers.checks import EventCheck
 from postbus.producers.errors import PublishError, translate_error
-from postbus.producers.outgoing import EventLike, Prepared, PropertiesHook, ScheduledEvent, prepare
+from postbus.producers.outgoing import EventLike, Prepared, PropertiesHook, Resolved, encode_all, resolve
 from postbus.telemetry import PublishTrace, current_telemetry
 
 if TYPE_CHECKING:
@@ -141,36 +142,37 @@ class PublisherCore:
         #: Messages sent over this publisher's lifetime.
         self.messages_sent = 0
 
-    def _prepare(
+    def _resolve(
         self, events: Iterable[EventLike], send_at: datetime | None, may_raise_lanes: bool | None = None
-    ) -> tuple[list[Prepared], PublishTrace]:
+    ) -> list[Resolved]:
+        """Validate, check and choose each event's lane, once, before anything is uploaded or sent."""
+        policy = self.lanes
+        return resolve(
+            events,
+            send_at=send_at,
+            check=self._check,
+            lane_of=lambda event: policy.lane_of(event, may_raise=may_raise_lanes),
+        )
+
+    def _encode(self, resolved: Sequence[Resolved]) -> tuple[list[Prepared], PublishTrace]:
         # One producer span per event; its context travels in the message's application properties.
         spans = current_telemetry().publishing(self.queue)
-        policy = self.lanes
         try:
-            prepared = prepare(
-                events,
-                send_at=send_at,
-                properties_hook=spans.hook(self._properties_hook),
-                check=self._check,
-                lane_of=lambda event: policy.lane_of(event, may_raise=may_raise_lanes),
-            )
+            prepared = encode_all(resolved, properties_hook=spans.hook(self._properties_hook))
         except BaseException as exc:
             spans.finish((), exc)
             raise
         return prepared, spans
 
-    def _needs_claim_check(self, resolved: Sequence[ScheduledEvent], *, store: object | None) -> bool:
+    def _needs_claim_check(self, resolved: Sequence[Resolved], *, store: object | None) -> bool:
         if store is None:
             return False
         return any(a.content_base64 for item in resolved for a in item.event.attachments)
 
-    async def _check_in_all(
-        self, store: AttachmentStore, resolved: Sequence[ScheduledEvent]
-    ) -> list[ScheduledEvent]:
+    async def _check_in_all(self, store: AttachmentStore, resolved: Sequence[Resolved]) -> list[Resolved]:
         """Move attachments to ``store`` where needed (every event was validated, none is sent yet)."""
         started = time.perf_counter()
-        checked: list[ScheduledEvent] = []
+        checked: list[Resolved] = []
         moved = uploaded = moved_bytes = 0
         for item in resolved:
             try:
@@ -179,7 +181,7 @@ class PublisherCore:
                 )
             except AttachmentError as exc:
                 raise self._attachment_failed(item.event.id, exc) from exc
-            checked.append(ScheduledEvent(claim.event, item.send_at))
+            checked.append(dataclasses.replace(item, event=claim.event))
             moved, uploaded, moved_bytes = (
                 moved + claim.moved,
                 uploaded + claim.uploaded,

@@ -31,8 +31,10 @@ __all__ = [
     "Outgoing",
     "Prepared",
     "PropertiesHook",
+    "Resolved",
     "ScheduledEvent",
     "check_send_at",
+    "encode_all",
     "prepare",
     "prepare_raw",
     "resolve",
@@ -100,34 +102,60 @@ def _event_of(item: EventLike, default_send_at: datetime | None) -> tuple[Notifi
     raise InvalidEvent(f"expected an event, a mapping or an event with send_at, got {type(item).__name__}")
 
 
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """An event that passed every check, with its ``send_at`` and the lane it travels on."""
+
+    event: NotificationEvent
+    send_at: datetime | None = None
+    lane: Lane = Lane.NORMAL
+
+
 def resolve(
     items: Iterable[EventLike],
     *,
     send_at: datetime | None = None,
     check: Callable[[NotificationEvent], None] | None = None,
     lane_of: LaneOf | None = None,
-) -> list[ScheduledEvent]:
+) -> list[Resolved]:
     """Validate every item into an event with its ``send_at`` (and run ``check`` and ``lane_of`` on
-    it), before anything is uploaded or encoded.
+    it, once), before anything is uploaded or encoded.
 
     Raises :class:`InvalidEvent` naming the index and field of the first bad item
     (``events[3]: to.0.address: not a valid email address: 'x'``).
     """
     check_send_at(send_at)
-    resolved: list[ScheduledEvent] = []
+    resolved: list[Resolved] = []
     for index, item in enumerate(items):
         try:
             event, when = _event_of(item, send_at)
             check_send_at(when)
             if check is not None:
                 check(event)
-            if lane_of is not None:
-                lane_of(event)
+            lane = lane_of(event) if lane_of is not None else Lane.NORMAL
         except InvalidEvent as exc:
             # Same class (a lane refusal stays one), with the item's index in front.
             raise type(exc)(f"events[{index}]: {exc}", field=exc.field) from None
-        resolved.append(ScheduledEvent(event, when))
+        resolved.append(Resolved(event, when, lane))
     return resolved
+
+
+def encode_all(
+    resolved: Iterable[Resolved],
+    *,
+    properties_hook: PropertiesHook | None = None,
+    now: datetime | None = None,
+) -> list[Prepared]:
+    """Encode resolved events as Service Bus messages (no check runs again)."""
+    first_enqueued = now or datetime.now(UTC)
+    prepared: list[Prepared] = []
+    for item in resolved:
+        event = item.event
+        extra = dict(properties_hook(event)) if properties_hook is not None else None
+        wire = encode(event, attempt=0, first_enqueued=first_enqueued, extra_properties=extra)
+        message = to_servicebus_message(wire, send_at=item.send_at)
+        prepared.append(Prepared(message, wire.message_id, event.id, item.send_at is not None, item.lane))
+    return prepared
 
 
 def prepare(
@@ -141,16 +169,11 @@ def prepare(
 ) -> list[Prepared]:
     """Validate every item (:func:`resolve`, running ``check`` on each), choose its lane (``lane_of``;
     none: normal), then encode each as a Service Bus message; nothing is encoded past the first bad item."""
-    first_enqueued = now or datetime.now(UTC)
-    prepared: list[Prepared] = []
-    for item in resolve(items, send_at=send_at, check=check, lane_of=lane_of):
-        event, when = item.event, item.send_at
-        lane = lane_of(event) if lane_of is not None else Lane.NORMAL
-        extra = dict(properties_hook(event)) if properties_hook is not None else None
-        wire = encode(event, attempt=0, first_enqueued=first_enqueued, extra_properties=extra)
-        message = to_servicebus_message(wire, send_at=when)
-        prepared.append(Prepared(message, wire.message_id, event.id, when is not None, lane))
-    return prepared
+    return encode_all(
+        resolve(items, send_at=send_at, check=check, lane_of=lane_of),
+        properties_hook=properties_hook,
+        now=now,
+    )
 
 
 def prepare_raw(wires: Iterable[WireMessage], *, send_at: datetime | None = None) -> list[Prepared]:

@@ -44,9 +44,8 @@ from postbus.producers.outgoing import (
     EventLike,
     Prepared,
     PropertiesHook,
-    ScheduledEvent,
+    Resolved,
     prepare_raw,
-    resolve,
 )
 from postbus.settings import Settings
 from postbus.telemetry import PublishTrace
@@ -227,13 +226,7 @@ class Publisher(PublisherCore):
         its type's default when this call may not raise lanes (``may_raise_lanes``, by default the
         publisher's :class:`LanePolicy`). Each event goes to its lane's queue.
         """
-        policy = self.lanes
-        resolved = resolve(
-            events,
-            send_at=send_at,
-            check=self._check,
-            lane_of=lambda event: policy.lane_of(event, may_raise=may_raise_lanes),
-        )
+        resolved = self._resolve(events, send_at, may_raise_lanes)
         store = self.attachments
         if store is not None and self._needs_claim_check(resolved, store=store):
             if self._batch_limit is None:
@@ -244,7 +237,7 @@ class Publisher(PublisherCore):
                     with self._calling([resolved[0].event.id], []):
                         self._learn_limit((await sender.create_message_batch()).max_size_in_bytes)
             resolved = await self._check_in_all(store, resolved)
-        return await self._send(*self._prepare(resolved, None, may_raise_lanes))
+        return await self._send(*self._encode(resolved))
 
     async def publish_raw(
         self, wires: Iterable[WireMessage], *, send_at: datetime | None = None
@@ -398,13 +391,7 @@ class SyncPublisher(PublisherCore):
         may_raise_lanes: bool | None = None,
     ) -> list[str]:
         """See :meth:`Publisher.publish_many`."""
-        policy = self.lanes
-        resolved = resolve(
-            events,
-            send_at=send_at,
-            check=self._check,
-            lane_of=lambda event: policy.lane_of(event, may_raise=may_raise_lanes),
-        )
+        resolved = self._resolve(events, send_at, may_raise_lanes)
         factory = self._attachments_factory
         if factory is not None and self._needs_claim_check(resolved, store=factory):
             if self._batch_limit is None:
@@ -413,11 +400,11 @@ class SyncPublisher(PublisherCore):
                 with self._lock, self._calling([resolved[0].event.id], []):
                     self._learn_limit(sender.create_message_batch().max_size_in_bytes)
             resolved = _run_private(self._check_in_with(factory, resolved))
-        return self._send(*self._prepare(resolved, None, may_raise_lanes))
+        return self._send(*self._encode(resolved))
 
     async def _check_in_with(
-        self, factory: Callable[[], AttachmentStore], resolved: Sequence[ScheduledEvent]
-    ) -> list[ScheduledEvent]:
+        self, factory: Callable[[], AttachmentStore], resolved: Sequence[Resolved]
+    ) -> list[Resolved]:
         store = factory()
         try:
             return await self._check_in_all(store, resolved)

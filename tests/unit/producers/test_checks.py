@@ -81,9 +81,9 @@ def test_from_settings_checks_by_default_and_check_none_turns_it_off(publisher_c
     expired = doc("late", not_after="2020-01-01T00:00:00Z")
     # The check runs before any connection is made (the port is closed).
     with pytest.raises(InvalidEvent, match="not_after"):
-        default._prepare([expired], None)
-    prepared, _ = unchecked._prepare([expired, doc("x", sender="nobody")], None)
-    assert [p.message_id for p in prepared] == ["late", "x"]
+        default._resolve([expired], None)
+    resolved = unchecked._resolve([expired, doc("x", sender="nobody")], None)
+    assert [r.event.id for r in resolved] == ["late", "x"]
 
 
 def _event(document: dict[str, Any]) -> Any:
