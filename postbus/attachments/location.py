@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
-from urllib.parse import urlsplit
+
+from postbus.storage_url import parse_storage_url
 
 __all__ = [
     "DEFAULT_ATTACHMENT_STORE_URL",
@@ -38,7 +38,6 @@ __all__ = [
 DEFAULT_ATTACHMENT_STORE_URL: Final = "file:.postbus/attachments"
 
 _CONTAINER_NAME: Final = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
-_ACCOUNT_NAME: Final = re.compile(r"[a-z0-9]{3,24}")
 _FORMS: Final = "use file:path/dir, file:///abs/dir or https://<account>.blob.core.windows.net/<container>"
 
 
@@ -72,23 +71,6 @@ class BlobCredentials:
     sas: str | None = None
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def _directory(url: str) -> DirectoryLocation:
     rest = url[len("file:") :]
     if rest.startswith("//"):
@@ -101,28 +83,16 @@ def _directory(url: str) -> DirectoryLocation:
     return DirectoryLocation(Path(rest))
 
 
-def _container(url: str) -> ContainerLocation:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if not host or parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError(f"{url!r}: {_FORMS}")
-    if parts.scheme == "http" and not _loopback(host):
-        raise ValueError(f"{url!r}: plain http is only for a local emulator; use https")
-    segments = [s for s in parts.path.split("/") if s]
-    path_style = _is_ip(host) or host == "localhost"
-    expected = 2 if path_style else 1
-    if len(segments) != expected:
-        shape = "/<account>/<container>" if path_style else "/<container>"
-        raise ValueError(f"{url!r}: the path must be {shape}")
-    container = segments[-1]
+def _container_name_problem(container: str) -> str | None:
     if not _CONTAINER_NAME.fullmatch(container):
-        raise ValueError(
-            f"{url!r}: container name {container!r} must be 3-63 lower-case letters, digits and single hyphens"
-        )
-    account = segments[0] if path_style else host.split(".", 1)[0]
-    if not _ACCOUNT_NAME.fullmatch(account):
-        raise ValueError(f"{url!r}: storage account {account!r} must be 3-24 lower-case letters and digits")
-    endpoint = f"{parts.scheme}://{parts.netloc}" + (f"/{account}" if path_style else "")
+        return f"container name {container!r} must be 3-63 lower-case letters, digits and single hyphens"
+    return None
+
+
+def _container(url: str) -> ContainerLocation:
+    endpoint, account, container = parse_storage_url(
+        url, forms=_FORMS, resource="container", name_problem=_container_name_problem
+    )
     return ContainerLocation(endpoint=endpoint, account=account, container=container)
 
 

@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
-from urllib.parse import urlsplit
+
+from postbus.storage_url import parse_storage_url
 
 __all__ = ["DEFAULT_RECORD_URL", "SqliteLocation", "TableLocation", "check_credentials", "parse_record_url"]
 
 DEFAULT_RECORD_URL: Final = "sqlite:///.postbus/records.db"
 
 _TABLE_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
-_ACCOUNT_NAME: Final = re.compile(r"[a-z0-9]{3,24}")
 _FORMS: Final = "use sqlite:///path/records.db or https://<account>.table.core.windows.net/<table>"
 
 
@@ -55,23 +54,6 @@ class TableLocation:
         return f"{self.endpoint}/{self.table}"
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def _sqlite(url: str) -> SqliteLocation:
     rest = url[len("sqlite://") :]
     if not rest.startswith("/") or "?" in rest or "#" in rest:
@@ -82,29 +64,16 @@ def _sqlite(url: str) -> SqliteLocation:
     return SqliteLocation(Path(path))
 
 
-def _table(url: str) -> TableLocation:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if not host or parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError(f"{url!r}: {_FORMS}")
-    if parts.scheme == "http" and not _loopback(host):
-        raise ValueError(f"{url!r}: plain http is only for a local emulator; use https")
-    segments = [s for s in parts.path.split("/") if s]
-    path_style = _is_ip(host) or host == "localhost"
-    expected = 2 if path_style else 1
-    if len(segments) != expected:
-        shape = "/<account>/<table>" if path_style else "/<table>"
-        raise ValueError(f"{url!r}: the path must be {shape}")
-    table = segments[-1]
+def _table_name_problem(table: str) -> str | None:
     if not _TABLE_NAME.fullmatch(table) or table.lower() == "tables":
-        raise ValueError(
-            f"{url!r}: table name {table!r} must be 3-63 letters and digits, starting with a letter"
-        )
-    account = segments[0] if path_style else host.split(".", 1)[0]
-    if not _ACCOUNT_NAME.fullmatch(account):
-        raise ValueError(f"{url!r}: storage account {account!r} must be 3-24 lower-case letters and digits")
-    netloc = parts.netloc
-    endpoint = f"{parts.scheme}://{netloc}" + (f"/{account}" if path_style else "")
+        return f"table name {table!r} must be 3-63 letters and digits, starting with a letter"
+    return None
+
+
+def _table(url: str) -> TableLocation:
+    endpoint, account, table = parse_storage_url(
+        url, forms=_FORMS, resource="table", name_problem=_table_name_problem
+    )
     return TableLocation(endpoint=endpoint, account=account, table=table)
 
 
