@@ -18,7 +18,7 @@ from postbus.bus import InMemoryBroker, MessageSource, QueueNotFound
 from postbus.events import WireMessage, encode, parse_event
 from postbus.lanes import Lane
 from postbus.logs import capture_lines
-from postbus.settings import Settings, load_settings
+from postbus.settings import Settings
 from postbus.worker.mailer import FakeMailer, SendResult
 from postbus.worker.rendering import TemplateRenderer
 from postbus.worker.runner import Worker
@@ -70,18 +70,6 @@ def _event(event_id: str, *, tenant: str = "contoso", type_: str = "order.confir
                 "data": _renderer.sample_data(type_),
             }
         )
-    )
-
-
-@pytest.fixture
-def settings() -> Settings:
-    return load_settings(
-        senders={"orders": "orders@shop.example.com"},
-        quota_per_minute=0,
-        quota_per_hour=0,
-        health_port=0,
-        concurrency=4,
-        shutdown_grace_seconds=5,
     )
 
 

@@ -7,13 +7,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
 from postbus.bus import InMemoryBroker
 from postbus.events import WireMessage, encode, parse_event
 from postbus.logs import capture_lines
 from postbus.records import MemoryRecordStore, Outcome, RecordStoreUnavailable
-from postbus.settings import Settings, load_settings
+from postbus.settings import Settings
 from postbus.worker.mailer import FakeMailer, operation_id_for
 from postbus.worker.rendering import TemplateRenderer
 from postbus.worker.runner import Worker
@@ -34,18 +32,6 @@ def _order(event_id: str, **overrides: Any) -> WireMessage:
     }
     document.update(overrides)
     return encode(parse_event(document))
-
-
-@pytest.fixture
-def settings() -> Settings:
-    return load_settings(
-        senders={"orders": "orders@shop.example.com"},
-        quota_per_minute=0,
-        quota_per_hour=0,
-        health_port=0,
-        concurrency=4,
-        shutdown_grace_seconds=5,
-    )
 
 
 @contextlib.asynccontextmanager

@@ -14,7 +14,7 @@ from postbus.bus import BusBusy, InMemoryBroker
 from postbus.events import WireMessage, encode, parse_event
 from postbus.logs import capture_lines, get_logger
 from postbus.reasons import DeadLetterReason
-from postbus.settings import Settings, load_settings
+from postbus.settings import Settings
 from postbus.worker import runner
 from postbus.worker.errors import SystemicError
 from postbus.worker.mailer import FakeMailer, SendResult
@@ -36,18 +36,6 @@ def _order(event_id: str, **overrides: Any) -> WireMessage:
     }
     document.update(overrides)
     return encode(parse_event(document))
-
-
-@pytest.fixture
-def settings() -> Settings:
-    return load_settings(
-        senders={"orders": "orders@shop.example.com"},
-        quota_per_minute=0,
-        quota_per_hour=0,
-        health_port=0,
-        concurrency=4,
-        shutdown_grace_seconds=5,
-    )
 
 
 @contextlib.asynccontextmanager
