@@ -30,7 +30,7 @@ pytestmark = pytest.mark.timeout(90)
 
 AwaitUntil = Callable[..., Awaitable[None]]
 WaitUntil = Callable[..., None]
-LOCK = timedelta(seconds=3)  # the "renew" queue's LockDuration
+LOCK = timedelta(seconds=5)  # the "renew" queue's LockDuration
 
 
 @pytest.fixture
@@ -46,6 +46,23 @@ def _ten_messages() -> list[ServiceBusMessage]:
     return [ServiceBusMessage(f"message: {i}", message_id=str(uuid.uuid4())) for i in range(10)]
 
 
+class _LockFailures:
+    """Renewal failures, except those of a renewal that crossed the test's own settlement.
+
+    A renewal the renewer sends just before the test completes that message can reach the broker
+    after the completion and be answered "lock lost" -- in Azure as in the emulator; the samples
+    have the same race. Such a failure says nothing about whether locks were kept.
+    """
+
+    def __init__(self) -> None:
+        self.settling: set[str] = set()
+        self.errors: list[BaseException | None] = []
+
+    def record(self, renewable: Any, error: BaseException | None) -> None:
+        if renewable.message_id not in self.settling:
+            self.errors.append(error)
+
+
 def _past_the_first_locks(messages: list[Any]) -> Callable[[], bool]:
     """True once every original lock would have expired by a whole lock duration without renewal."""
     deadline = max(msg.locked_until_utc for msg in messages) + LOCK
@@ -55,10 +72,10 @@ def _past_the_first_locks(messages: list[Any]) -> Callable[[], bool]:
 async def test_ten_messages_registered_at_once_keep_their_locks_async_sample(
     emulator: ServiceBusEmulator, await_until: AwaitUntil, closed_connections: list[dict[str, Any]]
 ) -> None:
-    failures: list[BaseException | None] = []
+    failures = _LockFailures()
 
-    async def on_failure(_renewable: object, error: BaseException | None) -> None:
-        failures.append(error)
+    async def on_failure(renewable: object, error: BaseException | None) -> None:
+        failures.record(renewable, error)
 
     async with AsyncServiceBusClient.from_connection_string(emulator.connection_string) as client:
         async with client.get_queue_sender("renew", keep_alive=0) as sender:
@@ -74,9 +91,10 @@ async def test_ten_messages_registered_at_once_keep_their_locks_async_sample(
                 )
             await await_until(_past_the_first_locks(received), within=15, what="the first locks to lapse")
             for msg in received:
+                failures.settling.add(msg.message_id)
                 await receiver.complete_message(msg)
         await renewer.close()
-    assert failures == []
+    assert failures.errors == []
     assert emulator.counts("renew").total == 0
     assert closed_connections == []
 
@@ -84,7 +102,7 @@ async def test_ten_messages_registered_at_once_keep_their_locks_async_sample(
 def test_ten_messages_registered_at_once_keep_their_locks_sync_sample(
     emulator: ServiceBusEmulator, wait_until: WaitUntil, closed_connections: list[dict[str, Any]]
 ) -> None:
-    failures: list[BaseException | None] = []
+    failures = _LockFailures()
     with ServiceBusClient.from_connection_string(emulator.connection_string) as client:
         with client.get_queue_sender("renew", keep_alive=0) as sender:
             sender.send_messages(_ten_messages())
@@ -98,13 +116,14 @@ def test_ten_messages_registered_at_once_keep_their_locks_sync_sample(
                     receiver,
                     msg,
                     max_lock_renewal_duration=30,
-                    on_lock_renew_failure=lambda _renewable, error: failures.append(error),
+                    on_lock_renew_failure=failures.record,
                 )
             wait_until(_past_the_first_locks(received), timeout=15, what="the first locks to lapse")
             for msg in received:
+                failures.settling.add(msg.message_id)
                 receiver.complete_message(msg)  # settling deregisters it from the renewer
         renewer.close()
-    assert failures == []
+    assert failures.errors == []
     assert emulator.counts("renew").total == 0
     assert closed_connections == []
 
