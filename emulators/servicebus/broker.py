@@ -38,6 +38,8 @@ from postbus.emulators.servicebus.management import cbs_response, encode_stored,
 from postbus.emulators.servicebus.namespace import CBS_ADDRESS, Namespace, Route, entity_path
 from postbus.emulators.servicebus.queue import LockLostError, MessageQueue, QueueFullError
 
+SESSION_FILTER = "com.microsoft:session-filter"
+
 __all__ = ["MAX_FRAME_SIZE", "MAX_MESSAGE_SIZE", "Broker", "FaultState"]
 
 log = structlog.get_logger(__name__)
@@ -105,6 +107,14 @@ def _who(conn: Connection | None) -> dict[str, str | None]:
         return {"peer": None, "client": None}
     url = getattr(conn, "url", None)  # set by proton's acceptor to the client's address
     return {"peer": None if url is None else f"{url.host}:{url.port}", "client": conn.remote_container}
+
+
+def _asks_for_a_session(link: Link) -> bool:
+    """True when a receiver's source carries the session filter (a session receiver)."""
+    data = link.remote_source.filter
+    data.rewind()
+    filters = data.get_object() if data.next() is not None else None
+    return isinstance(filters, dict) and any(str(key) == SESSION_FILTER for key in filters)
 
 
 def _tracking_info() -> Any:
@@ -223,6 +233,8 @@ class Broker(Handler):
             link.max_message_size = MAX_MESSAGE_SIZE
             link.properties = {symbol("com.microsoft:max-message-batch-size"): MAX_MESSAGE_SIZE}
             self._open_link(link, _LinkState("sender", link, route, address=address))
+        elif _asks_for_a_session(link):
+            self._refuse_session_link(link, address)
         else:
             rad = link.remote_snd_settle_mode == Link.SND_SETTLED
             state = _LinkState("consumer", link, route, receive_and_delete=rad, address=address)
@@ -253,6 +265,20 @@ class Broker(Handler):
         )
         link.close()
         log.warning("servicebus.entity_not_found", address=address)
+
+    def _refuse_session_link(self, link: Link, address: str | None) -> None:
+        # A session receiver would otherwise get plain messages with no session: refuse it plainly.
+        link.source.type = Terminus.UNSPECIFIED
+        link.target.type = Terminus.UNSPECIFIED
+        link.open()
+        link.condition = Condition(
+            "amqp:not-implemented",
+            f"Queue '{entity_path(address)}' does not require sessions, and the emulator does not "
+            "emulate sessions: receive without a session id.",
+            _tracking_info(),
+        )
+        link.close()
+        log.warning("servicebus.session_receiver_refused", address=address)
 
     @_guarded
     def on_link_remote_close(self, event: Any) -> None:

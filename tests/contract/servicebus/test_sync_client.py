@@ -20,6 +20,7 @@ from azure.servicebus.exceptions import (
     MessageLockLostError,
     MessageSizeExceededError,
     MessagingEntityNotFoundError,
+    ServiceBusError,
     ServiceBusServerBusyError,
 )
 
@@ -372,6 +373,24 @@ def test_unknown_queue_fails_promptly_naming_the_queue(emulator: ServiceBusEmula
         ):
             receiver.receive_messages(max_message_count=1, max_wait_time=1)
     assert time.monotonic() - started < 15  # prompt: no retry loop, no hang
+
+
+def test_a_session_receiver_is_refused_with_a_reason_and_the_message_stays(
+    emulator: ServiceBusEmulator,
+) -> None:
+    # Microsoft's session samples against a queue without sessions: a plain error, not messages
+    # handed to a session receiver with no session.
+    _send(emulator, "long", ServiceBusMessage("in a session", session_id="basket-7"))
+    with _client(emulator, retry_total=0) as client:
+        with (
+            pytest.raises(ServiceBusError, match="does not require sessions"),
+            client.get_queue_receiver("long", session_id="basket-7") as receiver,
+        ):
+            receiver.receive_messages(max_message_count=1, max_wait_time=1)
+        with client.get_queue_receiver("long") as receiver:
+            (msg,) = receiver.receive_messages(max_message_count=1, max_wait_time=5)
+            assert msg.session_id == "basket-7"
+            receiver.complete_message(msg)
 
 
 def test_fail_next_sends_is_retried_by_the_sdk(emulator: ServiceBusEmulator) -> None:
