@@ -112,12 +112,12 @@ def report(
             str(row.delivered_within_slo),
         )
     console.print(table)
-    console.print(
-        f"{total} records; "
-        + ", ".join(f"{name} {count}" for name, count in sorted(by_outcome.items()))
-        + f"; bounced+failed {_share(document['bounce_failed_share'])}"
-        + f"; delivered within 5 minutes {_share(document['delivered_within_slo_share'])}"
-    )
+    parts = [f"{total} records"]
+    if by_outcome:
+        parts.append(", ".join(f"{name} {count}" for name, count in sorted(by_outcome.items())))
+    parts.append(f"bounced+failed {_share(document['bounce_failed_share'])}")
+    parts.append(f"delivered within 5 minutes {_share(document['delivered_within_slo_share'])}")
+    console.print("; ".join(parts))
     if prune:
         console.print(f"pruned {pruned} records older than {settings.record_retention_days} days")
 

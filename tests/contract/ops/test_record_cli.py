@@ -194,6 +194,14 @@ def test_report_summarises_by_status_tenant_and_type_with_the_two_shares(
     assert "delivered within 5 minutes 75.00%" in out
 
 
+def test_report_of_an_empty_range_says_so_plainly(
+    environ: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _cli(capsys, "report", "--since", "1h")
+    assert code == 0
+    assert out.strip().splitlines()[-1] == "0 records; bounced+failed n/a; delivered within 5 minutes n/a"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
