@@ -370,29 +370,14 @@ class Worker:
         line naming the lane: that is a deployment to fix. Once running, a lane whose links break
         or whose queue goes away reconnects on its own while the other lanes carry on.
         """
-        first: dict[Lane, Links | None] = dict.fromkeys((state.lane for state in self._lanes), None)
-        try:
-            for state in self._lanes if len(self._lanes) > 1 else ():
-                try:
-                    first[state.lane] = await _until_stopped(stop, state.source.open())
-                except BusRefused as exc:
-                    raise type(exc)(
-                        f"open the {state.lane.value} lane's queue {state.source.queue!r}", exc.detail
-                    ) from exc
-                except BusError as exc:
-                    self._failed_opens += 1
-                    first[state.lane] = None  # unavailable for now: its loop tries again
-                    log.warning("lane unavailable", lane=state.lane.value, error=str(exc))
-                if stop.is_set():
-                    return
-        except BaseException:
+        first = await self._open_lanes(stop) if len(self._lanes) > 1 else {}
+        if stop.is_set():
             for links in first.values():
-                if links is not None:
-                    await links.close()
-            raise
+                await links.close()
+            return
         tasks = [
             asyncio.create_task(
-                self._serve(stop, state, first[state.lane]), name=f"postbus-lane-{state.lane}"
+                self._serve(stop, state, first.get(state.lane)), name=f"postbus-lane-{state.lane}"
             )
             for state in self._lanes
         ]
@@ -402,6 +387,41 @@ class Worker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _open_lanes(self, stop: asyncio.Event) -> dict[Lane, Links]:
+        """Open every lane's links at once; a lane that cannot be reached yet is left to its loop.
+
+        At once, because against an unreachable namespace each open spends the SDK's whole retry
+        budget: one lane after the other would take three times as long to give up. A refused
+        queue raises, naming the lane.
+        """
+        opens = {state: asyncio.ensure_future(state.source.open()) for state in self._lanes}
+        try:
+            await _until_stopped(stop, asyncio.wait(opens.values()))
+        finally:
+            for task in opens.values():
+                task.cancel()
+            await asyncio.gather(*opens.values(), return_exceptions=True)
+        finished = {state: task for state, task in opens.items() if not task.cancelled()}
+        opened = {state.lane: task.result() for state, task in finished.items() if task.exception() is None}
+        failed = {state: task.exception() for state, task in finished.items() if task.exception() is not None}
+        unexpected = next((exc for exc in failed.values() if not isinstance(exc, BusError)), None)
+        refused = next(((state, exc) for state, exc in failed.items() if isinstance(exc, BusRefused)), None)
+        if unexpected is not None or refused is not None:
+            for links in opened.values():
+                await links.close()
+        if unexpected is not None:
+            raise unexpected
+        if refused is not None:
+            state, exc = refused
+            raise type(exc)(
+                f"open the {state.lane.value} lane's queue {state.source.queue!r}", exc.detail
+            ) from exc
+        for state, error in failed.items():
+            log.warning("lane unavailable", lane=state.lane.value, error=str(error))
+        if failed:
+            self._failed_opens += 1  # one attempt at the namespace, however many lanes it failed
+        return opened
 
     async def _serve(self, stop: asyncio.Event, state: _LaneState, links: Links | None) -> None:
         """Open links, consume until they break, let in-flight work settle on them, reopen."""

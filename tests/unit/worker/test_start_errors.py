@@ -10,6 +10,7 @@ import pytest
 
 from postbus.bus import BusUnavailable, InMemoryBroker
 from postbus.cli import main
+from postbus.lanes import Lane
 from postbus.settings import load_settings
 from postbus.worker import cli as worker_cli
 from postbus.worker import runner
@@ -84,3 +85,33 @@ async def test_a_worker_that_never_reached_its_queue_gives_up_naming_the_setting
         f"({runner.STARTUP_ATTEMPTS} tries); check the address in POSTBUS_SERVICEBUS_CONNECTION_STRING "
         "or POSTBUS_SERVICEBUS_NAMESPACE and that this machine can reach it"
     )
+
+
+class _UnreachableLane(_Unreachable):
+    """Unreachable too, and an open only fails once every lane's open has begun."""
+
+    def __init__(self, together: asyncio.Barrier) -> None:
+        super().__init__()
+        self._together = together
+
+    async def open(self) -> object:  # type: ignore[override]
+        if self.opened == 0:
+            await self._together.wait()  # one lane after another would wait here for ever
+        return await super().open()
+
+
+async def test_a_worker_with_lanes_tries_them_at_once_and_gives_up_as_soon_as_one_queue_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An unreachable namespace costs each open the SDK's whole retry budget (about 12 s), so the
+    # lanes' first opens overlap and count as one attempt, as one queue's would.
+    monkeypatch.setattr(runner, "RECONNECT_PAUSE", 0.01)
+    settings = load_settings(
+        senders={"orders": "orders@shop.example.com"}, quota_per_minute=0, quota_per_hour=0, health_port=0
+    )
+    together = asyncio.Barrier(len(Lane))
+    brokers = {lane: _UnreachableLane(together) for lane in Lane}
+    worker = Worker(settings, sources=brokers, mailer=FakeMailer())
+    with pytest.raises(CannotStart, match=rf"\({runner.STARTUP_ATTEMPTS} tries\)"):
+        await asyncio.wait_for(worker.run(asyncio.Event()), timeout=10)
+    assert max(broker.opened for broker in brokers.values()) == runner.STARTUP_ATTEMPTS
