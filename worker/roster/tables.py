@@ -91,8 +91,15 @@ class TableRoster:
     async def _open(self) -> None:
         if self._opened:
             return
-        with contextlib.suppress(ResourceExistsError):
+        try:
             await self._table.create_table()
+        except ResourceExistsError:
+            pass
+        except HttpResponseError as exc:
+            if exc.status_code != 403:
+                raise
+            # A role scoped to this one table may not be allowed to create it; in Azure the deployment
+            # does. If it is really missing, the heartbeat's write says so (404) and is retried.
         self._opened = True
 
     async def _forget(self, entity: TableEntity) -> None:

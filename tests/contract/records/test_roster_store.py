@@ -198,3 +198,11 @@ async def test_an_unreachable_table_raises_one_error_class() -> None:
     with pytest.raises(RosterUnavailable):
         await roster.leave("a")
     await roster.close()
+
+
+async def test_a_refused_key_raises_one_error_class(azurite: Azurite) -> None:
+    wrong = "d3Jvbmcga2V5IHdyb25nIGtleSB3cm9uZyBrZXk="
+    roster = TableRoster(table_location(azurite), expiry=15.0, account_key=wrong, retry_total=0)
+    with pytest.raises(RosterUnavailable, match="403"):
+        await roster.beat("a")
+    await roster.close()
