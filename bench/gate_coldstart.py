@@ -3,7 +3,9 @@
 Each candidate is a subclass of the real :class:`AimdGate` run in the same virtual-time simulation as
 ``bench/gate_simulation.py``: the default matrix's five-minute drains at W = 1, 2, 4 (utilisation and
 429 share) and the cold-start matrix's ten-minute drains at W = 2, 4, 8 (longest stall). None of them
-is in the worker; this script is the record of why::
+was in the worker when it was written, and this script is the record of why; ``told-set_replicas``
+is the rule the worker now has (the real gate told W through :meth:`AimdGate.set_replicas`, as the
+replica roster tells it), and gives the same figures as ``told-1/W-no-growth``::
 
     .venv/bin/python bench/gate_coldstart.py                     # every candidate at 1,200/min (25 s)
     .venv/bin/python bench/gate_coldstart.py --per-minute 600 --only told
@@ -73,6 +75,17 @@ def told(workers: int, *, grow: bool) -> type[AimdGate]:
     return Told
 
 
+def told_by_roster(workers: int) -> type[AimdGate]:
+    """The real gate, told the replica count at start as the worker's roster tells it."""
+
+    class ToldByRoster(AimdGate):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.set_replicas(workers)
+
+    return ToldByRoster
+
+
 def initial(share: float) -> Callable[[int], type[AimdGate]]:
     class Initial(AimdGate):
         def __init__(self, **kwargs: Any) -> None:
@@ -97,6 +110,7 @@ CANDIDATES: dict[str, Callable[[int], type[AimdGate]]] = {
     "jitter-60s": lambda _w: jittered(60.0),
     "told-1/W": lambda w: told(w, grow=True),
     "told-1/W-no-growth": lambda w: told(w, grow=False),
+    "told-set_replicas": told_by_roster,
 }
 
 

@@ -21,10 +21,15 @@ and duplicate sends::
     .venv/bin/python bench/lanes.py                         # 1, 2, 4 workers, cold and warm, 600/min
     .venv/bin/python bench/lanes.py --workers 4 --warmup-seconds 0 --per-minute 1200 --json
 
-A cold start with two or more workers misses the critical goal, and no scheduler can help it:
-every gate starts at the full quota, so W workers fill the empty minute window in 60/W seconds,
-and then ACS accepts nothing at all, critical or not, until that clump leaves the window
-(``Retry-After`` about 60 - 60/W s). docs/throttling.md discusses it.
+The workers share one replica roster (``postbus.worker.roster.MemoryRoster`` on the virtual clock,
+so joins, heartbeats and leaves run exactly as in a deployment), and each gate is told the live
+count: until its first 429 it sends at 1/W of the quota. ``--no-roster`` runs the gates untold, as
+a deployment with ``POSTBUS_ROSTER_ENABLED=false`` does: then a cold start with two or more workers
+misses the critical goal, because every gate starts at the full quota, W workers fill the empty
+minute window in 60/W seconds, and ACS accepts nothing at all, critical or not, until that clump
+leaves the window (``Retry-After`` about 60 - 60/W s). docs/throttling.md discusses it::
+
+    .venv/bin/python bench/lanes.py --no-roster             # the same runs without the roster
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from postbus.settings import Settings, load_settings
 from postbus.worker.errors import ThrottledError
 from postbus.worker.mailer import OperationStatus, SendResult, operation_id_for
 from postbus.worker.rendering import RenderedEmail
+from postbus.worker.roster import LIVE_HEARTBEATS, MemoryRoster
 from postbus.worker.runner import Worker
 from postbus.worker.throttle import AimdGate
 from postbus.worker.throttle_sim import SlidingQuota, VirtualClockLoop
@@ -78,6 +84,7 @@ class Scenario:
     concurrency: int = 16
     latency: tuple[float, float] = (0.02, 0.2)
     seed: int = 1
+    roster: bool = True
 
 
 class _Renderer:
@@ -139,6 +146,7 @@ def _settings(scenario: Scenario) -> Settings:
         lane_normal_weight=scenario.weights[0],
         lane_bulk_weight=scenario.weights[1],
         shutdown_grace_seconds=30,
+        roster_enabled=scenario.roster,
     )
 
 
@@ -189,6 +197,12 @@ async def _run(scenario: Scenario) -> dict[str, Any]:  # noqa: C901 - one run re
     stop = asyncio.Event()
     # In memory, as the brokers are: the virtual clock allows no real I/O (threads, files, sockets).
     records = MemoryRecordStore()
+    # One roster for every worker, as they would share one store; None: each gate starts untold.
+    roster = (
+        MemoryRoster(clock=loop.time, expiry=LIVE_HEARTBEATS * settings.roster_heartbeat)
+        if scenario.roster
+        else None
+    )
     workers = [
         Worker(
             settings,
@@ -198,6 +212,7 @@ async def _run(scenario: Scenario) -> dict[str, Any]:  # noqa: C901 - one run re
             gate=AimdGate(per_minute=scenario.per_minute, per_hour=0, clock=loop.time, sleep=asyncio.sleep),
             records=records,
             attachments=MemoryAttachmentStore(),
+            roster=roster,
         )
         for _ in range(scenario.workers)
     ]
@@ -274,7 +289,8 @@ async def _run(scenario: Scenario) -> dict[str, Any]:  # noqa: C901 - one run re
         totals.update(summary)
     return {
         "scenario": f"w{scenario.workers}-q{scenario.per_minute}-spike{scenario.spike:g}x{scenario.spike_seconds:g}s"
-        + (f"-warm{scenario.warmup_seconds:g}s" if scenario.warmup_seconds else "-cold"),
+        + (f"-warm{scenario.warmup_seconds:g}s" if scenario.warmup_seconds else "-cold")
+        + ("" if scenario.roster else "-no-roster"),
         "workers": scenario.workers,
         "per_minute": scenario.per_minute,
         "published": {
@@ -334,6 +350,11 @@ def main() -> None:
         "(repeatable; default 0 = a cold start, and 180)",
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--no-roster",
+        action="store_true",
+        help="gates not told the replica count (POSTBUS_ROSTER_ENABLED=false)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON list instead of one object per line")
     args = parser.parse_args()
     # Every message writes its line and the gate logs each throttle episode; the figures are the output.
@@ -350,6 +371,7 @@ def main() -> None:
             critical_per_second=args.critical_per_second,
             weights=(normal, bulk),
             seed=args.seed,
+            roster=not args.no_roster,
         )
         result = simulate(scenario)
         results.append(result)

@@ -16,7 +16,10 @@ Q/60); the burst should be at least twice Q for that segment to exist.
 
 Targets: utilisation >= 0.98 for every W, 429s <= 1% of attempts, zero lost, zero duplicates; with a
 worker killed and replaced mid-spike, utilisation >= 0.97. A killed worker's messages come back when
-their locks expire, and its replacement starts at share 1 and finds its share from one 429 episode.
+their locks expire. The workers share the replica roster in the checkout's record file (the default
+``POSTBUS_RECORD_URL``), so each gate starts at 1/W of the quota; a replacement counts the killed
+worker too until it ages out (three heartbeats), starts at 1/(W + 1) and finds its share from its
+first 429 episode.
 """
 
 from __future__ import annotations

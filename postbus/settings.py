@@ -271,6 +271,18 @@ class Settings(BaseSettings):
             raise ValueError(problem.format(url=env_name("record_url"), key=env_name("record_account_key")))
         return self
 
+    # --- Replica roster ----------------------------------------------------------------------
+    roster_enabled: bool = Field(
+        True,
+        description="Workers register in a roster in the record store (`POSTBUS_RECORD_URL`) and count the "
+        "live replicas, so each starts at its share of the quota; off: each starts at the whole quota.",
+    )
+    roster_heartbeat: Annotated[float, Field(ge=0.1, le=300)] = Field(
+        5.0,
+        description="Seconds between a worker's roster heartbeats; a replica silent for three heartbeats "
+        "no longer counts.",
+    )
+
     # --- Ingest API (postbus api) -------------------------------------------------------------
     api_host: str = Field(
         "127.0.0.1", description="Address `postbus api` listens on (`0.0.0.0` in a container)."

@@ -49,6 +49,7 @@ from postbus.worker.pipeline import Pipeline, Processed, Renderer
 from postbus.worker.recording import RecordWriter
 from postbus.worker.reports import ReportConsumer
 from postbus.worker.retry import RetryPolicy
+from postbus.worker.roster import Membership, Roster, roster_for
 from postbus.worker.scheduler import LaneScheduler
 from postbus.worker.settlement import give_back, settle
 from postbus.worker.suppression import SuppressionList
@@ -124,7 +125,10 @@ class Worker:
     ``records`` (the delivery-record store; by default the one ``POSTBUS_RECORD_URL`` names),
     ``reports`` (the source of the report consumer: by default ``POSTBUS_REPORTS_QUEUE`` on the
     same namespace, unless ``source`` or ``sources`` was passed in; none when that setting is empty),
-    ``attachments`` (the claim-check store; by default the one the settings name, closed at the end).
+    ``attachments`` (the claim-check store; by default the one the settings name, closed at the end),
+    ``roster`` (the replica roster; by default in the record store, unless ``POSTBUS_ROSTER_ENABLED``
+    is off): the worker joins it before its first receive, tells the gate every count, and leaves it
+    on the way out.
     Each lane has its own receive loop, holding limit and reconnects; all share the gate, whose
     permits the :class:`~worker.scheduler.LaneScheduler` hands out (critical first).
     """
@@ -143,8 +147,11 @@ class Worker:
         records: RecordStore | None = None,
         reports: MessageSource | None = None,
         attachments: AttachmentStore | None = None,
+        roster: Roster | None = None,
     ) -> None:
         self._settings = settings
+        self._roster = roster
+        self._membership: Membership | None = None
         if source is not None and sources is not None:
             raise ValueError("pass source or sources, not both")
         given = (
@@ -214,6 +221,8 @@ class Worker:
             },
             # An unlimited gate has no rate to report (and JSON has no Infinity).
             "send_rate": round(rate, 3) if math.isfinite(rate) else None,
+            # Live replicas by the roster's last heartbeat (null: no roster): the gate's 1/n before a 429.
+            "replicas": self._membership.count if self._membership is not None else None,
             # Messages handled since start, by outcome: what `postbus console` sums across workers.
             "counts": dict(self.counts),
         }
@@ -271,6 +280,7 @@ class Worker:
                 permits=self._scheduler.permits(state.lane),
             )
         reports = self._report_source(settings)
+        heartbeats: asyncio.Task[None] | None = None
         health = HealthServer(port=settings.health_port, status=self.health) if settings.health_port else None
         log.info(
             "worker starting",
@@ -296,6 +306,7 @@ class Worker:
         try:
             if health is not None:
                 await health.start()
+            heartbeats = await self._join_roster()
             await self._serve_lanes(stop)
         finally:
             # The one stop path, whatever the loop was doing: in-flight work gets the grace, the rest
@@ -313,6 +324,7 @@ class Worker:
                 grace_seconds=settings.shutdown_grace_seconds,
             )
             unwatch()
+            await self._leave_roster(heartbeats)
             await self._stop_reports(consumer, reports)
             if connection is not None:
                 await connection.close()
@@ -325,6 +337,31 @@ class Worker:
             if health is not None:
                 await health.stop()
         return self.counts
+
+    async def _join_roster(self) -> asyncio.Task[None] | None:
+        """Join the replica roster (before the first receive, so the first permit is already the
+        count's share) and start the heartbeats; ``None`` when the roster is off."""
+        settings = self._settings
+        roster = self._roster or (roster_for(settings) if settings.roster_enabled else None)
+        if roster is None:
+            return None
+        membership = self._membership = Membership(
+            roster, heartbeat=settings.roster_heartbeat, on_count=self._gate.set_replicas
+        )
+        await membership.join()
+        return asyncio.create_task(membership.run(), name="postbus-roster")
+
+    async def _leave_roster(self, heartbeats: asyncio.Task[None] | None) -> None:
+        """Stop the heartbeats and leave, so the others count without this replica at once."""
+        if heartbeats is not None:
+            heartbeats.cancel()
+            await asyncio.gather(heartbeats, return_exceptions=True)
+        membership = self._membership
+        if membership is None:
+            return
+        await membership.leave()
+        if self._roster is None:
+            await membership.roster.close()
 
     def _start_reports(
         self, reports: MessageSource | None, records: RecordStore, telemetry: Telemetry, stop: asyncio.Event

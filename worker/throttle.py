@@ -33,11 +33,15 @@ reasoning and the simulation (:mod:`postbus.worker.throttle_sim`) that chose the
   sender that filled the window may be gone, and probing by accepted sends is slow when sends are
   few. Any learnt share is back at the whole quota within about a minute unless a 429 says otherwise.
 
-Start-up is optimistic (share 1): a lone replica runs at the full quota from its first send, and W
-replicas starting together fill the window in 60/W seconds (quota used, not lost), then each measures
-its share from a single 429. Until that clump leaves the window ACS accepts nothing (60 - 60/W s); a
-slower start would cost a lone replica more than it saves, since before the first 429 a replica
-cannot tell whether it is alone (docs/throttling.md, "Replicas starting together").
+* **Told the replica count.** Before its first 429 a replica cannot tell from ACS's answers whether it
+  is alone. A gate that is never told starts optimistic (share 1): a lone replica runs at the full
+  quota from its first send, but W replicas starting together fill the window in 60/W seconds and
+  ACS then accepts nothing, critical mail included, until that clump leaves it (60 - 60/W s). So the
+  worker tells the gate how many replicas are live (:meth:`AimdGate.set_replicas`, fed by the
+  replica roster): until the gate's first 429 episode its share is 1/n, following n, with no growth
+  on accepted sends or with time (growth would refill the window within 30 s and bring the stall
+  back). From the first 429 on, the learning above owns the share and the count is only recorded
+  (docs/throttling.md, "Replicas starting together").
 
 Permits are handed out first come, first served, without polling; a cancelled waiter takes nothing.
 A permit is "in flight" until :meth:`AimdGate.on_accepted` or :meth:`AimdGate.on_throttled` (the
@@ -150,6 +154,9 @@ class SendGate(Protocol):
     def on_throttled(self, retry_after: float) -> None:
         """ACS answered 429: pause the whole process for ``retry_after`` seconds and slow down."""
 
+    def set_replicas(self, count: int) -> None:
+        """The number of live replicas sharing the quota (this one included), as the roster counts them."""
+
     @property
     def rate(self) -> float:
         """Current permitted sends per second (``math.inf`` when unlimited), for the send-rate gauge."""
@@ -243,8 +250,12 @@ class _FifoGate:
             if self._waiters and not self._waiters[0].done():
                 self._waiters[0].set_result(None)
 
+    def _may_speed_up(self) -> bool:
+        """Whether something other than a verdict may shorten the head's wait (a new replica count)."""
+        return False
+
     async def _nap(self, delay: float) -> None:
-        if not self._blocked_on_verdict:
+        if not (self._blocked_on_verdict or self._may_speed_up()):
             # Only a verdict can shorten a wait, and only one that frees a slot of the mirror.
             await self._sleep(delay)
             return
@@ -297,6 +308,9 @@ class UnlimitedGate(_FifoGate):
         self._pause(self._clock(), retry_after, self._max_pause)
         log.info("send_gate_paused", retry_after=retry_after, paused_until=self._paused_until)
 
+    def set_replicas(self, count: int) -> None:
+        pass  # no share to divide
+
 
 class AimdGate(_FifoGate):
     """The quota-aware send gate: a paced share of the per-minute and per-hour quota, learnt from 429s.
@@ -346,6 +360,8 @@ class AimdGate(_FifoGate):
         self._tokens = self._bucket_size()
         self._refilled_at = clock()
         self.throttle_episodes = 0
+        #: The replica count last told (``None``: never told, so the start is optimistic).
+        self.replicas: int | None = None
 
     @property
     def rate(self) -> float:
@@ -361,10 +377,41 @@ class AimdGate(_FifoGate):
         """Permits handed out that have had no verdict yet."""
         return len(self._pending)
 
+    @property
+    def _told_share(self) -> bool:
+        """The share is 1/replicas, as told, because no 429 has taught this gate anything yet."""
+        return self.replicas is not None and not self.throttle_episodes
+
+    def set_replicas(self, count: int) -> None:
+        """``count`` live replicas share the quota: before the first 429 the share is 1/``count``.
+
+        Called at start and on every roster heartbeat; the share follows the count up and down until
+        the first 429 episode, and after it the count is only recorded (AIMD knows better by then).
+        """
+        if count < 1:
+            raise ValueError(f"a replica count is at least 1, got {count}")
+        self.replicas = count
+        if self.throttle_episodes:
+            return
+        now = self._clock()
+        self._refill(now)  # tokens earned so far accrue at the old rate
+        self._share = max(self._min_share, 1.0 / count)
+        self._tokens = min(self._tokens, self._bucket_size())
+        self._notify()  # a head pacing at the old, slower rate recomputes its wait
+
+    def _may_speed_up(self) -> bool:
+        return self._told_share
+
     def on_accepted(self) -> None:
         now = self._clock()
         self._regrow(now)
         self._settle_oldest(now, counted=True)
+        if self._told_share:
+            # No growth before the first 429: replicas that each grew from 1/n would fill the window
+            # together within half a minute, and the stall the count was told to prevent comes back.
+            self._grown_at = now
+            self._wake_if_blocked()
+            return
         elapsed, self._grown_at = max(0.0, now - self._grown_at), now
         tune = self.tuning
         if self._share < self._measured and tune.recovery > 0:
@@ -467,7 +514,7 @@ class AimdGate(_FifoGate):
         """
         span = self.tuning.regrow_time
         start = self._regrow_from
-        if span <= 0 or now <= start or self._share >= 1.0:
+        if span <= 0 or now <= start or self._share >= 1.0 or self._told_share:
             return self._share
         before = max(0.0, self._regrown_at - start) / span
         after = (now - start) / span

@@ -1,5 +1,6 @@
 // Storage for the delivery record: one account (Entra only, no shared keys, TLS 1.2, blob soft delete) with the
-// record table, and the blob container where Event Grid dead-letters report events it could not deliver.
+// record table, the workers' replica roster table beside it, and the blob container where Event Grid dead-letters
+// report events it could not deliver.
 
 @description('Azure region for the storage account.')
 param location string
@@ -31,7 +32,7 @@ param softDeleteDays int = 7
 ])
 param skuName string = 'Standard_ZRS'
 
-@description('Principal id of the worker identity: reads and writes the record table.')
+@description('Principal id of the worker identity: reads and writes the record table and the roster table.')
 param workerPrincipalId string
 
 @description('Log Analytics workspace for the account\'s table and blob diagnostics.')
@@ -113,10 +114,28 @@ resource table 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-0
   name: tableName
 }
 
+// The replica roster: workers heartbeat here and count each other, so each send gate starts at its share of the
+// quota. The worker derives the name from the record table's (plus 'replicas', within 63 characters).
+resource rosterTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: '${take(tableName, 55)}replicas'
+}
+
 // Scoped to the one table: the worker reads and writes records there and nowhere else in the account.
 resource workerTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(table.id, workerPrincipalId, roles.storageTableDataContributor)
   scope: table
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+    principalId: workerPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The roster table alone, likewise: heartbeats and counts, no other table.
+resource workerRosterContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(rosterTable.id, workerPrincipalId, roles.storageTableDataContributor)
+  scope: rosterTable
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
     principalId: workerPrincipalId
@@ -155,6 +174,7 @@ resource blobDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-previ
 output accountId string = account.id
 output accountName string = account.name
 output tableName string = table.name
+output rosterTableName string = rosterTable.name
 // The worker's POSTBUS_RECORD_URL: https://<account>.table.core.windows.net/<table>, without a hard-coded DNS suffix.
 output recordUrl string = '${account.properties.primaryEndpoints.table}${table.name}'
 output deadLetterContainerName string = deadLetterContainer.name

@@ -465,6 +465,8 @@ def test_role_assignments_are_least_privilege(
         # The report consumer only receives ACS reports; the record is one table.
         ("workerPrincipalId", frozenset({"Azure Service Bus Data Receiver"}), "reportsQueue"),
         ("workerPrincipalId", frozenset({"Storage Table Data Contributor"}), "table"),
+        # The replica roster: its own table beside the record's, not the account.
+        ("workerPrincipalId", frozenset({"Storage Table Data Contributor"}), "rosterTable"),
         # Event Grid's system topic delivers with its own identity: send to the reports queue, dead-letter into one
         # container. No SAS key anywhere.
         ("topic.identity.principalId", frozenset({"Azure Service Bus Data Sender"}), "reportsQueue"),

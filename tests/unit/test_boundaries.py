@@ -18,6 +18,7 @@ EXCEPTION_ADAPTERS = {
     "worker/ops/acs.py": "the ACS adapter of the support commands: status reads with their errors",
     "worker/ops/azure_checks.py": "the Azure Resource Manager adapter of `doctor --azure`",
     "postbus/records/tables.py": "the Table Storage adapter of the delivery record",
+    "worker/roster/tables.py": "the Table Storage adapter of the replica roster",
     "postbus/attachments/blob.py": "the Blob Storage adapter of the claim-check attachment store",
 }
 

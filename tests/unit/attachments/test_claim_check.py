@@ -160,6 +160,9 @@ class _Gate:
     def on_throttled(self, retry_after: float) -> None:
         return None
 
+    def set_replicas(self, count: int) -> None:
+        pass
+
     @property
     def rate(self) -> float:
         return 1.0

@@ -49,6 +49,9 @@ class Turnstile:
     def on_throttled(self, retry_after: float) -> None:
         pass
 
+    def set_replicas(self, count: int) -> None:
+        pass
+
     @property
     def rate(self) -> float:
         return math.inf

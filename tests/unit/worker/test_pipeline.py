@@ -45,6 +45,9 @@ class RecordingGate:
     def on_throttled(self, retry_after: float) -> None:
         self.throttled.append(retry_after)
 
+    def set_replicas(self, count: int) -> None:
+        pass
+
     @property
     def rate(self) -> float:
         return 1.0

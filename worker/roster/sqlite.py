@@ -1,0 +1,127 @@
+"""The roster in SQLite: a ``replicas`` table in the record store's file, shared by local processes.
+
+The file is the one ``POSTBUS_RECORD_URL`` names, in WAL mode as the record store keeps it, so
+heartbeats never wait behind a record reader. A heartbeat is one short ``BEGIN IMMEDIATE``
+transaction: stamp this replica, delete the expired rows, count the rest. Stamps are wall-clock
+seconds (``time.time``): every process on the machine reads the same clock. The connection is used
+from one thread at a time via :func:`asyncio.to_thread`; ``sqlite3`` errors become
+:class:`~postbus.worker.roster.base.RosterUnavailable` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final, TypeVar
+
+from postbus.worker.roster.base import RosterUnavailable
+
+__all__ = ["SqliteRoster"]
+
+_T = TypeVar("_T")
+_SCHEMA: Final = "CREATE TABLE IF NOT EXISTS replicas (replica TEXT PRIMARY KEY, seen REAL NOT NULL)"
+
+
+class SqliteRoster:
+    """:class:`~postbus.worker.roster.base.Roster` in an SQLite file (created with its folder).
+
+    ``expiry``: seconds a heartbeat keeps its replica live. ``busy_timeout``: how long a heartbeat
+    waits for another process's write lock before it fails as unavailable.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        expiry: float,
+        busy_timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self._expiry = expiry
+        self._busy_timeout = busy_timeout
+        self._clock = clock
+        self._connection: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._queue = asyncio.Lock()
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            raise RosterUnavailable(f"roster sqlite {self.path}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            try:
+                self._initialise(connection)
+            except BaseException:
+                connection.close()
+                raise
+            self._connection = connection
+        return self._connection
+
+    def _initialise(self, connection: sqlite3.Connection) -> None:
+        # As in the record store: switching a new file to WAL takes a lock SQLite's busy handler
+        # does not wait for, so a process that meets another one creating the file retries here.
+        deadline = time.monotonic() + self._busy_timeout
+        while connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        connection.execute(_SCHEMA)
+
+    def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        with self._lock, self._translated():
+            return operation(self._connect())
+
+    async def _call(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        async with self._queue:
+            return await asyncio.to_thread(self._run, operation)
+
+    async def beat(self, replica: str) -> int:
+        """Stamp ``replica``, delete expired rows and count the live ones, in one transaction."""
+        now = self._clock()
+
+        def operation(db: sqlite3.Connection) -> int:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("INSERT OR REPLACE INTO replicas (replica, seen) VALUES (?, ?)", (replica, now))
+                db.execute("DELETE FROM replicas WHERE seen <= ?", (now - self._expiry,))
+                (count,) = db.execute("SELECT COUNT(*) FROM replicas").fetchone()
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return int(count)
+
+        return await self._call(operation)
+
+    async def leave(self, replica: str) -> None:
+        """Delete ``replica``'s row."""
+        await self._call(lambda db: db.execute("DELETE FROM replicas WHERE replica = ?", (replica,)))
+
+    async def close(self) -> None:
+        """Close the connection (a later call reopens it)."""
+
+        def operation() -> None:
+            with self._lock:
+                if self._connection is not None:
+                    self._connection.close()
+                    self._connection = None
+
+        await asyncio.to_thread(operation)
