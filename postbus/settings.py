@@ -278,7 +278,7 @@ class Settings(BaseSettings):
         "live replicas, so each starts at its share of the quota; off: each starts at the whole quota.",
     )
     roster_heartbeat: Annotated[float, Field(ge=0.1, le=300)] = Field(
-        5.0,
+        2.0,
         description="Seconds between a worker's roster heartbeats; a replica silent for three heartbeats "
         "no longer counts.",
     )

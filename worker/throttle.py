@@ -40,8 +40,9 @@ reasoning and the simulation (:mod:`postbus.worker.throttle_sim`) that chose the
   worker tells the gate how many replicas are live (:meth:`AimdGate.set_replicas`, fed by the
   replica roster): until the gate's first 429 episode its share is 1/n, following n, with no growth
   on accepted sends or with time (growth would refill the window within 30 s and bring the stall
-  back). From the first 429 on, the learning above owns the share and the count is only recorded
-  (docs/throttling.md, "Replicas starting together").
+  back). From the first 429 on, the learning above owns the share; a change of the count then scales
+  it by old/new, so a dead replica's share reaches the survivors when it ages out of the roster and
+  a newcomer finds room made for it (docs/throttling.md, "Replicas starting together").
 
 Permits are handed out first come, first served, without polling; a cancelled waiter takes nothing.
 A permit is "in flight" until :meth:`AimdGate.on_accepted` or :meth:`AimdGate.on_throttled` (the
@@ -386,12 +387,15 @@ class AimdGate(_FifoGate):
         """``count`` live replicas share the quota: before the first 429 the share is 1/``count``.
 
         Called at start and on every roster heartbeat; the share follows the count up and down until
-        the first 429 episode, and after it the count is only recorded (AIMD knows better by then).
+        the first 429 episode. After it AIMD owns the share, and a change of the count scales it by
+        old/new (:meth:`_rescale`), which keeps the replicas' shares adding up to what AIMD learnt.
         """
         if count < 1:
             raise ValueError(f"a replica count is at least 1, got {count}")
-        self.replicas = count
+        previous, self.replicas = self.replicas, count
         if self.throttle_episodes:
+            if previous is not None and previous != count:
+                self._rescale(previous / count)
             return
         now = self._clock()
         self._refill(now)  # tokens earned so far accrue at the old rate
@@ -401,6 +405,23 @@ class AimdGate(_FifoGate):
 
     def _may_speed_up(self) -> bool:
         return self._told_share
+
+    def _rescale(self, factor: float) -> None:
+        """Scale the learnt share by ``factor`` (old count / new count) when the replicas change.
+
+        The shares AIMD learnt add up to what ACS allows; scaled by old/new they still do. A dead
+        replica's share reaches the survivors as soon as it ages out of the roster, not after a
+        minute of probing, and a newcomer finds room made for it instead of overfilling the window.
+        """
+        now = self._clock()
+        self._regrow(now)
+        self._refill(now)
+        self._share = min(1.0, max(self._min_share, self._share * factor))
+        if self._measured:
+            self._measured = min(1.0, self._measured * factor)
+        self._tokens = min(self._tokens, self._bucket_size())
+        log.info("send_gate_rescaled", factor=round(factor, 3), share=round(self._share, 4))
+        self._notify()
 
     def on_accepted(self) -> None:
         now = self._clock()

@@ -1,4 +1,4 @@
-"""The send gate told the replica count: share 1/n until its first 429, then AIMD as before.
+"""The send gate told the replica count: share 1/n until its first 429, then AIMD scaled by old/new counts.
 
 Everything runs on a virtual clock (``run_virtual``) with the gate's default tuning, growth with
 time included, so "no growth before the first 429" is tested against the rules that would grow it.
@@ -113,24 +113,46 @@ def test_a_head_waiting_at_the_slow_pace_is_woken_when_the_count_falls(run_virtu
     assert granted_at < 1.5
 
 
-def test_after_a_429_the_count_no_longer_sets_the_share(run_virtual: Run) -> None:
+def test_after_a_429_a_new_count_scales_the_learnt_share_by_old_over_new(run_virtual: Run) -> None:
     async def main() -> tuple[float, float, float, float, int | None]:
         gate = make_gate(600)
-        gate.set_replicas(2)
+        gate.set_replicas(4)
         sent = len(await demand(gate, 60.0))
-        # When the window is full after a minute at half the rate (others used the rest): a 429
+        # When the window is full after a minute at a quarter of the rate (others used the rest): a 429
         gate.on_throttled(1.0)
         learnt = gate.share
-        # Then AIMD owns the share: the count is recorded, not applied, in either direction
-        gate.set_replicas(1)
-        after_one = gate.share
+        # Then AIMD owns the share, and a change of the count scales it: a replica gone, its share
+        # goes to the others; more replicas, room is made for them
+        gate.set_replicas(2)
+        after_two = gate.share
         gate.set_replicas(8)
-        return sent / 600, learnt, after_one, gate.share, gate.replicas
+        return sent / 600, learnt, after_two, gate.share, gate.replicas
 
-    measured, learnt, after_one, after_eight, replicas = run_virtual(main())
+    measured, learnt, after_two, after_eight, replicas = run_virtual(main())
     assert learnt == pytest.approx(0.9 * measured, rel=0.03)
-    assert after_one == after_eight == learnt
+    assert after_two == pytest.approx(2 * learnt)
+    assert after_eight == pytest.approx(learnt / 2)
     assert replicas == 8
+
+
+def test_after_a_429_the_same_count_again_changes_nothing_and_a_share_never_passes_one(
+    run_virtual: Run,
+) -> None:
+    async def main() -> tuple[float, float, float]:
+        gate = make_gate(600)
+        gate.set_replicas(2)
+        await demand(gate, 60.0)
+        gate.on_throttled(1.0)
+        learnt = gate.share
+        gate.set_replicas(2)
+        same = gate.share
+        gate.set_replicas(1)
+        return learnt, same, gate.share
+
+    learnt, same, alone = run_virtual(main())
+    assert same == learnt
+    assert alone == pytest.approx(min(1.0, 2 * learnt))
+    assert alone <= 1.0
 
 
 def test_after_a_429_the_share_grows_again_by_the_usual_rules(run_virtual: Run) -> None:
