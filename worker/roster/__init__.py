@@ -24,6 +24,7 @@ from postbus.worker.roster.base import (
     Roster,
     RosterUnavailable,
     roster_for,
+    roster_group,
     roster_table_name,
 )
 from postbus.worker.roster.membership import Membership
@@ -35,5 +36,6 @@ __all__ = [
     "Roster",
     "RosterUnavailable",
     "roster_for",
+    "roster_group",
     "roster_table_name",
 ]

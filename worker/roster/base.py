@@ -9,10 +9,12 @@ so a killed replica leaves no trace beyond its expiry. Every backend raises
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
 
+from postbus.connection_strings import servicebus_namespace
 from postbus.errors import PostbusError
 from postbus.records.url import SqliteLocation, TableLocation, parse_record_url
 
@@ -25,6 +27,7 @@ __all__ = [
     "Roster",
     "RosterUnavailable",
     "roster_for",
+    "roster_group",
     "roster_table_name",
 ]
 
@@ -105,6 +108,21 @@ class MemoryRoster:
         """Nothing to release."""
 
 
+def roster_group(settings: Settings) -> str:
+    """Which replicas count together: those consuming the same queue of the same namespace.
+
+    A record store may serve more than one pipeline (a staging and a production deployment, a
+    benchmark beside a local worker); replicas of another pipeline do not share this one's quota
+    use. A digest, because a table's partition key may not hold ``/`` and the like.
+    """
+    if settings.servicebus_connection_string is not None:
+        namespace = servicebus_namespace(settings.servicebus_connection_string.get_secret_value())
+    else:
+        namespace = settings.servicebus_namespace or ""
+    digest = hashlib.sha256(f"{namespace.lower()}/{settings.queue}".encode()).hexdigest()
+    return f"q{digest[:32]}"
+
+
 def roster_table_name(record_table: str) -> str:
     """The roster's table beside the record table: its name plus ``replicas``, within 63 characters."""
     return record_table[: _MAX_TABLE_NAME - len(_SUFFIX)] + _SUFFIX
@@ -113,15 +131,16 @@ def roster_table_name(record_table: str) -> str:
 def roster_for(settings: Settings) -> Roster:
     """The roster in the store ``POSTBUS_RECORD_URL`` names (validated by the settings); not opened.
 
-    SQLite: a ``replicas`` table in the same file. Azure Table Storage: the table named by
+    SQLite: a ``roster`` table in the same file. Azure Table Storage: the table named by
     :func:`roster_table_name` in the same account, with the same credentials.
     """
     expiry = LIVE_HEARTBEATS * settings.roster_heartbeat
+    group = roster_group(settings)
     location = parse_record_url(settings.record_url)
     if isinstance(location, SqliteLocation):
         from postbus.worker.roster.sqlite import SqliteRoster
 
-        return SqliteRoster(location.path, expiry=expiry)
+        return SqliteRoster(location.path, expiry=expiry, group=group)
     assert isinstance(location, TableLocation)
     from postbus.worker.roster.tables import TableRoster
 
@@ -131,6 +150,7 @@ def roster_for(settings: Settings) -> Roster:
             endpoint=location.endpoint, account=location.account, table=roster_table_name(location.table)
         ),
         expiry=expiry,
+        group=group,
         account_key=key.get_secret_value() if key is not None else None,
         timeout=settings.roster_heartbeat,
     )

@@ -1,4 +1,7 @@
-"""The roster in SQLite: a ``replicas`` table in the record store's file, shared by local processes.
+"""The roster in SQLite: a ``roster`` table in the record store's file, shared by local processes.
+
+Rows are keyed by the deployment's roster group and the replica, so two pipelines that keep records
+in one file (a benchmark beside a local worker) never count each other.
 
 The file is the one ``POSTBUS_RECORD_URL`` names, in WAL mode as the record store keeps it, so
 heartbeats never wait behind a record reader. A heartbeat is one short ``BEGIN IMMEDIATE``
@@ -24,12 +27,16 @@ from postbus.worker.roster.base import RosterUnavailable
 __all__ = ["SqliteRoster"]
 
 _T = TypeVar("_T")
-_SCHEMA: Final = "CREATE TABLE IF NOT EXISTS replicas (replica TEXT PRIMARY KEY, seen REAL NOT NULL)"
+_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS roster "
+    "(grp TEXT NOT NULL, replica TEXT NOT NULL, seen REAL NOT NULL, PRIMARY KEY (grp, replica))"
+)
 
 
 class SqliteRoster:
     """:class:`~postbus.worker.roster.base.Roster` in an SQLite file (created with its folder).
 
+    ``group``: the deployment the replicas count in (:func:`~postbus.worker.roster.base.roster_group`).
     ``expiry``: seconds a heartbeat keeps its replica live. ``busy_timeout``: how long a heartbeat
     waits for another process's write lock before it fails as unavailable.
     """
@@ -39,10 +46,12 @@ class SqliteRoster:
         path: Path | str,
         *,
         expiry: float,
+        group: str = "replicas",
         busy_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
+        self.group = group
         self._expiry = expiry
         self._busy_timeout = busy_timeout
         self._clock = clock
@@ -99,9 +108,12 @@ class SqliteRoster:
         def operation(db: sqlite3.Connection) -> int:
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.execute("INSERT OR REPLACE INTO replicas (replica, seen) VALUES (?, ?)", (replica, now))
-                db.execute("DELETE FROM replicas WHERE seen <= ?", (now - self._expiry,))
-                (count,) = db.execute("SELECT COUNT(*) FROM replicas").fetchone()
+                db.execute(
+                    "INSERT OR REPLACE INTO roster (grp, replica, seen) VALUES (?, ?, ?)",
+                    (self.group, replica, now),
+                )
+                db.execute("DELETE FROM roster WHERE seen <= ?", (now - self._expiry,))
+                (count,) = db.execute("SELECT COUNT(*) FROM roster WHERE grp = ?", (self.group,)).fetchone()
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -113,7 +125,9 @@ class SqliteRoster:
 
     async def leave(self, replica: str) -> None:
         """Delete ``replica``'s row."""
-        await self._call(lambda db: db.execute("DELETE FROM replicas WHERE replica = ?", (replica,)))
+        await self._call(
+            lambda db: db.execute("DELETE FROM roster WHERE grp = ? AND replica = ?", (self.group, replica))
+        )
 
     async def close(self) -> None:
         """Close the connection (a later call reopens it)."""

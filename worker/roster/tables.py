@@ -4,7 +4,7 @@ This module is the only place the roster imports ``azure.data.tables``; its ``az
 exceptions become :class:`~postbus.worker.roster.base.RosterUnavailable` in
 :meth:`TableRoster._failed`.
 
-One entity per replica (``PartitionKey`` ``replicas``, ``RowKey`` the replica id) with no
+One entity per replica (``PartitionKey`` the deployment's roster group, ``RowKey`` the replica id) with no
 properties of its own: its ``Timestamp``, which the service sets on every write, is the heartbeat.
 A heartbeat replaces this replica's entity, then reads the partition and counts the entities whose
 ``Timestamp`` is within ``expiry`` of this replica's own fresh one. Every time compared is the
@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.credentials import AzureNamedKeyCredential
@@ -37,13 +37,12 @@ from postbus.worker.roster.base import RosterUnavailable
 
 __all__ = ["TableRoster"]
 
-PARTITION: Final = "replicas"
-
 
 class TableRoster:
     """:class:`~postbus.worker.roster.base.Roster` in an Azure Storage table (created if missing).
 
-    ``expiry``: seconds a heartbeat keeps its replica live. ``account_key`` signs with the account's
+    ``group``: the deployment the replicas count in (:func:`~postbus.worker.roster.base.roster_group`),
+    the partition. ``expiry``: seconds a heartbeat keeps its replica live. ``account_key`` signs with the account's
     shared key (Azurite); without it, ``DefaultAzureCredential`` (a managed identity in Azure).
     ``timeout`` bounds one request: a heartbeat that cannot finish within about one heartbeat is
     better given up and tried again with the next one.
@@ -54,11 +53,13 @@ class TableRoster:
         location: TableLocation,
         *,
         expiry: float,
+        group: str = "replicas",
         account_key: str | None = None,
         retry_total: int = 1,
         timeout: float = 5.0,
     ) -> None:
         self.location = location
+        self.group = group
         self._expiry = timedelta(seconds=expiry)
         self._credential: Any = None
         credential: Any
@@ -106,7 +107,7 @@ class TableRoster:
         # Gone already, or it beat again since it was read: either way not ours to delete.
         with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):
             await self._table.delete_entity(
-                PARTITION,
+                self.group,
                 str(entity["RowKey"]),
                 etag=entity.metadata["etag"],
                 match_condition=MatchConditions.IfNotModified,
@@ -117,12 +118,12 @@ class TableRoster:
         try:
             await self._open()
             await self._table.upsert_entity(
-                {"PartitionKey": PARTITION, "RowKey": replica}, mode=UpdateMode.REPLACE
+                {"PartitionKey": self.group, "RowKey": replica}, mode=UpdateMode.REPLACE
             )
             entities = [
                 entity
                 async for entity in self._table.query_entities(
-                    "PartitionKey eq @pk", parameters={"pk": PARTITION}
+                    "PartitionKey eq @pk", parameters={"pk": self.group}
                 )
             ]
             stamps: dict[str, datetime] = {
@@ -144,7 +145,7 @@ class TableRoster:
     async def leave(self, replica: str) -> None:
         """Delete ``replica``'s entity."""
         try:
-            await self._table.delete_entity(PARTITION, replica)
+            await self._table.delete_entity(self.group, replica)
         except ResourceNotFoundError:
             pass
         except AzureError as exc:

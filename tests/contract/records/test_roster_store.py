@@ -21,7 +21,14 @@ import pytest
 
 from postbus.records.url import TableLocation, parse_record_url
 from postbus.settings import load_settings
-from postbus.worker.roster import MemoryRoster, Roster, RosterUnavailable, roster_for, roster_table_name
+from postbus.worker.roster import (
+    MemoryRoster,
+    Roster,
+    RosterUnavailable,
+    roster_for,
+    roster_group,
+    roster_table_name,
+)
 from postbus.worker.roster.sqlite import SqliteRoster
 from postbus.worker.roster.tables import TableRoster
 from tests.azurite.server import ACCOUNT, KEY, Azurite
@@ -132,25 +139,44 @@ async def test_sqlite_roster_lives_in_the_record_file_and_is_shared_by_processes
         "import asyncio, sys\n"
         "from postbus.worker.roster.sqlite import SqliteRoster\n"
         "async def main():\n"
-        "    roster = SqliteRoster(sys.argv[1], expiry=15.0)\n"
+        "    roster = SqliteRoster(sys.argv[1], expiry=15.0, group=sys.argv[2])\n"
         "    print(await roster.beat('other-process'))\n"
         "    await roster.close()\n"
         "asyncio.run(main())\n"
     )
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", other, str(path), stdout=asyncio.subprocess.PIPE
+        sys.executable, "-c", other, str(path), roster_group(settings), stdout=asyncio.subprocess.PIPE
     )
     out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
     assert (process.returncode, out.decode().strip()) == (0, "1")
-    # Then this process counts it, in WAL mode like the record store, in a `replicas` table
+    # Then this process counts it, in WAL mode like the record store, in a `roster` table
     try:
         assert await roster.beat("this-process") == 2
     finally:
         await roster.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        rows = sorted(row[0] for row in db.execute("SELECT replica FROM replicas"))
+        rows = sorted(row[0] for row in db.execute("SELECT replica FROM roster"))
     assert rows == ["other-process", "this-process"]
+
+
+async def test_pipelines_sharing_a_record_file_count_only_their_own_replicas(tmp_path: Path) -> None:
+    # Given a benchmark's workers and a local worker on another queue, records in one file
+    path = tmp_path / "records.db"
+    orders = load_settings(record_url=f"sqlite:///{path}", queue="orders")
+    returns = load_settings(record_url=f"sqlite:///{path}", queue="returns")
+    assert roster_group(orders) != roster_group(returns)
+    a, b, c = roster_for(orders), roster_for(orders), roster_for(returns)
+    try:
+        assert await a.beat("orders-1") == 1
+        assert await b.beat("orders-2") == 2
+        # Then the other pipeline's replica counts alone, and leaving touches only its own group
+        assert await c.beat("returns-1") == 1
+        await c.leave("orders-1")
+        assert await a.beat("orders-1") == 2
+    finally:
+        for roster in (a, b, c):
+            await roster.close()
 
 
 async def test_an_unusable_sqlite_file_raises_one_error_class(tmp_path: Path) -> None:
@@ -175,6 +201,19 @@ async def test_the_table_roster_sits_beside_the_record_table(azurite: Azurite) -
         assert await roster.beat("second") == 2
     finally:
         await roster.close()
+
+
+async def test_pipelines_sharing_a_table_count_only_their_own_replicas(azurite: Azurite) -> None:
+    where = table_location(azurite)
+    a = TableRoster(where, expiry=15.0, group="qorders", account_key=KEY)
+    b = TableRoster(where, expiry=15.0, group="qreturns", account_key=KEY)
+    try:
+        assert await a.beat("orders-1") == 1
+        assert await b.beat("returns-1") == 1
+        assert await a.beat("orders-2") == 2
+    finally:
+        await a.close()
+        await b.close()
 
 
 def test_the_roster_table_name_stays_a_valid_table_name() -> None:
