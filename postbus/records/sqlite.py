@@ -30,7 +30,7 @@ from postbus.records.record import DeliveryRecord, from_fields, merge, to_fields
 from postbus.records.store import generation_order
 from postbus.records.summary import DEFAULT_SLO, Summary, summarize
 
-__all__ = ["SCHEMA_VERSION", "SqliteRecordStore"]
+__all__ = ["SCHEMA_VERSION", "SqliteRecordStore", "connect_wal"]
 
 SCHEMA_VERSION: Final = 1
 _T = TypeVar("_T")
@@ -89,6 +89,29 @@ def _record(row: tuple[Any, ...]) -> DeliveryRecord:
     return from_fields(dict(zip(_NAMES, row, strict=True)))
 
 
+def connect_wal(path: Path, *, busy_timeout: float) -> sqlite3.Connection:
+    """A connection to ``path`` (created with its folder) in WAL mode, usable from any one thread.
+
+    Switching a new file to WAL takes an exclusive lock for which SQLite does not call the busy
+    handler, so two processes creating the file at once retry here for up to ``busy_timeout``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    try:
+        deadline = time.monotonic() + busy_timeout
+        while connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
 class SqliteRecordStore:
     """:class:`~postbus.records.store.RecordStore` in an SQLite file (created with its folder).
 
@@ -116,10 +139,7 @@ class SqliteRecordStore:
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(
-                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
-            )
+            connection = connect_wal(self.path, busy_timeout=self._busy_timeout)
             try:
                 self._initialise(connection)
             except BaseException:
@@ -129,16 +149,6 @@ class SqliteRecordStore:
         return self._connection
 
     def _initialise(self, connection: sqlite3.Connection) -> None:
-        # Switching a new file to WAL takes an exclusive lock for which SQLite does not call the
-        # busy handler, so two processes creating the file at once retry here instead.
-        deadline = time.monotonic() + self._busy_timeout
-        while connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            try:
-                connection.execute("PRAGMA journal_mode=WAL")
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
         connection.execute("PRAGMA synchronous=FULL")
         version = connection.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:

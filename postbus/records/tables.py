@@ -54,7 +54,7 @@ from postbus.records.store import generation_order
 from postbus.records.summary import DEFAULT_SLO, Summary, summarize
 from postbus.records.url import TableLocation
 
-__all__ = ["TableRecordStore"]
+__all__ = ["TableRecordStore", "table_client"]
 
 #: Read-merge-replace rounds before a write gives up as unavailable (each loses only to a writer
 #: that got through, so this bounds contention, not progress).
@@ -93,6 +93,36 @@ def _decode(entity: TableEntity) -> DeliveryRecord:
     return from_fields(entity)
 
 
+def table_client(
+    location: TableLocation, *, account_key: str | None, retry_total: int, timeout: float
+) -> tuple[TableClient, Any]:
+    """An async client of ``location``'s table, and the credential to close with it (``None``: none).
+
+    ``account_key`` signs with the account's shared key (Azurite); without it,
+    ``DefaultAzureCredential`` (a managed identity in Azure). ``timeout`` bounds one request.
+    """
+    credential: Any
+    owned: Any = None
+    if account_key is not None:
+        credential = AzureNamedKeyCredential(location.account, account_key)
+    else:
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = owned = DefaultAzureCredential()
+    client = TableClient(
+        location.endpoint,
+        location.table,
+        credential=credential,
+        retry_total=retry_total,
+        connection_timeout=min(5.0, timeout),
+        read_timeout=timeout,
+        # Otherwise every request looks up proxy variables and ~/.netrc (see worker/mailer.py).
+        use_env_settings=False,
+        logging_enable=False,
+    )
+    return client, owned
+
+
 class TableRecordStore:
     """:class:`~postbus.records.store.RecordStore` in one Azure Storage table (created if missing).
 
@@ -112,24 +142,8 @@ class TableRecordStore:
         self.location = location
         #: Writes that lost an If-Match race and were merged again (for tests and telemetry).
         self.conflicts = 0
-        self._credential: Any = None
-        credential: Any
-        if account_key is not None:
-            credential = AzureNamedKeyCredential(location.account, account_key)
-        else:
-            from azure.identity.aio import DefaultAzureCredential
-
-            credential = self._credential = DefaultAzureCredential()
-        self._table = TableClient(
-            location.endpoint,
-            location.table,
-            credential=credential,
-            retry_total=retry_total,
-            connection_timeout=min(5.0, timeout),
-            read_timeout=timeout,
-            # Otherwise every request looks up proxy variables and ~/.netrc (see worker/mailer.py).
-            use_env_settings=False,
-            logging_enable=False,
+        self._table, self._credential = table_client(
+            location, account_key=account_key, retry_total=retry_total, timeout=timeout
         )
         self._opened = False
         self._open_lock = asyncio.Lock()

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final, TypeVar
 
+from postbus.records.sqlite import connect_wal
 from postbus.worker.roster.base import RosterUnavailable
 
 __all__ = ["SqliteRoster"]
@@ -68,30 +69,14 @@ class SqliteRoster:
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(
-                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
-            )
+            connection = connect_wal(self.path, busy_timeout=self._busy_timeout)
             try:
-                self._initialise(connection)
+                connection.execute(_SCHEMA)
             except BaseException:
                 connection.close()
                 raise
             self._connection = connection
         return self._connection
-
-    def _initialise(self, connection: sqlite3.Connection) -> None:
-        # As in the record store: switching a new file to WAL takes a lock SQLite's busy handler
-        # does not wait for, so a process that meets another one creating the file retries here.
-        deadline = time.monotonic() + self._busy_timeout
-        while connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            try:
-                connection.execute("PRAGMA journal_mode=WAL")
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
-        connection.execute(_SCHEMA)
 
     def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
         with self._lock, self._translated():

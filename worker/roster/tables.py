@@ -18,10 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime, timedelta
-from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
@@ -30,8 +28,8 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.data.tables import TableEntity, UpdateMode
-from azure.data.tables.aio import TableClient
 
+from postbus.records.tables import table_client
 from postbus.records.url import TableLocation
 from postbus.worker.roster.base import RosterUnavailable
 
@@ -61,23 +59,8 @@ class TableRoster:
         self.location = location
         self.group = group
         self._expiry = timedelta(seconds=expiry)
-        self._credential: Any = None
-        credential: Any
-        if account_key is not None:
-            credential = AzureNamedKeyCredential(location.account, account_key)
-        else:
-            from azure.identity.aio import DefaultAzureCredential
-
-            credential = self._credential = DefaultAzureCredential()
-        self._table = TableClient(
-            location.endpoint,
-            location.table,
-            credential=credential,
-            retry_total=retry_total,
-            connection_timeout=min(5.0, timeout),
-            read_timeout=timeout,
-            use_env_settings=False,
-            logging_enable=False,
+        self._table, self._credential = table_client(
+            location, account_key=account_key, retry_total=retry_total, timeout=timeout
         )
         self._opened = False
 
