@@ -18,8 +18,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +29,7 @@ from postbus.records.record import DeliveryRecord, from_fields, merge, to_fields
 from postbus.records.store import generation_order
 from postbus.records.summary import DEFAULT_SLO, Summary, summarize
 
-__all__ = ["SCHEMA_VERSION", "SqliteRecordStore", "connect_wal"]
+__all__ = ["SCHEMA_VERSION", "SqliteConnection", "SqliteRecordStore", "connect_wal"]
 
 SCHEMA_VERSION: Final = 1
 _T = TypeVar("_T")
@@ -112,30 +111,30 @@ def connect_wal(path: Path, *, busy_timeout: float) -> sqlite3.Connection:
     return connection
 
 
-class SqliteRecordStore:
-    """:class:`~postbus.records.store.RecordStore` in an SQLite file (created with its folder).
+class SqliteConnection:
+    """One SQLite connection in WAL mode, worked by one thread at a time for asyncio callers.
 
-    ``busy_timeout`` is how long a write waits for another process's write lock before it fails
-    as unavailable.
+    Opened on the first :meth:`call` with ``initialise`` (pragmas, schema); ``sqlite3`` and OS
+    errors become ``error(exc)``. Callers queue on an asyncio lock, not in the thread pool: one
+    thread works the connection at a time, and waiting writers do not hold pool threads other code
+    needs. :meth:`close` closes it; a later call reopens it.
     """
 
-    def __init__(self, path: Path | str, *, busy_timeout: float = 10.0) -> None:
-        self.path = Path(path)
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout: float,
+        initialise: Callable[[sqlite3.Connection], object],
+        error: Callable[[Exception], Exception],
+    ) -> None:
+        self.path = path
         self._busy_timeout = busy_timeout
+        self._initialise = initialise
+        self._error = error
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
-        # Callers queue here, not in the thread pool: one thread works the connection at a time,
-        # and waiting writers do not hold pool threads other code needs.
         self._queue = asyncio.Lock()
-
-    # --- plumbing ----------------------------------------------------------------------------
-
-    @contextmanager
-    def _translated(self) -> Iterator[None]:
-        try:
-            yield
-        except (sqlite3.Error, OSError) as exc:
-            raise RecordStoreUnavailable(f"sqlite {self.path}: {exc}") from exc
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
@@ -147,6 +146,48 @@ class SqliteRecordStore:
                 raise
             self._connection = connection
         return self._connection
+
+    def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        with self._lock:
+            try:
+                return operation(self._connect())
+            except (sqlite3.Error, OSError) as exc:
+                raise self._error(exc) from exc
+
+    async def call(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``operation`` on the connection in a worker thread, after the callers before."""
+        async with self._queue:
+            return await asyncio.to_thread(self._run, operation)
+
+    async def close(self) -> None:
+        """Close the connection (a later call reopens it)."""
+
+        def operation() -> None:
+            with self._lock:
+                if self._connection is not None:
+                    self._connection.close()
+                    self._connection = None
+
+        await asyncio.to_thread(operation)
+
+
+class SqliteRecordStore:
+    """:class:`~postbus.records.store.RecordStore` in an SQLite file (created with its folder).
+
+    ``busy_timeout`` is how long a write waits for another process's write lock before it fails
+    as unavailable.
+    """
+
+    def __init__(self, path: Path | str, *, busy_timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        self._db = SqliteConnection(
+            self.path,
+            busy_timeout=busy_timeout,
+            initialise=self._initialise,
+            error=lambda exc: RecordStoreUnavailable(f"sqlite {self.path}: {exc}"),
+        )
+
+    # --- plumbing ----------------------------------------------------------------------------
 
     def _initialise(self, connection: sqlite3.Connection) -> None:
         connection.execute("PRAGMA synchronous=FULL")
@@ -166,19 +207,11 @@ class SqliteRecordStore:
                 connection.execute("ROLLBACK")
             raise
 
-    def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
-        with self._lock, self._translated():
-            return operation(self._connect())
-
-    async def _call(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
-        async with self._queue:
-            return await asyncio.to_thread(self._run, operation)
-
     # --- the protocol ------------------------------------------------------------------------
 
     async def open(self) -> None:
         """Create the file, its folder and the schema if missing."""
-        await self._call(lambda _: None)
+        await self._db.call(lambda _: None)
 
     async def write(self, update: DeliveryRecord) -> DeliveryRecord:
         """Merge ``update`` into its row in one immediate transaction."""
@@ -196,7 +229,7 @@ class SqliteRecordStore:
                 raise
             return merged
 
-        return await self._call(operation)
+        return await self._db.call(operation)
 
     async def get(self, operation_id: str) -> DeliveryRecord | None:
         """The row of ``operation_id``."""
@@ -205,7 +238,7 @@ class SqliteRecordStore:
             row = db.execute(f"{_SELECT} WHERE operation_id = ?", (operation_id,)).fetchone()
             return None if row is None else _record(row)
 
-        return await self._call(operation)
+        return await self._db.call(operation)
 
     async def by_event(self, event_id: str) -> list[DeliveryRecord]:
         """Every generation of ``event_id`` (indexed)."""
@@ -214,7 +247,7 @@ class SqliteRecordStore:
             rows = db.execute(f"{_SELECT} WHERE event_id = ?", (event_id,)).fetchall()
             return generation_order(_record(row) for row in rows)
 
-        return await self._call(operation)
+        return await self._db.call(operation)
 
     async def summary(self, *, since: datetime, until: datetime, slo: timedelta = DEFAULT_SLO) -> Summary:
         """Counts over ``[since, until)`` from an indexed range scan on ``created_at``."""
@@ -225,7 +258,7 @@ class SqliteRecordStore:
             )
             return summarize((_record(row) for row in rows), since=since, until=until, slo=slo)
 
-        return await self._call(operation)
+        return await self._db.call(operation)
 
     async def prune(self, *, before: datetime) -> int:
         """Delete the rows first written before ``before``."""
@@ -234,18 +267,11 @@ class SqliteRecordStore:
             cursor = db.execute("DELETE FROM delivery_records WHERE created_at < ?", (_text(before),))
             return cursor.rowcount
 
-        return await self._call(operation)
+        return await self._db.call(operation)
 
     async def close(self) -> None:
         """Close the connection (a later call reopens it)."""
-
-        def operation() -> None:
-            with self._lock:
-                if self._connection is not None:
-                    self._connection.close()
-                    self._connection = None
-
-        await asyncio.to_thread(operation)
+        await self._db.close()
 
     async def __aenter__(self) -> Self:
         await self.open()

@@ -13,21 +13,17 @@ from one thread at a time via :func:`asyncio.to_thread`; ``sqlite3`` errors beco
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final
 
-from postbus.records.sqlite import connect_wal
+from postbus.records.sqlite import SqliteConnection
 from postbus.worker.roster.base import RosterUnavailable
 
 __all__ = ["SqliteRoster"]
 
-_T = TypeVar("_T")
 _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS roster "
     "(grp TEXT NOT NULL, replica TEXT NOT NULL, seen REAL NOT NULL, PRIMARY KEY (grp, replica))"
@@ -54,37 +50,13 @@ class SqliteRoster:
         self.path = Path(path)
         self.group = group
         self._expiry = expiry
-        self._busy_timeout = busy_timeout
         self._clock = clock
-        self._connection: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-        self._queue = asyncio.Lock()
-
-    @contextmanager
-    def _translated(self) -> Iterator[None]:
-        try:
-            yield
-        except (sqlite3.Error, OSError) as exc:
-            raise RosterUnavailable(f"roster sqlite {self.path}: {exc}") from exc
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._connection is None:
-            connection = connect_wal(self.path, busy_timeout=self._busy_timeout)
-            try:
-                connection.execute(_SCHEMA)
-            except BaseException:
-                connection.close()
-                raise
-            self._connection = connection
-        return self._connection
-
-    def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
-        with self._lock, self._translated():
-            return operation(self._connect())
-
-    async def _call(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
-        async with self._queue:
-            return await asyncio.to_thread(self._run, operation)
+        self._db = SqliteConnection(
+            self.path,
+            busy_timeout=busy_timeout,
+            initialise=lambda connection: connection.execute(_SCHEMA),
+            error=lambda exc: RosterUnavailable(f"roster sqlite {self.path}: {exc}"),
+        )
 
     async def beat(self, replica: str) -> int:
         """Stamp ``replica``, delete expired rows and count the live ones, in one transaction."""
@@ -106,21 +78,14 @@ class SqliteRoster:
                 raise
             return int(count)
 
-        return await self._call(operation)
+        return await self._db.call(operation)
 
     async def leave(self, replica: str) -> None:
         """Delete ``replica``'s row."""
-        await self._call(
+        await self._db.call(
             lambda db: db.execute("DELETE FROM roster WHERE grp = ? AND replica = ?", (self.group, replica))
         )
 
     async def close(self) -> None:
         """Close the connection (a later call reopens it)."""
-
-        def operation() -> None:
-            with self._lock:
-                if self._connection is not None:
-                    self._connection.close()
-                    self._connection = None
-
-        await asyncio.to_thread(operation)
+        await self._db.close()
