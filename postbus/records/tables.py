@@ -54,7 +54,7 @@ from postbus.records.store import generation_order
 from postbus.records.summary import DEFAULT_SLO, Summary, summarize
 from postbus.records.url import TableLocation
 
-__all__ = ["TableRecordStore", "table_client"]
+__all__ = ["TableRecordStore", "failure_cause", "table_client"]
 
 #: Read-merge-replace rounds before a write gives up as unavailable (each loses only to a writer
 #: that got through, so this bounds contention, not progress).
@@ -91,6 +91,14 @@ def _entity(day: str, record: DeliveryRecord) -> dict[str, Any]:
 
 def _decode(entity: TableEntity) -> DeliveryRecord:
     return from_fields(entity)
+
+
+def failure_cause(exc: Exception) -> str:
+    """One line on why a Table Storage call failed: the status and error code, else the exception."""
+    if isinstance(exc, HttpResponseError) and exc.status_code is not None:
+        code = getattr(exc, "error_code", None) or (exc.reason or "")
+        return f"{exc.status_code} {code}".strip()
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 def table_client(
@@ -149,12 +157,7 @@ class TableRecordStore:
         self._open_lock = asyncio.Lock()
 
     def _failed(self, exc: Exception) -> RecordStoreUnavailable:
-        if isinstance(exc, HttpResponseError) and exc.status_code is not None:
-            code = getattr(exc, "error_code", None) or (exc.reason or "")
-            cause = f"{exc.status_code} {code}".strip()
-        else:
-            cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        return RecordStoreUnavailable(f"table {self.location.url}: {cause}")
+        return RecordStoreUnavailable(f"table {self.location.url}: {failure_cause(exc)}")
 
     # --- plumbing ----------------------------------------------------------------------------
 

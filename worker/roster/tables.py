@@ -29,7 +29,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableEntity, UpdateMode
 
-from postbus.records.tables import table_client
+from postbus.records.tables import failure_cause, table_client
 from postbus.records.url import TableLocation
 from postbus.worker.roster.base import RosterUnavailable
 
@@ -65,12 +65,7 @@ class TableRoster:
         self._opened = False
 
     def _failed(self, exc: Exception) -> RosterUnavailable:
-        if isinstance(exc, HttpResponseError) and exc.status_code is not None:
-            code = getattr(exc, "error_code", None) or (exc.reason or "")
-            cause = f"{exc.status_code} {code}".strip()
-        else:
-            cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        return RosterUnavailable(f"roster table {self.location.url}: {cause}")
+        return RosterUnavailable(f"roster table {self.location.url}: {failure_cause(exc)}")
 
     async def _open(self) -> None:
         if self._opened:
