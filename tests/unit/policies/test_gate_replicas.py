@@ -13,12 +13,9 @@ from typing import Any
 import pytest
 
 from postbus.worker.throttle import AimdGate, UnlimitedGate
+from tests.gate_support import admitted, demand, now
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 def make_gate(per_minute: int = 600, clock: Callable[[], float] = now) -> AimdGate:
@@ -28,21 +25,6 @@ def make_gate(per_minute: int = 600, clock: Callable[[], float] = now) -> AimdGa
 def still() -> float:
     """A clock for the tests that never wait."""
     return 0.0
-
-
-async def demand(gate: AimdGate, seconds: float) -> list[float]:
-    """A message always waiting for ``seconds``: every permit is taken and accepted; their times."""
-    stamps = []
-    end = now() + seconds
-    while now() < end:
-        await gate.acquire()
-        stamps.append(now())
-        gate.on_accepted()
-    return stamps
-
-
-def admitted(stamps: list[float], start: float, seconds: float) -> int:
-    return sum(1 for t in stamps if start <= t < start + seconds)
 
 
 def test_a_gate_never_told_starts_at_the_whole_quota() -> None:

@@ -19,32 +19,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from postbus.worker.throttle import AimdGate, AimdTuning, SendGate, UnlimitedGate, gate_for_quota
+from tests.gate_support import admitted, demand, now
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 def make_gate(per_minute: int = 600, per_hour: int = 0, **overrides: float) -> AimdGate:
     """A gate on the loop's clock; growth with time is off unless a test turns it on (it has its own)."""
     return AimdGate(per_minute=per_minute, per_hour=per_hour, clock=now, **({"regrow_time": 0.0} | overrides))
-
-
-async def demand(gate: AimdGate, seconds: float) -> list[float]:
-    """A message always waiting for ``seconds``: every permit is taken and accepted; their times."""
-    stamps = []
-    end = now() + seconds
-    while now() < end:
-        await gate.acquire()
-        stamps.append(now())
-        gate.on_accepted()
-    return stamps
-
-
-def admitted(stamps: list[float], start: float, seconds: float) -> int:
-    return sum(1 for t in stamps if start <= t < start + seconds)
 
 
 # ---- construction -------------------------------------------------------------------------------
