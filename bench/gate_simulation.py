@@ -16,6 +16,7 @@ Prints one JSON object per scenario (``--json`` prints a single JSON list)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -169,6 +170,13 @@ def main() -> None:
     parser.add_argument("--tune", action="append", default=[], metavar="KEY=VALUE", help="AimdGate tuning")
     parser.add_argument("--json", action="store_true", help="one JSON list instead of one object per line")
     parser.add_argument("--brief", action="store_true", help="leave out the share samples")
+    parser.add_argument(
+        "--roster",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="tell the gates the replica count through a roster with this heartbeat (the worker's default is 2)",
+    )
     args = parser.parse_args()
     # The gate logs every throttle episode; the figures are the output here.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
@@ -187,6 +195,8 @@ def main() -> None:
         ]
     else:
         scenarios = matrix(args.matrix, tuning)
+    if args.roster:
+        scenarios = [dataclasses.replace(s, roster=args.roster) for s in scenarios]
     started = time.perf_counter()
     results = []
     for scenario in scenarios:

@@ -129,6 +129,12 @@ class Scenario:
 
     ``changes`` are (time, +n or -n processes) applied mid-run. ``trickle_per_minute`` events arrive
     evenly before ``spike_at``, when the backlog arrives at once (low demand, then a spike).
+
+    ``roster`` is the replica roster's heartbeat in seconds (0: no roster, the gates are never told
+    the count). With one, each process joins when it starts, beats every second during its first
+    heartbeat and then every ``roster`` s, and tells its gate the live count as the worker's
+    :class:`~postbus.worker.roster.membership.Membership` does; a stopped process leaves at once, a
+    killed one ages out three heartbeats after its last beat, as the roster's stores count.
     """
 
     name: str
@@ -148,6 +154,7 @@ class Scenario:
     foreign: tuple[Foreign, ...] = ()
     kills: tuple[Kill, ...] = ()
     lock: float = 30.0
+    roster: float = 0.0
 
     @property
     def trickle(self) -> int:
@@ -168,6 +175,7 @@ class _Process:
     throttled: int = 0
     stopped: bool = False
     killed: bool = False
+    seen: float | None = None  # its last roster heartbeat (None: not on the roster)
 
     @property
     def running(self) -> bool:
@@ -251,14 +259,38 @@ class _Run:
             per_minute=s.per_minute, per_hour=s.per_hour, clock=self.loop.time, tuning=AimdTuning(**s.tuning)
         )
         proc = _Process(gate, [])
-        proc.tasks = [asyncio.create_task(self.sender(proc)) for _ in range(s.concurrency)]
         self.processes.append(proc)
+        if s.roster > 0:
+            self.beat(proc)  # joins before its first receive
+        proc.tasks = [asyncio.create_task(self.sender(proc)) for _ in range(s.concurrency)]
+        if s.roster > 0:
+            proc.tasks.append(asyncio.create_task(self.membership(proc)))
 
     def stop_process(self, *, killed: bool) -> None:
         leaving = [p for p in self.processes if p.running and not p.stopped][-1]
         leaving.stopped, leaving.killed = True, killed
+        if not killed:
+            leaving.seen = None  # a graceful stop leaves the roster
         for task in leaving.tasks:
             task.cancel()
+
+    def beat(self, proc: _Process) -> None:
+        """One roster heartbeat of ``proc``: stamp it and tell its gate the live count."""
+        now = self.loop.time()
+        proc.seen = now
+        horizon = now - 3 * self.scenario.roster
+        proc.gate.set_replicas(sum(1 for p in self.processes if p.seen is not None and p.seen > horizon))
+
+    async def membership(self, proc: _Process) -> None:
+        heartbeat = self.scenario.roster
+        startup = min(1.0, heartbeat)
+        await asyncio.sleep(self.rng.uniform(0.0, startup))  # replicas do not beat in step
+        for _ in range(max(0, round(heartbeat / startup) - 1)):
+            self.beat(proc)
+            await asyncio.sleep(startup)
+        while True:
+            self.beat(proc)
+            await asyncio.sleep(heartbeat)
 
     async def scale(self) -> None:
         for at, delta in self.scenario.changes:
@@ -393,6 +425,8 @@ class _Run:
             "shares": [[round(t), [round(x, 3) for x in row]] for t, row in self.shares],
             "tuning": s.tuning,
         }
+        if s.roster:
+            out["roster_heartbeat_s"] = s.roster
         if s.kills:
             out["kills"] = [[k.at, k.replaced_after] for k in s.kills]
         if s.foreign:
