@@ -275,7 +275,8 @@ class Settings(BaseSettings):
     roster_enabled: bool = Field(
         True,
         description="Workers register in a roster in the record store (`POSTBUS_RECORD_URL`) and count the "
-        "live replicas, so each starts at its share of the quota; off: each starts at the whole quota.",
+        "live replicas, so each starts at, and never grows past, its share of the quota; off: each starts "
+        "at the whole quota.",
     )
     roster_heartbeat: Annotated[float, Field(ge=0.1, le=300)] = Field(
         2.0,

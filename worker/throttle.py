@@ -43,6 +43,10 @@ reasoning and the simulation (:mod:`postbus.worker.throttle_sim`) that chose the
   back). From the first 429 on, the learning above owns the share; a change of the count then scales
   it by old/new, so a dead replica's share reaches the survivors when it ages out of the roster and
   a newcomer finds room made for it (docs/throttling.md, "Replicas starting together").
+* **Fair-share ceiling.** A told gate never grows past 1/n (``ceiling``). Without it, after a
+  disturbance (a replica killed and replaced) the regrowth of every replica overfilled the window
+  together, the clump left the sliding window a minute later all at once, and the send rate swung
+  between half and twice the quota with a one-minute period for the rest of the drain.
 
 Permits are handed out first come, first served, without polling; a cancelled waiter takes nothing.
 A permit is "in flight" until :meth:`AimdGate.on_accepted` or :meth:`AimdGate.on_throttled` (the
@@ -100,7 +104,8 @@ class AimdTuning:
     of the current rate (at least one send).
     ``pending_timeout``: seconds after which a permit without a verdict counts as accepted.
     ``max_pause``: longest pause one ``Retry-After`` may impose (a garbage header must not stop the
-    worker for days).
+    worker for days). ``ceiling``: once told the replica count n, the share never grows past
+    ``ceiling``/n (0 = no ceiling), so the replicas together never pace above ``ceiling`` x the quota.
     """
 
     initial_share: float = 1.0
@@ -115,6 +120,7 @@ class AimdTuning:
     burst: float = 1.0
     pending_timeout: float = 60.0
     max_pause: float = 3600.0
+    ceiling: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 < self.initial_share <= 1:
@@ -134,6 +140,7 @@ class AimdTuning:
                 "burst",
                 "pending_timeout",
                 "max_pause",
+                "ceiling",
             )
             if getattr(self, name) < 0
         ]
@@ -406,6 +413,13 @@ class AimdGate(_FifoGate):
     def _may_speed_up(self) -> bool:
         return self._told_share
 
+    @property
+    def _cap(self) -> float:
+        """The most share this replica may take: ``ceiling`` fair shares once told the count, else all."""
+        if self.replicas is None or not self.tuning.ceiling:
+            return 1.0
+        return min(1.0, self.tuning.ceiling / self.replicas)
+
     def _rescale(self, factor: float) -> None:
         """Scale the learnt share by ``factor`` (old count / new count) when the replicas change.
 
@@ -416,9 +430,9 @@ class AimdGate(_FifoGate):
         now = self._clock()
         self._regrow(now)
         self._refill(now)
-        self._share = min(1.0, max(self._min_share, self._share * factor))
+        self._share = min(self._cap, max(self._min_share, self._share * factor))
         if self._measured:
-            self._measured = min(1.0, self._measured * factor)
+            self._measured = min(self._cap, self._measured * factor)
         self._tokens = min(self._tokens, self._bucket_size())
         log.info("send_gate_rescaled", factor=round(factor, 3), share=round(self._share, 4))
         self._notify()
@@ -443,7 +457,7 @@ class AimdGate(_FifoGate):
                 span = max(tune.boost_span * self._measured, self._min_share)
                 step *= 2.0 ** min(self._max_boost_exponent, (self._share - self._measured) / span)
             self._share += step
-        self._share = min(1.0, self._share)
+        self._share = min(self._cap, self._share)
         self._wake_if_blocked()
 
     def on_throttled(self, retry_after: float) -> None:
@@ -535,12 +549,13 @@ class AimdGate(_FifoGate):
         """
         span = self.tuning.regrow_time
         start = self._regrow_from
-        if span <= 0 or now <= start or self._share >= 1.0 or self._told_share:
+        cap = self._cap
+        if span <= 0 or now <= start or self._share >= cap or self._told_share:
             return self._share
         before = max(0.0, self._regrown_at - start) / span
         after = (now - start) / span
         growth: float = 2.0 ** (after * after - before * before)
-        return min(1.0, self._share * growth)
+        return min(cap, self._share * growth)
 
     def _regrow(self, now: float) -> None:
         if now > self._regrown_at:

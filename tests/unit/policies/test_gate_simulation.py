@@ -123,6 +123,56 @@ def test_a_replica_killed_and_replaced_mid_spike_costs_little_quota(
     assert result["throttled_share"] <= 0.02, result
 
 
+@pytest.mark.parametrize("workers", [2, 4])
+def test_with_the_roster_a_killed_replica_leaves_no_echo_of_catch_up_bursts(
+    gate_sim: ModuleType, workers: int
+) -> None:
+    # The worker's setup: the gates are told the count by a roster with a 2 s heartbeat. The dead
+    # replica ages out of it and its share goes to the survivors; the replacement joins. Without the
+    # fair-share ceiling the survivors' regrowth overfills the window, and every minute after the
+    # kill the bins swing between about 0.5 and 1.8 of the quota.
+    scenario = gate_sim.Scenario(
+        "kill-roster",
+        1200,
+        72_000,
+        workers,
+        7200,
+        kills=(gate_sim.Kill(at=120.0, replaced_after=15.0),),
+        roster=2.0,
+    )
+    result = gate_sim.simulate(scenario)
+    after_kill = result["rate_per_bin"][14:-1]  # from 20 s after the kill; the last bin is partial
+    assert min(after_kill) >= 0.85, result
+    assert max(after_kill) <= 1.1, result
+    assert result["utilisation"] >= 0.98, result
+    assert result["throttled_share"] <= 0.005, result
+
+
+def test_the_simulated_roster_counts_a_killed_replica_until_it_ages_out(gate_sim: ModuleType) -> None:
+    from postbus.worker.throttle import AimdGate
+
+    told: list[tuple[float, int]] = []
+
+    class Recording(AimdGate):
+        def set_replicas(self, count: int) -> None:
+            told.append((asyncio.get_running_loop().time(), count))
+            super().set_replicas(count)
+
+    scenario = gate_sim.Scenario(
+        "kill-roster", 600, 36_000, 2, 1200, kills=(gate_sim.Kill(at=30.0, replaced_after=20.0),), roster=2.0
+    )
+    gate_sim.simulate(scenario, Recording)
+    ones = [t for t, count in told if count == 1 and t >= 1.0]
+    # The first to join counts itself alone until its next beat, within the startup second; then two
+    # until the dead one's last beat is three heartbeats old, and one until the new one joins
+    assert all(count == 2 for t, count in told if 1.0 <= t < 30.0), told
+    # (its last beat was up to a heartbeat before the kill, and the survivor sees it at its own beat)
+    assert ones, told
+    assert 30.0 + 4.0 <= min(ones) <= 30.0 + 8.0 + 1e-9, told
+    assert max(ones) < 50.0 + 1e-9, told
+    assert all(count == 2 for t, count in told if t >= 50.0 + 1e-9), told
+
+
 @pytest.mark.parametrize(
     ("workers", "at_least", "at_most"), [(1, 0.0, 1.5), (2, 25.0, 35.0), (4, 40.0, 50.0)]
 )
