@@ -151,17 +151,25 @@ def test_after_a_429_the_share_grows_again_by_the_usual_rules(run_virtual: Run) 
     assert later > learnt
 
 
+async def grown_after_a_429(count: int | None, **tuning: float) -> AimdGate:
+    """A 600/min gate after a 429 at the end of a busy minute and three busy minutes without one.
+
+    Recovery, additive increase and regrowth with time all apply in those three minutes.
+    """
+    gate = AimdGate(per_minute=600, per_hour=0, clock=now, **tuning)
+    if count is not None:
+        gate.set_replicas(count)
+    await demand(gate, 60.0)
+    gate.on_throttled(1.0)
+    await demand(gate, 180.0)
+    return gate
+
+
 def test_after_a_429_growth_stops_at_the_fair_share_of_the_count(run_virtual: Run) -> None:
     async def main() -> tuple[float, float, float]:
-        # Given two replicas, and a 429 after a minute in which the other one sent little
-        gate = make_gate(600)
-        gate.set_replicas(2)
-        await demand(gate, 60.0)
-        gate.on_throttled(1.0)
-        # When three quiet-free minutes follow: recovery, additive increase and regrowth all apply
-        await demand(gate, 180.0)
+        gate = await grown_after_a_429(2)
         two = gate.share
-        # And the count falls to one, then rises to four
+        # When the count falls to one, then rises to four
         gate.set_replicas(1)
         one = gate.share
         gate.set_replicas(4)
@@ -176,23 +184,14 @@ def test_after_a_429_growth_stops_at_the_fair_share_of_the_count(run_virtual: Ru
 
 def test_without_a_ceiling_a_told_gate_grows_past_its_fair_share(run_virtual: Run) -> None:
     async def main() -> float:
-        gate = AimdGate(per_minute=600, per_hour=0, clock=now, ceiling=0.0)
-        gate.set_replicas(2)
-        await demand(gate, 60.0)
-        gate.on_throttled(1.0)
-        await demand(gate, 180.0)
-        return gate.share
+        return (await grown_after_a_429(2, ceiling=0.0)).share
 
     assert run_virtual(main()) > 0.9
 
 
 def test_a_gate_never_told_the_count_may_grow_to_the_whole_quota(run_virtual: Run) -> None:
     async def main() -> float:
-        gate = make_gate(600)
-        await demand(gate, 60.0)
-        gate.on_throttled(1.0)
-        await demand(gate, 180.0)
-        return gate.share
+        return (await grown_after_a_429(None)).share
 
     assert run_virtual(main()) == pytest.approx(1.0)
 
