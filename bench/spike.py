@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import subprocess
 import tempfile
@@ -241,13 +242,22 @@ async def main() -> None:
         choices=["before", "during"],
         help="another application on the quota: a window's worth just before the spike, or half of it during",
     )
+    parser.add_argument(
+        "--keep-logs",
+        type=Path,
+        metavar="DIR",
+        help="keep the workers' JSON logs in DIR (w<N>/worker-<i>.log)",
+    )
     args = parser.parse_args()
     configure_logging(level="warning", fmt="json")
     runs = []
-    with tempfile.TemporaryDirectory(prefix="postbus-spike-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = args.keep_logs or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="postbus-spike-"))
+        )
         for count in args.workers:
-            logs = Path(tmp) / f"w{count}"
-            logs.mkdir()
+            logs = tmp / f"w{count}"
+            logs.mkdir(parents=True)
             runs.append(
                 await run_once(
                     burst=args.burst,
