@@ -168,7 +168,9 @@ class Settings(BaseSettings):
         16, description="Messages processed at once per worker."
     )
     prefetch: Annotated[int, Field(ge=0, le=5000)] = Field(
-        64, description="Messages the receiver buffers ahead."
+        64,
+        description="Messages the receiver buffers ahead; with a quota, none (each receive asks for what "
+        "the send gate lets the worker hold).",
     )
     health_port: Annotated[int, Field(ge=0, le=65535)] = Field(
         8080, description="Port of `/healthz` and `/readyz`; 0 disables the endpoint."

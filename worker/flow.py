@@ -25,15 +25,18 @@ HEARTBEAT_SECONDS: Final = 0.1
 
 
 def effective_prefetch(settings: Settings) -> int:
-    """Prefetch, bounded when a quota paces the sends.
+    """Prefetch, or none at all when a quota paces the sends.
 
-    A buffered message's lock is not renewed until a handler takes it, and a replica's share of a
-    shared quota can be small; a deep buffer would also keep messages from replicas that have
-    quota to spare at the end of a spike. One round of handlers' worth is enough.
+    A prefetched message is locked but not renewed and invisible to every other replica. When a
+    quota paces the sends, each replica's pace is capped at its share, so at the end of a spike the
+    messages in one replica's buffer wait for its permits while the others, their own messages
+    sent, have quota to spare. Without prefetch the receive loop asks for exactly what the gate lets
+    it hold (:func:`holding_limit`), and the SDK releases what arrives after a receive returns,
+    so no message waits where another replica could send it.
     """
     if settings.quota_per_minute <= 0 and settings.quota_per_hour <= 0:
         return settings.prefetch
-    return min(settings.prefetch, settings.concurrency)
+    return 0
 
 
 def lane_prefetch(settings: Settings, lanes: int) -> int:

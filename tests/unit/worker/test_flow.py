@@ -27,18 +27,21 @@ def test_unpaced_workers_keep_their_prefetch() -> None:
 
 
 @pytest.mark.parametrize(("minute", "hour"), [(30, 100), (0, 100), (6000, 0)])
-def test_paced_workers_buffer_one_round_of_handlers(minute: int, hour: int) -> None:
+def test_paced_workers_prefetch_nothing(minute: int, hour: int) -> None:
+    # What a paced replica buffers waits for its permits while the others may have quota to spare.
     settings = load_settings(quota_per_minute=minute, quota_per_hour=hour, prefetch=200, concurrency=16)
-    assert effective_prefetch(settings) == 16
+    assert effective_prefetch(settings) == 0
 
 
 def test_each_lane_prefetches_a_share_of_the_process_prefetch() -> None:
-    paced = load_settings(quota_per_minute=600, quota_per_hour=0, prefetch=200, concurrency=16)
-    assert (lane_prefetch(paced, 1), lane_prefetch(paced, 3)) == (16, 5)
-    tiny = load_settings(quota_per_minute=600, quota_per_hour=0, prefetch=200, concurrency=1)
-    assert lane_prefetch(tiny, 3) == 1  # never zero: a lane with no prefetch at all is not what was asked
+    unpaced = load_settings(quota_per_minute=0, quota_per_hour=0, prefetch=200, concurrency=16)
+    assert (lane_prefetch(unpaced, 1), lane_prefetch(unpaced, 3)) == (200, 66)
+    small = load_settings(quota_per_minute=0, quota_per_hour=0, prefetch=2, concurrency=16)
+    assert lane_prefetch(small, 3) == 1  # never zero: a lane with no prefetch at all is not what was asked
     off = load_settings(quota_per_minute=0, quota_per_hour=0, prefetch=0)
     assert lane_prefetch(off, 3) == 0
+    paced = load_settings(quota_per_minute=600, quota_per_hour=0, prefetch=200, concurrency=16)
+    assert lane_prefetch(paced, 3) == 0
 
 
 def test_an_unlimited_gate_holds_a_full_round() -> None:
