@@ -162,8 +162,11 @@ class SendGate(Protocol):
     def on_throttled(self, retry_after: float) -> None:
         """ACS answered 429: pause the whole process for ``retry_after`` seconds and slow down."""
 
-    def set_replicas(self, count: int) -> None:
-        """The number of live replicas sharing the quota (this one included), as the roster counts them."""
+    def set_replicas(self, count: int | None) -> None:
+        """The number of live replicas sharing the quota (this one included), as the roster counts them.
+
+        ``None``: the roster has not answered for as long as a replica takes to age out of it.
+        """
 
     @property
     def rate(self) -> float:
@@ -316,7 +319,7 @@ class UnlimitedGate(_FifoGate):
         self._pause(self._clock(), retry_after, self._max_pause)
         log.info("send_gate_paused", retry_after=retry_after, paused_until=self._paused_until)
 
-    def set_replicas(self, count: int) -> None:
+    def set_replicas(self, count: int | None) -> None:
         pass  # no share to divide
 
 
@@ -390,19 +393,32 @@ class AimdGate(_FifoGate):
         """The share is 1/replicas, as told, because no 429 has taught this gate anything yet."""
         return self.replicas is not None and not self.throttle_episodes
 
-    def set_replicas(self, count: int) -> None:
+    def set_replicas(self, count: int | None) -> None:
         """``count`` live replicas share the quota: before the first 429 the share is 1/``count``.
 
         Called at start and on every roster heartbeat; the share follows the count up and down until
         the first 429 episode. After it AIMD owns the share, and a change of the count scales it by
         old/new (:meth:`_rescale`), which keeps the replicas' shares adding up to what AIMD learnt.
+
+        ``None`` means the count is no longer known (the roster has been unreachable for as long as a
+        replica takes to age out). After the first 429 that lifts the fair-share ceiling: with
+        replicas gone unseen, a ceiling from the old count would leave their quota unused until the
+        roster is back, where AIMD finds it. Before the first 429 the last count's share stays: an
+        optimistic start is the clump the count is there to prevent.
         """
+        if count is None:
+            if self.throttle_episodes and self.replicas is not None:
+                self.replicas = None
+                log.info("send_gate_count_unknown", share=round(self.share, 4))
+            return
         if count < 1:
             raise ValueError(f"a replica count is at least 1, got {count}")
         previous, self.replicas = self.replicas, count
         if self.throttle_episodes:
             if previous is not None and previous != count:
                 self._rescale(previous / count)
+            elif previous is None:
+                self._rescale(1.0)  # a known count again: its ceiling applies again
             return
         now = self._clock()
         self._refill(now)  # tokens earned so far accrue at the old rate

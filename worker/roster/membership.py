@@ -3,7 +3,9 @@
 Each count goes to ``on_count`` (the send gate's ``set_replicas``). A roster that cannot be reached
 must never stop sending: a failed or slow heartbeat (one that takes longer than a heartbeat) is
 logged once per outage, the last count stays (1 if there never was one), and the next heartbeat
-tries again. A change of the count is one log line.
+tries again. Once the outage has lasted as many heartbeats as a killed replica takes to age out,
+replicas may have come and gone unseen, so ``on_count`` hears ``None`` (unknown) until the roster
+answers again. A change of the count is one log line.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from postbus.logs import get_logger
-from postbus.worker.roster.base import Roster, RosterUnavailable
+from postbus.worker.roster.base import LIVE_HEARTBEATS, Roster, RosterUnavailable
 
 __all__ = ["Membership"]
 
@@ -44,7 +46,7 @@ class Membership:
         roster: Roster,
         *,
         heartbeat: float,
-        on_count: Callable[[int], None],
+        on_count: Callable[[int | None], None],
         replica: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -54,6 +56,7 @@ class Membership:
         self.count = 1
         #: Heartbeats that failed (the store unreachable, or slower than a heartbeat).
         self.failures = 0
+        self._failed_in_a_row = 0
         self._heartbeat = heartbeat
         self._on_count = on_count
         self._sleep = sleep
@@ -75,14 +78,22 @@ class Membership:
                 count = await self.roster.beat(self.replica)
         except (RosterUnavailable, TimeoutError) as exc:
             self.failures += 1
+            self._failed_in_a_row += 1
             if not self._failing:
                 self._failing = True
                 error = str(exc) or f"no answer within {self._heartbeat:g} s"
                 log.warning(
                     "replica roster unavailable; keeping the last count", replicas=self.count, error=error
                 )
-            self._on_count(self.count)
+            if self._failed_in_a_row < LIVE_HEARTBEATS:
+                self._on_count(self.count)
+                return self.count
+            if self._failed_in_a_row == LIVE_HEARTBEATS:
+                # As long as a killed replica takes to age out: the last count may be stale by now.
+                log.warning("replica roster still unavailable; the replica count is unknown", replicas=None)
+            self._on_count(None)
             return self.count
+        self._failed_in_a_row = 0
         if self._failing:
             self._failing = False
             log.info("replica roster reachable again", replicas=count)

@@ -160,7 +160,7 @@ class _Gate:
     def on_throttled(self, retry_after: float) -> None:
         return None
 
-    def set_replicas(self, count: int) -> None:
+    def set_replicas(self, count: int | None) -> None:
         pass
 
     @property

@@ -196,6 +196,39 @@ def test_a_gate_never_told_the_count_may_grow_to_the_whole_quota(run_virtual: Ru
     assert run_virtual(main()) == pytest.approx(1.0)
 
 
+def test_an_unknown_count_lifts_the_ceiling_until_a_count_is_known_again(run_virtual: Run) -> None:
+    async def main() -> tuple[float, float, float]:
+        # Given two replicas and a share held at 1/2 by the ceiling after a 429
+        gate = await grown_after_a_429(2)
+        capped = gate.share
+        # When the roster has been unreachable long enough that replicas may have gone unseen
+        gate.set_replicas(None)
+        await demand(gate, 60.0)
+        unknown = gate.share
+        # And then answers with two replicas again
+        gate.set_replicas(2)
+        return capped, unknown, gate.share
+
+    capped, unknown, known = run_virtual(main())
+    # Then without a known count AIMD alone grows the share (it may find a departed replica's quota),
+    # and a known count brings the ceiling back at once
+    assert capped == pytest.approx(0.5)
+    assert unknown > 0.9
+    assert known == pytest.approx(0.5)
+
+
+def test_an_unknown_count_before_any_429_keeps_the_last_counts_share(run_virtual: Run) -> None:
+    async def main() -> float:
+        gate = make_gate(600)
+        gate.set_replicas(4)
+        gate.set_replicas(None)
+        await demand(gate, 120.0)
+        return gate.share
+
+    # An optimistic start is the clump the count prevents; the last count's share stays, without growth
+    assert run_virtual(main()) == 0.25
+
+
 def test_a_count_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         make_gate(clock=still).set_replicas(0)

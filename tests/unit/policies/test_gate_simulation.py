@@ -151,10 +151,10 @@ def test_with_the_roster_a_killed_replica_leaves_no_echo_of_catch_up_bursts(
 def test_the_simulated_roster_counts_a_killed_replica_until_it_ages_out(gate_sim: ModuleType) -> None:
     from postbus.worker.throttle import AimdGate
 
-    told: list[tuple[float, int]] = []
+    told: list[tuple[float, int | None]] = []
 
     class Recording(AimdGate):
-        def set_replicas(self, count: int) -> None:
+        def set_replicas(self, count: int | None) -> None:
             told.append((asyncio.get_running_loop().time(), count))
             super().set_replicas(count)
 

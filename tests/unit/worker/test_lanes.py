@@ -49,7 +49,7 @@ class Turnstile:
     def on_throttled(self, retry_after: float) -> None:
         pass
 
-    def set_replicas(self, count: int) -> None:
+    def set_replicas(self, count: int | None) -> None:
         pass
 
     @property

@@ -45,7 +45,7 @@ class RecordingGate:
     def on_throttled(self, retry_after: float) -> None:
         self.throttled.append(retry_after)
 
-    def set_replicas(self, count: int) -> None:
+    def set_replicas(self, count: int | None) -> None:
         pass
 
     @property

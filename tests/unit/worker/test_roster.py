@@ -44,7 +44,7 @@ def _lines(logs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
     return [line for line in logs if line["event"] == event]
 
 
-def member(roster: MemoryRoster, counts: list[int], replica: str) -> Membership:
+def member(roster: MemoryRoster, counts: list[int | None], replica: str) -> Membership:
     return Membership(roster, heartbeat=5.0, on_count=counts.append, replica=replica)
 
 
@@ -53,8 +53,8 @@ def member(roster: MemoryRoster, counts: list[int], replica: str) -> Membership:
 
 async def test_replicas_joining_count_each_other_and_tell_their_gates() -> None:
     roster = MemoryRoster(clock=Clock(), expiry=15.0)
-    told_a: list[int] = []
-    told_b: list[int] = []
+    told_a: list[int | None] = []
+    told_b: list[int | None] = []
     a, b = member(roster, told_a, "a"), member(roster, told_b, "b")
     # Given a joins alone, then b joins
     assert await a.join() == 1
@@ -69,7 +69,7 @@ async def test_replicas_joining_count_each_other_and_tell_their_gates() -> None:
 async def test_a_killed_replica_ages_out_after_three_heartbeats_and_a_clean_one_leaves_at_once() -> None:
     clock = Clock()
     roster = MemoryRoster(clock=clock, expiry=15.0)
-    told: list[int] = []
+    told: list[int | None] = []
     a, b, c = member(roster, told, "a"), member(roster, [], "b"), member(roster, [], "c")
     for replica in (a, b, c):
         await replica.join()
@@ -86,33 +86,53 @@ async def test_a_killed_replica_ages_out_after_three_heartbeats_and_a_clean_one_
 
 async def test_a_failing_roster_keeps_the_last_count_logs_once_and_recovers() -> None:
     roster = MemoryRoster(clock=Clock(), expiry=15.0)
-    told: list[int] = []
+    told: list[int | None] = []
     a = member(roster, told, "a")
     await a.join()
     await member(roster, [], "b").join()
     await a.beat()
     with capture_lines() as logs:
-        # Given the store goes away for three heartbeats
+        # Given the store goes away for two heartbeats
         roster.fail_with = RosterUnavailable("roster sqlite x.db: disk I/O error")
-        assert [await a.beat() for _ in range(3)] == [2, 2, 2]
+        assert [await a.beat() for _ in range(2)] == [2, 2]
         # When it comes back with a third replica
         roster.fail_with = None
         await member(roster, [], "c").join()
         assert await a.beat() == 3
     # Then the gate kept hearing the last count, one warning covered the outage, one line its end
-    assert told == [1, 2, 2, 2, 2, 3]
-    assert a.failures == 3
+    assert told == [1, 2, 2, 2, 3]
+    assert a.failures == 2
     [warning] = _lines(logs, "replica roster unavailable; keeping the last count")
     assert warning["replicas"] == 2
     assert "disk I/O error" in warning["error"]
+    assert not _lines(logs, "replica roster still unavailable; the replica count is unknown")
     assert len(_lines(logs, "replica roster reachable again")) == 1
     assert [line["replicas"] for line in _lines(logs, "replica count changed")] == [3]
+
+
+async def test_an_outage_as_long_as_an_age_out_makes_the_count_unknown_until_the_roster_answers() -> None:
+    roster = MemoryRoster(clock=Clock(), expiry=15.0)
+    told: list[int | None] = []
+    a = member(roster, told, "a")
+    await a.join()
+    await member(roster, [], "b").join()
+    await a.beat()
+    with capture_lines() as logs:
+        # Given the store stays away for three heartbeats and more: replicas may have left unseen
+        roster.fail_with = RosterUnavailable("down")
+        assert [await a.beat() for _ in range(5)] == [2, 2, 2, 2, 2]
+        roster.fail_with = None
+        assert await a.beat() == 2
+    # Then the gate heard the last count for two heartbeats, "unknown" from the third, and the
+    # count again once the roster answered; the unknown count is one warning
+    assert told == [1, 2, 2, 2, None, None, None, 2]
+    assert len(_lines(logs, "replica roster still unavailable; the replica count is unknown")) == 1
 
 
 async def test_a_roster_unreachable_at_join_counts_this_replica_alone() -> None:
     roster = MemoryRoster(clock=Clock(), expiry=15.0)
     roster.fail_with = RosterUnavailable("down")
-    told: list[int] = []
+    told: list[int | None] = []
     a = member(roster, told, "a")
     assert await a.join() == 1
     assert told == [1]
@@ -125,7 +145,7 @@ async def test_a_heartbeat_slower_than_a_heartbeat_counts_as_a_failure() -> None
             await asyncio.Event().wait()  # a store that never answers
             raise AssertionError("unreachable")
 
-    told: list[int] = []
+    told: list[int | None] = []
     a = Membership(Stuck(), heartbeat=0.05, on_count=told.append, replica="a")
     assert await a.beat() == 1
     assert (told, a.failures) == ([1], 1)
