@@ -84,13 +84,19 @@ async def test_a_killed_replica_ages_out_after_three_heartbeats_and_a_clean_one_
     assert roster.seen.keys() == {"a"}
 
 
-async def test_a_failing_roster_keeps_the_last_count_logs_once_and_recovers() -> None:
+async def a_counting_two() -> tuple[MemoryRoster, Membership, list[int | None]]:
+    """Replica ``a`` on a fake roster with ``b``, having told its gate 1 (its join), then 2."""
     roster = MemoryRoster(clock=Clock(), expiry=15.0)
     told: list[int | None] = []
     a = member(roster, told, "a")
     await a.join()
     await member(roster, [], "b").join()
     await a.beat()
+    return roster, a, told
+
+
+async def test_a_failing_roster_keeps_the_last_count_logs_once_and_recovers() -> None:
+    roster, a, told = await a_counting_two()
     with capture_lines() as logs:
         # Given the store goes away for two heartbeats
         roster.fail_with = RosterUnavailable("roster sqlite x.db: disk I/O error")
@@ -111,12 +117,7 @@ async def test_a_failing_roster_keeps_the_last_count_logs_once_and_recovers() ->
 
 
 async def test_an_outage_as_long_as_an_age_out_makes_the_count_unknown_until_the_roster_answers() -> None:
-    roster = MemoryRoster(clock=Clock(), expiry=15.0)
-    told: list[int | None] = []
-    a = member(roster, told, "a")
-    await a.join()
-    await member(roster, [], "b").join()
-    await a.beat()
+    roster, a, told = await a_counting_two()
     with capture_lines() as logs:
         # Given the store stays away for three heartbeats and more: replicas may have left unseen
         roster.fail_with = RosterUnavailable("down")
