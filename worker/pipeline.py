@@ -1,9 +1,9 @@
 """Processing one message, from bytes to an :data:`~worker.outcome.Outcome`.
 
-The steps read like the runbook: decode and validate, check ``not_after``, resolve the sender
-alias, skip suppressed recipients (when the suppression list is on), render, fetch claim-checked
-attachments, (for a redelivered message) ask ACS whether it already has the email, wait for a send
-permit, send. Each failure class becomes a value; nothing here settles a message. Retry
+The steps read like the runbook: decode and validate, (for a redelivered message) ask ACS whether
+it already has the email, check ``not_after``, resolve the sender alias, skip suppressed recipients
+(when the suppression list is on), render, fetch claim-checked attachments, wait for a send permit,
+send. Each failure class becomes a value; nothing here settles a message. Retry
 timings come from the :class:`~worker.retry.RetryPolicy`.
 """
 
@@ -158,6 +158,18 @@ class Pipeline:
                 DeadLetter(DeadLetterReason.INVALID_EVENT, str(exc)), undecoded=identify(delivery.body)
             )
         event = decoded.event
+        operation_id = operation_id_for(
+            event.id, namespace=self._settings.operation_namespace, generation=decoded.generation
+        )
+        clock = _Clock()
+        if (delivery.delivery_count > 0 or decoded.attempt > 0) and await self._known_to_acs(
+            operation_id, clock
+        ):
+            # Sent before a crash or a lost settlement. Asked first, because what the checks below
+            # would say now (a deadline passed, a recipient suppressed, an attachment pruned since)
+            # must not dead-letter an email that went out.
+            already = AlreadySent(operation_id)
+            return Processed(already, decoded, operation_id, delivery.delivery_count, acs=clock.acs)
         if event.not_after is not None and event.not_after <= self._now():
             description = f"not_after {event.not_after.isoformat()} had passed when the worker got it"
             return Processed(DeadLetter(DeadLetterReason.EXPIRED, description), decoded)
@@ -201,13 +213,7 @@ class Pipeline:
         if (size := oversize(payload, MAX_REQUEST_BYTES)) is not None:
             description = f"rendered email is {size} bytes, ACS accepts at most {MAX_REQUEST_BYTES}"
             return Processed(DeadLetter(DeadLetterReason.MESSAGE_TOO_LARGE, description), decoded)
-        operation_id = operation_id_for(
-            event.id, namespace=self._settings.operation_namespace, generation=decoded.generation
-        )
-        clock = _Clock()
-        outcome = await self._send(
-            payload, operation_id, decoded, clock, redelivered=delivery.delivery_count > 0
-        )
+        outcome = await self._send(payload, operation_id, decoded, clock)
         return Processed(
             outcome,
             decoded,
@@ -224,11 +230,7 @@ class Pipeline:
         operation_id: str,
         decoded: DecodedMessage,
         clock: _Clock,
-        *,
-        redelivered: bool,
     ) -> Outcome:
-        if (redelivered or decoded.attempt > 0) and await self._known_to_acs(operation_id, clock):
-            return AlreadySent(operation_id)
         policy = self._policy
         last: TransientError | None = None
         quick_tries = policy.quick_attempts + 1

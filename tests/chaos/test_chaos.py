@@ -14,7 +14,7 @@ import os
 import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,7 @@ async def _publish(sb: ServiceBusEmulator, events: list[Any], raw: list[Any] | N
             await p.publish_raw(raw)
 
 
-def _order(event_id: str) -> Any:
+def _order(event_id: str, **fields: Any) -> Any:
     from postbus.worker.rendering import TemplateRenderer
 
     data = TemplateRenderer().sample_data("order.confirmation")
@@ -99,6 +99,7 @@ def _order(event_id: str) -> Any:
             "to": ["jane@example.com"],
             "sender": "orders",
             "data": data,
+            **fields,
         }
     )
 
@@ -153,6 +154,28 @@ async def test_a_crash_between_send_and_complete_yields_one_email(
     # Then the redelivered message is recognised as already sent
     second = await _drain_with_a_new_worker(servicebus, acs, spawn)
     assert _sent_ids(acs) == Counter({"order-crash": 1})
+    assert "already_sent" in second.log()
+    assert servicebus.counts("notifications").dead_lettered == 0
+
+
+async def test_a_crash_after_the_send_then_a_redelivery_past_not_after_is_not_dead_lettered(
+    servicebus: ServiceBusEmulator, acs: EmailEmulator, spawn: Callable[..., WorkerProcess]
+) -> None:
+    # Given an appointment reminder sent shortly before its not_after, by a worker that is killed
+    # before Service Bus took the completion
+    servicebus.faults.settle_delay = 3.0
+    first = spawn(_env(servicebus, acs), "first")
+    not_after = datetime.now(UTC) + timedelta(seconds=12)
+    await _publish(servicebus, [_order("order-deadline", not_after=not_after.isoformat())])
+    await acs.mailbox.wait_for(count=1, timeout=12)
+    await asyncio.to_thread(first.kill)
+    servicebus.faults.settle_delay = 0.0
+    # When the message comes back only after its deadline (a deadline passing is the condition)
+    await asyncio.sleep((not_after - datetime.now(UTC)).total_seconds() + 0.5)
+    second = await _drain_with_a_new_worker(servicebus, acs, spawn)
+    # Then ACS is asked before the deadline is checked: one email, reported already sent, and no
+    # Expired dead letter for an email that went out
+    assert _sent_ids(acs) == Counter({"order-deadline": 1})
     assert "already_sent" in second.log()
     assert servicebus.counts("notifications").dead_lettered == 0
 

@@ -271,6 +271,28 @@ async def test_a_redelivered_message_already_accepted_by_acs_is_not_sent_again(
     assert mailer.sent == []
 
 
+@pytest.mark.parametrize("known", [True, False])
+async def test_a_redelivered_message_past_its_deadline_is_already_sent_if_acs_has_it(
+    settings: Settings, renderer: TemplateRenderer, known: bool
+) -> None:
+    # Given a send that went out just before not_after, and a crash before the message was completed
+    mailer = FakeMailer()
+    operation_id = operation_id_for("order-1001", namespace=settings.operation_namespace)
+    if known:
+        mailer.known[operation_id] = OperationStatus.SUCCEEDED
+    late = _event(renderer, not_after=(NOW - timedelta(seconds=30)).isoformat())
+    # When the redelivery comes after the deadline
+    processed = await _pipeline(settings, renderer, mailer).process(_delivery(late, delivery_count=1))
+    # Then the email that went out is reported sent, not dead-lettered Expired; one that did not is
+    assert mailer.sent == []
+    if known:
+        assert processed.outcome == AlreadySent(operation_id)
+        assert processed.operation_id == operation_id
+    else:
+        assert isinstance(processed.outcome, DeadLetter)
+        assert processed.outcome.reason == "Expired"
+
+
 async def test_a_first_delivery_does_not_spend_status_quota(
     settings: Settings, renderer: TemplateRenderer
 ) -> None:
