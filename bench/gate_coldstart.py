@@ -5,7 +5,8 @@ Each candidate is a subclass of the real :class:`AimdGate` run in the same virtu
 429 share) and the cold-start matrix's ten-minute drains at W = 2, 4, 8 (longest stall). None of them
 was in the worker when it was written, and this script is the record of why; ``told-set_replicas``
 is the rule the worker now has (the real gate told W through :meth:`AimdGate.set_replicas`, as the
-replica roster tells it), and gives the same figures as ``told-1/W-no-growth``::
+replica roster tells it). It gave the same figures as ``told-1/W-no-growth`` until the gate gained
+its fair-share ceiling; now its stalls are the same and its 429s fewer (docs/throttling.md)::
 
     .venv/bin/python bench/gate_coldstart.py                     # every candidate at 1,200/min (25 s)
     .venv/bin/python bench/gate_coldstart.py --per-minute 600 --only told
