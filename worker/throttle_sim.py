@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from postbus.worker.roster import LIVE_HEARTBEATS, Membership, MemoryRoster
 from postbus.worker.throttle import AimdGate, AimdTuning
 
 __all__ = ["Foreign", "Kill", "Scenario", "SlidingQuota", "VirtualClockLoop", "simulate"]
@@ -131,10 +132,10 @@ class Scenario:
     evenly before ``spike_at``, when the backlog arrives at once (low demand, then a spike).
 
     ``roster`` is the replica roster's heartbeat in seconds (0: no roster, the gates are never told
-    the count). With one, each process joins when it starts, beats every second during its first
-    heartbeat and then every ``roster`` s, and tells its gate the live count as the worker's
-    :class:`~postbus.worker.roster.membership.Membership` does; a stopped process leaves at once, a
-    killed one ages out three heartbeats after its last beat, as the roster's stores count.
+    the count). With one, every process is a :class:`~postbus.worker.roster.membership.Membership`
+    of one shared :class:`~postbus.worker.roster.base.MemoryRoster` on the virtual clock, as the
+    worker is of its store's: it joins before its first permit and tells its gate every count; a
+    stopped process leaves at once, a killed one ages out three heartbeats after its last beat.
     """
 
     name: str
@@ -175,7 +176,7 @@ class _Process:
     throttled: int = 0
     stopped: bool = False
     killed: bool = False
-    seen: float | None = None  # its last roster heartbeat (None: not on the roster)
+    membership: Membership | None = None
 
     @property
     def running(self) -> bool:
@@ -213,6 +214,11 @@ class _Run:
         self.foreign_accepted: list[float] = []
         self.processes: list[_Process] = []
         self.shares: list[tuple[float, list[float]]] = []
+        self.roster = (
+            MemoryRoster(clock=self.loop.time, expiry=LIVE_HEARTBEATS * scenario.roster)
+            if scenario.roster > 0
+            else None
+        )
 
     async def sender(self, proc: _Process) -> None:
         while True:
@@ -260,37 +266,26 @@ class _Run:
         )
         proc = _Process(gate, [])
         self.processes.append(proc)
-        if s.roster > 0:
-            self.beat(proc)  # joins before its first receive
-        proc.tasks = [asyncio.create_task(self.sender(proc)) for _ in range(s.concurrency)]
-        if s.roster > 0:
-            proc.tasks.append(asyncio.create_task(self.membership(proc)))
+        if self.roster is not None:
+            proc.membership = Membership(
+                self.roster, heartbeat=s.roster, on_count=gate.set_replicas, replica=str(len(self.processes))
+            )
+            # Created before the senders, so it joins before any of them takes a permit.
+            proc.tasks.append(asyncio.create_task(self.member(proc.membership)))
+        proc.tasks += [asyncio.create_task(self.sender(proc)) for _ in range(s.concurrency)]
 
     def stop_process(self, *, killed: bool) -> None:
         leaving = [p for p in self.processes if p.running and not p.stopped][-1]
         leaving.stopped, leaving.killed = True, killed
-        if not killed:
-            leaving.seen = None  # a graceful stop leaves the roster
         for task in leaving.tasks:
             task.cancel()
+        if leaving.membership is not None and not killed:
+            leaving.tasks.append(asyncio.create_task(leaving.membership.leave()))
 
-    def beat(self, proc: _Process) -> None:
-        """One roster heartbeat of ``proc``: stamp it and tell its gate the live count."""
-        now = self.loop.time()
-        proc.seen = now
-        horizon = now - 3 * self.scenario.roster
-        proc.gate.set_replicas(sum(1 for p in self.processes if p.seen is not None and p.seen > horizon))
-
-    async def membership(self, proc: _Process) -> None:
-        heartbeat = self.scenario.roster
-        startup = min(1.0, heartbeat)
-        await asyncio.sleep(self.rng.uniform(0.0, startup))  # replicas do not beat in step
-        for _ in range(max(0, round(heartbeat / startup) - 1)):
-            self.beat(proc)
-            await asyncio.sleep(startup)
-        while True:
-            self.beat(proc)
-            await asyncio.sleep(heartbeat)
+    async def member(self, membership: Membership) -> None:
+        await membership.join()
+        await asyncio.sleep(self.rng.uniform(0.0, 1.0))  # replicas do not beat in step
+        await membership.run()
 
     async def scale(self) -> None:
         for at, delta in self.scenario.changes:
