@@ -56,18 +56,20 @@ class Membership:
         self.count = 1
         #: Heartbeats that failed (the store unreachable, or slower than a heartbeat).
         self.failures = 0
-        self._failed_in_a_row = 0
+        self._failed_in_a_row = 0  # heartbeats failed since the last one that got through
         self._heartbeat = heartbeat
         self._on_count = on_count
         self._sleep = sleep
         self._counted = False
-        self._failing = False
 
     async def join(self) -> int:
         """The first heartbeat; returns the count (the last one, or 1, if the roster is unavailable)."""
         count = await self.beat()
         log.info(
-            "joined the replica roster", replica=self.replica, replicas=count, reachable=not self._failing
+            "joined the replica roster",
+            replica=self.replica,
+            replicas=count,
+            reachable=not self._failed_in_a_row,
         )
         return count
 
@@ -79,8 +81,7 @@ class Membership:
         except (RosterUnavailable, TimeoutError) as exc:
             self.failures += 1
             self._failed_in_a_row += 1
-            if not self._failing:
-                self._failing = True
+            if self._failed_in_a_row == 1:
                 error = str(exc) or f"no answer within {self._heartbeat:g} s"
                 log.warning(
                     "replica roster unavailable; keeping the last count", replicas=self.count, error=error
@@ -93,9 +94,8 @@ class Membership:
                 log.warning("replica roster still unavailable; the replica count is unknown", replicas=None)
             self._on_count(None)
             return self.count
-        self._failed_in_a_row = 0
-        if self._failing:
-            self._failing = False
+        if self._failed_in_a_row:
+            self._failed_in_a_row = 0
             log.info("replica roster reachable again", replicas=count)
         if self._counted and count != self.count:
             log.info("replica count changed", replicas=count, previous=self.count)
