@@ -54,7 +54,7 @@ from postbus.records.store import generation_order
 from postbus.records.summary import DEFAULT_SLO, Summary, summarize
 from postbus.records.url import TableLocation
 
-__all__ = ["TableRecordStore", "failure_cause", "table_client"]
+__all__ = ["TableRecordStore", "create_table_if_missing", "failure_cause", "table_client"]
 
 #: Read-merge-replace rounds before a write gives up as unavailable (each loses only to a writer
 #: that got through, so this bounds contention, not progress).
@@ -129,6 +129,21 @@ def table_client(
         logging_enable=False,
     )
     return client, owned
+
+
+async def create_table_if_missing(table: TableClient, *, forbidden_ok: bool = False) -> None:
+    """Create ``table``'s table unless it exists; raises the SDK's ``AzureError`` otherwise.
+
+    ``forbidden_ok``: a 403 passes too. A role scoped to one table (the roster's, in Azure) may not
+    be allowed to create it; the deployment does, and if it is really missing the next write says so.
+    """
+    try:
+        await table.create_table()
+    except ResourceExistsError:
+        pass
+    except HttpResponseError as exc:
+        if not (forbidden_ok and exc.status_code == 403):
+            raise
 
 
 class TableRecordStore:
@@ -240,9 +255,7 @@ class TableRecordStore:
             if self._opened:
                 return
             try:
-                await self._table.create_table()
-            except ResourceExistsError:
-                pass
+                await create_table_if_missing(self._table)
             except AzureError as exc:
                 raise self._failed(exc) from exc
             self._opened = True

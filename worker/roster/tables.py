@@ -22,14 +22,12 @@ from datetime import datetime, timedelta
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
-    HttpResponseError,
-    ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
 )
 from azure.data.tables import TableEntity, UpdateMode
 
-from postbus.records.tables import failure_cause, table_client
+from postbus.records.tables import create_table_if_missing, failure_cause, table_client
 from postbus.records.url import TableLocation
 from postbus.worker.roster.base import RosterUnavailable
 
@@ -70,15 +68,8 @@ class TableRoster:
     async def _open(self) -> None:
         if self._opened:
             return
-        try:
-            await self._table.create_table()
-        except ResourceExistsError:
-            pass
-        except HttpResponseError as exc:
-            if exc.status_code != 403:
-                raise
-            # A role scoped to this one table may not be allowed to create it; in Azure the deployment
-            # does. If it is really missing, the heartbeat's write says so (404) and is retried.
+        # The worker's role is scoped to this one table; a missing table shows as the heartbeat's 404.
+        await create_table_if_missing(self._table, forbidden_ok=True)
         self._opened = True
 
     async def _forget(self, entity: TableEntity) -> None:
