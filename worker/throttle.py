@@ -420,11 +420,7 @@ class AimdGate(_FifoGate):
             elif previous is None:
                 self._rescale(1.0)  # a known count again: its ceiling applies again
             return
-        now = self._clock()
-        self._refill(now)  # tokens earned so far accrue at the old rate
-        self._share = max(self._min_share, 1.0 / count)
-        self._tokens = min(self._tokens, self._bucket_size())
-        self._notify()  # a head pacing at the old, slower rate recomputes its wait
+        self._set_share(max(self._min_share, 1.0 / count))
 
     def _may_speed_up(self) -> bool:
         return self._told_share
@@ -443,15 +439,18 @@ class AimdGate(_FifoGate):
         replica's share reaches the survivors as soon as it ages out of the roster, not after a
         minute of probing, and a newcomer finds room made for it instead of overfilling the window.
         """
-        now = self._clock()
-        self._regrow(now)
-        self._refill(now)
-        self._share = min(self._cap, max(self._min_share, self._share * factor))
+        self._regrow(self._clock())
         if self._measured:
             self._measured = min(self._cap, self._measured * factor)
-        self._tokens = min(self._tokens, self._bucket_size())
+        self._set_share(min(self._cap, max(self._min_share, self._share * factor)))
         log.info("send_gate_rescaled", factor=round(factor, 3), share=round(self._share, 4))
-        self._notify()
+
+    def _set_share(self, share: float) -> None:
+        """Change the share now, outside the AIMD rules (a new replica count)."""
+        self._refill(self._clock())  # tokens earned so far accrue at the old rate
+        self._share = share
+        self._tokens = min(self._tokens, self._bucket_size())
+        self._notify()  # a head pacing at the old rate recomputes its wait
 
     def on_accepted(self) -> None:
         now = self._clock()
